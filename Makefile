@@ -1,0 +1,55 @@
+# Scheduler: `make run` starts the service, `make test` checks everything.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export FLASK_APP := wsgi
+
+.PHONY: run test lint check-types test-sqlite test-postgresql services browser bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/activate
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+## run: install, migrate, start the web app (127.0.0.1:$(PORT)) and the scheduler process
+run: venv
+	$(BIN)/flask db upgrade
+	$(BIN)/honcho start --no-prefix -f Procfile -p $(PORT) 2>&1 || true
+
+## test: lint, types, then the whole suite on SQLite and on PostgreSQL
+test: venv services browser lint check-types test-sqlite test-postgresql
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+check-types: venv
+	$(BIN)/mypy
+
+test-sqlite: venv
+	$(BIN)/pytest -q -n 2 --db=sqlite
+
+test-postgresql: venv services
+	$(BIN)/pytest -q -n 2 --db=postgresql -m "not browser"
+
+## services: start PostgreSQL when it is not answering
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start"; exit 1
+
+## browser: Debian's Chromium for the browser tests (never a downloaded browser)
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+bench: venv services
+	$(BIN)/python scripts/bench.py --write
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""Scheduler: a self-hosted scheduling service. `create_app` is the application factory."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, redirect
+
+from app import config as config_module
+from app.clock import Clock, SystemClock
+from app.database import configure_engine, db, engine_options
+from app.extensions import migrate
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(config_module.DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    config_module.load_environment(app.config)
+    if test_config:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = config_module.instance_secret_key(app.instance_path)
+    url = config_module.database_url(app.config, app.instance_path)
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+    app.extensions["clock"] = app.config.get("CLOCK") or SystemClock()
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
+    with app.app_context():
+        configure_engine(db.engine)
+
+    from app import cli, problems
+    from app.api import bp as api_bp
+
+    problems.register(app)
+    app.register_blueprint(api_bp)
+    cli.register(app)
+
+    @app.get("/")
+    def home() -> Any:
+        return redirect("/ui/")
+
+    return app
+
+
+def clock_of(app: Flask) -> Clock:
+    clock: Clock = app.extensions["clock"]
+    return clock

@@ -1,0 +1,171 @@
+"""Jobs: the original five calls, verbatim, and what came after them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from flask import Response, current_app, jsonify, request
+
+from app import clock_of, jobs, timing
+from app.api import bp
+from app.api.openapi import operation, validate
+from app.api.schemas import (
+    READ_ONLY_JOB_FIELDS,
+    JobBatchIn,
+    JobBatchOut,
+    JobIn,
+    JobListQuery,
+    JobOut,
+    PreviewOut,
+    PreviewQuery,
+    RunListQuery,
+    RunOut,
+    TimingFields,
+)
+from app.api.serialize import job_out, run_out
+from app.instants import format_instant, parse_instant
+from app.problems import Problem, field_problem
+from app.runs import RunFilter, list_runs
+from app.timing import Timing
+
+TAG = "jobs"
+
+
+def now() -> datetime:
+    return clock_of(current_app).now()
+
+
+def paged(items: list[dict[str, Any]], next_cursor: str | None, limit: int) -> Response:
+    """A JSON array, with the next page in a Link header."""
+    response = jsonify(items)
+    if next_cursor:
+        args = {key: value for key, value in request.args.items() if key != "cursor"}
+        args |= {"limit": str(limit), "cursor": next_cursor}
+        response.headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
+    return response
+
+
+@operation(bp, "GET", "/schedules", summary="List jobs", tag=TAG, query=JobListQuery,
+           response=JobOut, list_response=True)  # fmt: skip
+def list_jobs(query: JobListQuery) -> Response:
+    page, cursor = jobs.list_jobs(
+        query.limit,
+        query.cursor,
+        jobs.JobFilter(query.status, query.recurring, query.target, query.q),
+    )
+    return paged([job_out(job) for job in page], cursor, query.limit)
+
+
+@operation(bp, "POST", "/schedules", summary="Create a job", tag=TAG, body=JobIn,
+           response=JobOut, status=201, errors=[422])  # fmt: skip
+def create_job(body: JobIn) -> tuple[Response, int]:
+    job = jobs.create_job(body, now())
+    response = jsonify(job_out(job, show_secret=True))
+    response.headers["Location"] = f"/schedules/{job.id}"
+    return response, 201
+
+
+@operation(bp, "POST", "/schedules:batch", summary="Create up to 1,000 jobs, all or none",
+           tag=TAG, body=JobBatchIn, response=JobBatchOut, status=201, errors=[422])  # fmt: skip
+def create_jobs(body: JobBatchIn) -> tuple[Response, int]:
+    limit = current_app.config["MAX_BATCH_JOBS"]
+    if len(body.jobs) > limit:
+        raise Problem(
+            413,
+            "Batch too large",
+            f"jobs: at most {limit} jobs a request",
+            errors=[{"field": "jobs", "message": f"at most {limit} jobs a request"}],
+        )
+    items = [validate(JobIn, item, prefix=f"jobs.{i}") for i, item in enumerate(body.jobs)]
+    created = jobs.create_jobs(items, now())
+    return jsonify({"jobs": [job_out(job, show_secret=True) for job in created]}), 201
+
+
+@operation(bp, "GET", "/schedules/preview", summary="The next times of a rule, in words",
+           tag=TAG, query=PreviewQuery, response=PreviewOut, errors=[422],
+           query_status=422)  # fmt: skip
+def preview(query: PreviewQuery) -> Response:
+    fields = TimingFields.model_construct(
+        **query.model_dump(exclude={"after", "count"}, exclude_unset=False)
+    )
+    rules = jobs.make_timing(fields)
+    after = now()
+    if query.after:
+        try:
+            after = parse_instant(query.after)
+        except ValueError as exc:
+            raise field_problem("after", str(exc)) from exc
+    return jsonify(preview_of(rules, after, query.count))
+
+
+def preview_of(rules: Timing, after: datetime, count: int) -> dict[str, Any]:
+    zone = ZoneInfo(rules.timezone)
+    times = timing.occurrences(rules, after, count)
+    return {
+        "description": timing.describe(rules),
+        "timezone": rules.timezone,
+        "times": [
+            {"utc": format_instant(t) or "", "local": t.astimezone(zone).isoformat()}
+            for t in times
+        ],
+    }
+
+
+@operation(bp, "GET", "/schedules/<jobId>", summary="Get a job", tag=TAG, response=JobOut,
+           errors=[404])  # fmt: skip
+def get_job(jobId: str) -> Response:
+    return jsonify(job_out(jobs.get_job(jobId)))
+
+
+@operation(bp, "PUT", "/schedules/<jobId>", summary="Replace a job", tag=TAG, body=JobIn,
+           response=JobOut, errors=[404, 422], ignore_fields=READ_ONLY_JOB_FIELDS)  # fmt: skip
+def update_job(jobId: str, body: JobIn) -> Response:
+    return jsonify(job_out(jobs.update_job(jobId, body, now())))
+
+
+@operation(bp, "DELETE", "/schedules/<jobId>", summary="Delete a job and its runs", tag=TAG,
+           response=JobOut, errors=[404])  # fmt: skip
+def delete_job(jobId: str) -> Response:
+    answer = job_out(jobs.get_job(jobId))
+    jobs.delete_job(jobId)
+    return jsonify(answer)
+
+
+@operation(bp, "POST", "/schedules/<jobId>/pause", summary="Pause a job", tag=TAG,
+           response=JobOut, errors=[404])  # fmt: skip
+def pause_job(jobId: str) -> Response:
+    return jsonify(job_out(jobs.pause_job(jobId, now())))
+
+
+@operation(bp, "POST", "/schedules/<jobId>/resume", summary="Resume a paused job", tag=TAG,
+           response=JobOut, errors=[404])  # fmt: skip
+def resume_job(jobId: str) -> Response:
+    return jsonify(job_out(jobs.resume_job(jobId, now())))
+
+
+@operation(bp, "POST", "/schedules/<jobId>/run", summary="Fire once, now", tag=TAG,
+           response=RunOut, status=202, errors=[404])  # fmt: skip
+def run_job(jobId: str) -> tuple[Response, int]:
+    return jsonify(run_out(jobs.run_job_now(jobId, now()))), 202
+
+
+@operation(bp, "GET", "/schedules/<jobId>/runs", summary="A job's runs, newest first", tag=TAG,
+           query=RunListQuery, response=RunOut, list_response=True, errors=[404])  # fmt: skip
+def job_runs(jobId: str, query: RunListQuery) -> Response:
+    job = jobs.get_job(jobId)
+    page, cursor = list_runs(query.limit, query.cursor, run_filter(query, job.id))
+    return paged([run_out(run) for run in page], cursor, query.limit)
+
+
+def run_filter(query: RunListQuery, job_id: Any = None) -> RunFilter:
+    bounds = {}
+    for name in ("since", "until"):
+        value = getattr(query, name)
+        try:
+            bounds[name] = parse_instant(value) if value else None
+        except ValueError as exc:
+            raise field_problem(name, str(exc), 400) from exc
+    return RunFilter(job_id, query.status, bounds["since"], bounds["until"])

@@ -1,0 +1,213 @@
+"""Routes that describe themselves: each API view is declared once with its request and
+answer models; the declaration both validates requests and builds /openapi.json."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Blueprint, request
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+
+from app.problems import Problem, field_problem, from_validation_error
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    rule: str
+    summary: str
+    tag: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    errors: tuple[int, ...]
+    list_response: bool
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(
+    bp: Blueprint,
+    method: str,
+    rule: str,
+    *,
+    summary: str,
+    tag: str,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    errors: Iterable[int] = (),
+    list_response: bool = False,
+    ignore_fields: frozenset[str] = frozenset(),
+    query_status: int = 400,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a view; parse its JSON body into `body=` and its query into `query=`."""
+    op = Operation(
+        method, rule, summary, tag, body, query, response, status, tuple(errors), list_response
+    )
+    OPERATIONS.append(op)
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(**kwargs: Any) -> Any:
+            if body is not None:
+                kwargs["body"] = parse_body(body, ignore_fields)
+            if query is not None:
+                kwargs["query"] = parse_query(query, query_status)
+            return view(**kwargs)
+
+        bp.add_url_rule(rule, view.__name__, wrapper, methods=[method])
+        return wrapper
+
+    return decorator
+
+
+def read_json() -> Any:
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise field_problem("body", "a JSON body is required", 400)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise field_problem("body", "is not valid JSON", 400) from exc
+
+
+def parse_body(model: type[M], ignore_fields: frozenset[str] = frozenset()) -> M:
+    data = read_json()
+    if not isinstance(data, dict):
+        raise field_problem("body", "must be a JSON object")
+    data = {key: value for key, value in data.items() if key not in ignore_fields}
+    return validate(model, data)
+
+
+def validate(model: type[M], data: Any, prefix: str = "") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix) from exc
+
+
+def parse_query(model: type[M], status: int = 400) -> M:
+    data = {key: request.args.get(key) for key in request.args}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problem = from_validation_error(exc)
+        raise Problem(status, "Invalid query", problem.detail, errors=problem.errors) from exc
+
+
+def document(title: str, version: str) -> dict[str, Any]:
+    models = _models()
+    _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF_TEMPLATE)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(_openapi_path(op.rule), {})[op.method.lower()] = _operation_doc(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": {**defs.get("$defs", {}), "Problem": PROBLEM_SCHEMA},
+        },
+    }
+
+
+def _models() -> list[type[BaseModel]]:
+    seen: dict[str, type[BaseModel]] = {}
+    for op in OPERATIONS:
+        for model in (op.body, op.response):
+            if model is not None:
+                seen[model.__name__] = model
+    return list(seen.values())
+
+
+def _openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[a-z]+:)?([A-Za-z_]+)>", r"{\1}", rule)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def _operation_doc(op: Operation) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "summary": op.summary,
+        "tags": [op.tag],
+        "operationId": f"{op.method.lower()}_{re.sub(r'[^A-Za-z0-9]+', '_', op.rule).strip('_')}",
+        "parameters": _parameters(op),
+        "responses": _responses(op),
+    }
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(op.body)}},
+        }
+    return doc
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"<(?:[a-z]+:)?([A-Za-z_]+)>", op.rule)
+    ]
+    if op.query is not None:
+        schema = op.query.model_json_schema()
+        for name, prop in schema.get("properties", {}).items():
+            params.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in schema.get("required", []),
+                    "schema": {k: v for k, v in prop.items() if k != "title"},
+                }
+            )
+    return params
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    if op.response is not None:
+        schema: dict[str, Any] = _ref(op.response)
+        if op.list_response:
+            schema = {"type": "array", "items": schema}
+        content = {"application/json": {"schema": schema}}
+    ok: dict[str, Any] = {"description": "OK"}
+    if content:
+        ok["content"] = content
+    responses: dict[str, Any] = {str(op.status): ok}
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for code in sorted({400, 401, 403, 413, 429, *op.errors}):
+        responses[str(code)] = {"description": "Problem", "content": problem}
+    return responses
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}

@@ -1,0 +1,207 @@
+"""The API's request and answer shapes. The same models validate requests and generate
+/openapi.json, so the document cannot drift from what the code accepts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,80}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryIn(Strict):
+    attempts: Annotated[StrictInt, Field(ge=1, le=100, description="Attempts before dead")] = 5
+    backoff: Annotated[float, Field(ge=0.1, le=3600, description="First retry delay, s")] = 2.0
+    maxBackoff: Annotated[float, Field(ge=1, le=86400, description="Longest delay, s")] = 300.0
+
+
+class QueueTarget(Strict):
+    type: Literal["queue"]
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "default"
+
+
+class SqsTarget(Strict):
+    type: Literal["sqs"]
+    queueUrl: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^https?://")]
+    region: Annotated[str | None, Field(max_length=64)] = None
+
+
+class WebhookTarget(Strict):
+    type: Literal["webhook"]
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
+    method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
+    headers: Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=50)] = (
+        Field(default_factory=dict)
+    )
+    timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    secret: StrictStr | list[StrictStr] | None = None
+
+
+Target = Annotated[QueueTarget | SqsTarget | WebhookTarget, Field(discriminator="type")]
+Recurring = Literal["none", "daily", "weekly", "interval", "cron"]
+
+
+class TimingFields(Strict):
+    """When a job fires; shared by jobs and the preview call."""
+
+    recurring: Recurring = "none"
+    minute: StrictInt | None = Field(None, description="Minutes since the Unix epoch, UTC")
+    at: StrictStr | None = Field(None, description="RFC 3339 instant, to the second")
+    timezone: StrictStr | None = Field("UTC", description="IANA time zone")
+    cron: Annotated[StrictStr | None, Field(max_length=200)] = None
+    interval: StrictInt | None = Field(None, description="Seconds, for recurring=interval")
+    startAt: StrictStr | None = Field(None, description="RFC 3339: no run before")
+    endAt: StrictStr | None = Field(None, description="RFC 3339: no run after")
+    maxRuns: Annotated[StrictInt | None, Field(ge=1)] = None
+
+
+class JobIn(TimingFields):
+    payload: StrictStr
+    name: Annotated[StrictStr | None, Field(max_length=200)] = None
+    target: Target | None = None
+    retry: RetryIn | None = None
+    misfire: Literal["coalesce", "skip", "all"] = "coalesce"
+    # "completed" is accepted so get-modify-put works; the rules decide whether it still is.
+    status: Literal["active", "paused", "completed"] = "active"
+
+
+class JobOut(BaseModel):
+    jobId: str
+    payload: str
+    minute: int | None
+    recurring: Recurring
+    name: str | None
+    at: str | None
+    timezone: str
+    cron: str | None
+    interval: int | None
+    startAt: str | None
+    endAt: str | None
+    maxRuns: int | None
+    target: dict[str, Any]
+    retry: dict[str, Any]
+    misfire: str
+    status: Literal["active", "paused", "completed"]
+    description: str = Field(description="The rule in words")
+    nextRunAt: str | None
+    lastRunAt: str | None
+    runCount: int
+    createdAt: str
+    updatedAt: str
+
+
+# Fields a GET returns that a PUT may send back unchanged: accepted and ignored.
+READ_ONLY_JOB_FIELDS = frozenset(JobOut.model_fields) - frozenset(JobIn.model_fields)
+
+
+class JobBatchIn(Strict):
+    jobs: Annotated[list[dict[str, Any]], Field(min_length=1)]
+
+
+class JobBatchOut(BaseModel):
+    jobs: list[JobOut]
+
+
+class RunOut(BaseModel):
+    runId: str
+    jobId: str
+    scheduledFor: str
+    firedAt: str
+    status: Literal["pending", "delivering", "retrying", "delivered", "dead"]
+    attempts: int
+    nextAttemptAt: str | None
+    deliveredAt: str | None
+    lagMs: float = Field(description="firedAt - scheduledFor, milliseconds")
+    lastError: str | None
+    responseStatus: int | None
+    responseMs: float | None
+    responseBody: str | None
+
+
+class RunList(BaseModel):
+    runs: list[RunOut]
+
+
+class PreviewOut(BaseModel):
+    description: str
+    timezone: str
+    times: list[dict[str, str]] = Field(description="Each item: utc and local instants")
+
+
+class ReceiveIn(Strict):
+    max: Annotated[StrictInt, Field(ge=1, le=100)] = 10
+    visibilityTimeout: Annotated[float, Field(ge=0, le=43200)] = 30.0
+    wait: Annotated[float, Field(ge=0, le=20)] = 0.0
+
+
+class MessageOut(BaseModel):
+    id: str
+    receipt: str
+    payload: str
+    jobId: str
+    runId: str
+    scheduledFor: str
+    receiveCount: int
+
+
+class ReceiveOut(BaseModel):
+    messages: list[MessageOut]
+
+
+class AckIn(Strict):
+    receipts: Annotated[list[StrictStr], Field(min_length=1, max_length=1000)]
+
+
+class AckOut(BaseModel):
+    deleted: int
+
+
+class QueueStats(BaseModel):
+    name: str
+    depth: int = Field(description="Messages visible now")
+    inFlight: int = Field(description="Messages received, not yet acknowledged")
+    oldestAt: str | None
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+class PageQuery(Strict):
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    cursor: Annotated[str | None, Field(max_length=500)] = None
+
+
+class JobListQuery(PageQuery):
+    status: Literal["active", "paused", "completed"] | None = None
+    recurring: Recurring | None = None
+    target: Literal["queue", "sqs", "webhook"] | None = None
+    q: Annotated[str | None, Field(max_length=200, description="Search name and payload")] = None
+
+
+class RunListQuery(PageQuery):
+    status: Literal["pending", "delivering", "retrying", "delivered", "dead"] | None = None
+    since: str | None = Field(None, description="RFC 3339: runs fired at or after")
+    until: str | None = Field(None, description="RFC 3339: runs fired before")
+
+
+class PreviewQuery(Strict):
+    """The timing fields of a job, as query parameters, plus where to start and how many."""
+
+    recurring: Recurring = "none"
+    minute: int | None = None
+    at: str | None = None
+    timezone: str | None = "UTC"
+    cron: Annotated[str | None, Field(max_length=200)] = None
+    interval: int | None = None
+    startAt: str | None = None
+    endAt: str | None = None
+    maxRuns: Annotated[int | None, Field(ge=1)] = None
+    after: str | None = Field(None, description="RFC 3339 instant; default now")
+    count: Annotated[int, Field(ge=1, le=100)] = 5

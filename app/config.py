@@ -1,0 +1,63 @@
+"""Configuration: defaults, then instance/config.py, then the environment, then test overrides."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "DISPATCH_INTERVAL": 1.0,  # seconds between dispatch passes
+    "DISPATCH_BATCH_SIZE": 500,  # jobs claimed per transaction
+    "DELIVERY_BATCH_SIZE": 500,  # runs claimed per delivery transaction
+    "DELIVERY_LEASE": 60.0,  # seconds before a run left in flight by a crash is taken over
+    "MISFIRE_GRACE": 60.0,  # seconds late before an occurrence counts as missed (skip policy)
+    "DEFAULT_TARGET": None,  # a target spec; None means the built-in queue "default"
+    "DEFAULT_RETRY": {"attempts": 5, "backoff": 2.0, "maxBackoff": 300.0},
+    "MAX_PAYLOAD_BYTES": 256 * 1024,
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # whole request body; a batch of jobs fits
+    "MAX_BATCH_JOBS": 1000,
+    "PAGE_LIMIT_DEFAULT": 100,
+    "PAGE_LIMIT_MAX": 1000,
+    "WEBHOOK_ALLOW_NETWORKS": "",
+    "QUEUE_MAX_WAIT": 20.0,  # longest long-poll of the built-in queue, seconds
+}
+
+# Environment variables read as they are (strings), and those parsed as JSON or numbers.
+ENV_STRINGS = ("DATABASE_URL", "SECRET_KEY", "WEBHOOK_ALLOW_NETWORKS")
+ENV_JSON = (
+    "DEFAULT_TARGET",
+    "DISPATCH_INTERVAL",
+    "DISPATCH_BATCH_SIZE",
+    "DELIVERY_LEASE",
+    "MAX_PAYLOAD_BYTES",
+)
+
+
+def load_environment(config: dict[str, Any]) -> None:
+    for name in ENV_STRINGS:
+        if os.environ.get(name):
+            config[name] = os.environ[name]
+    for name in ENV_JSON:
+        if os.environ.get(name):
+            config[name] = json.loads(os.environ[name])
+
+
+def database_url(config: dict[str, Any], instance_path: str) -> str:
+    url = config.get("DATABASE_URL") or f"sqlite:///{Path(instance_path) / 'scheduler.sqlite'}"
+    # Accept the common short forms and use psycopg 3 for PostgreSQL.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    return str(url)
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """A secret key kept in instance/, made on first start, never in the code."""
+    path = Path(instance_path) / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,94 @@
+"""The database handle and the few things SQLite needs to share one file safely.
+
+SQLite runs in WAL mode with a busy timeout so the web and scheduler processes can share
+the file. pysqlite's own transaction handling is switched off and we emit BEGIN ourselves:
+a transaction that will write starts with BEGIN IMMEDIATE (it waits for the write lock up
+front instead of failing to upgrade a read lock half-way through).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Connection, DateTime, Dialect, Engine, event
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+IMMEDIATE = "sqlite_immediate"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: aware UTC in Python, timestamptz on PostgreSQL, UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: instants must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"isolation_level": None, "timeout": 30, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+
+
+def configure_engine(engine: Engine) -> None:
+    """Install the SQLite pragmas and BEGIN handling; nothing to do for PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def begin_write() -> None:
+    """Start the session's transaction as a writer (BEGIN IMMEDIATE on SQLite).
+
+    Call it first thing in a request that reads then writes, before any query.
+    """
+    db.session.connection(execution_options={IMMEDIATE: True})
+
+
+@contextmanager
+def write_connection(engine: Engine) -> Iterator[Connection]:
+    """A Core connection in a write transaction, committed on success."""
+    with engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
+        yield conn
+
+
+def is_postgresql(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"

@@ -1,0 +1,467 @@
+"""The dispatcher: fires due jobs and delivers their runs.
+
+It is built from small steps that each say whether they found work, so a test can run one
+step with a moved clock:
+
+- fire_due: claim a batch of due jobs and, in one transaction, write one run per
+  occurrence and advance each job's next_run_at. Runs for the built-in queue are
+  enqueued in that same transaction; the others are leased and delivered right after.
+- deliver_due: claim runs whose next attempt is due (retries, run-now, leases left
+  behind by a crashed dispatcher) and deliver them.
+
+Claims use FOR UPDATE SKIP LOCKED on PostgreSQL, so dispatchers can run side by side; on
+SQLite the write lock (BEGIN IMMEDIATE) serialises them. The unique key on
+(job, scheduled_for) lets the database refuse a second run of one occurrence.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app import queue, timing
+from app.clock import Clock
+from app.database import is_postgresql, write_connection
+from app.models import Job, Run
+from app.targets.base import Delivery, Outcome, Target
+
+log = logging.getLogger(__name__)
+
+jobs = Job.__table__
+runs = Run.__table__
+
+# An occurrence later than this counts as missed for the "all" policy's catch-up per pass.
+MAX_CATCH_UP_PER_PASS = 100
+JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.payload,
+    jobs.c.recurring,
+    jobs.c.first_at,
+    jobs.c.timezone,
+    jobs.c.cron,
+    jobs.c.interval,
+    jobs.c.start_at,
+    jobs.c.end_at,
+    jobs.c.max_runs,
+    jobs.c.target,
+    jobs.c.misfire,
+    jobs.c.next_run_at,
+    jobs.c.run_count,
+    jobs.c.last_run_at,
+)
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    batch_size: int = 500
+    delivery_batch_size: int = 500
+    lease: float = 60.0
+    misfire_grace: float = 60.0
+    default_retry: Mapping[str, Any] = field(
+        default_factory=lambda: {"attempts": 5, "backoff": 2.0, "maxBackoff": 300.0}
+    )
+
+
+@dataclass
+class Plan:
+    """What one claimed job becomes: the occurrences to fire and its next state."""
+
+    fire_times: list[datetime]
+    next_run_at: datetime | None
+
+
+@dataclass
+class Leased:
+    """A run handed to a remote target, waiting for its outcome."""
+
+    delivery: Delivery
+    retry: Mapping[str, Any]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        targets: Mapping[str, Target],
+        settings: DispatcherSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.targets = targets
+        self.settings = settings or DispatcherSettings()
+        self.rng = rng or random.Random()
+        self.stopping = threading.Event()
+        self._insert_runs = _insert_ignoring_conflicts(engine)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def fire_due(self) -> int:
+        """Fire one batch of due jobs. Returns how many jobs were claimed."""
+        now = self.clock.now()
+        leased: list[Leased] = []
+        with write_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(*JOB_COLUMNS)
+                .where(jobs.c.next_run_at <= now)
+                .order_by(jobs.c.next_run_at)
+                .limit(self.settings.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return 0
+            leased = self._write_fires(conn, rows, now)
+        self._deliver(leased)
+        return len(rows)
+
+    def deliver_due(self) -> int:
+        """Deliver one batch of runs whose next attempt is due. Returns how many."""
+        now = self.clock.now()
+        with write_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(
+                    runs.c.id,
+                    runs.c.job_id,
+                    runs.c.scheduled_for,
+                    runs.c.attempts,
+                    jobs.c.payload,
+                    jobs.c.target,
+                    jobs.c.retry,
+                )
+                .join(jobs, jobs.c.id == runs.c.job_id)
+                .where(runs.c.next_attempt_at <= now)
+                .order_by(runs.c.next_attempt_at)
+                .limit(self.settings.delivery_batch_size)
+                .with_for_update(skip_locked=True, of=runs)
+            ).all()
+            if not rows:
+                return 0
+            leased = self._lease(conn, rows, now)
+        self._deliver(leased)
+        return len(rows)
+
+    def step(self) -> int:
+        return self.fire_due() + self.deliver_due()
+
+    def seconds_until_due(self) -> float | None:
+        """How long until the next job or delivery attempt is due; None when nothing is."""
+        with self.engine.connect() as conn:
+            soonest = conn.execute(
+                select(func.min(jobs.c.next_run_at)).union_all(
+                    select(func.min(runs.c.next_attempt_at))
+                )
+            ).scalars()
+            times = [t for t in soonest if t is not None]
+        if not times:
+            return None
+        return max(0.0, (min(_aware(t) for t in times) - self.clock.now()).total_seconds())
+
+    # -- firing --------------------------------------------------------------------------
+
+    def _write_fires(self, conn: Connection, rows: list[Row[Any]], now: datetime) -> list[Leased]:
+        run_rows: list[dict[str, Any]] = []
+        job_updates: list[dict[str, Any]] = []
+        for row in rows:
+            plan = self._plan(row, now)
+            for scheduled_for in plan.fire_times:
+                run_rows.append(self._run_row(row, scheduled_for, now))
+            job_updates.append(
+                {
+                    "key": row.id,
+                    "next_run_at": plan.next_run_at,
+                    "status": "active" if plan.next_run_at else "completed",
+                    "run_count": row.run_count + len(plan.fire_times),
+                    "last_run_at": plan.fire_times[-1] if plan.fire_times else row.last_run_at,
+                }
+            )
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == bindparam("key"))
+            .values(
+                next_run_at=bindparam("next_run_at"),
+                status=bindparam("status"),
+                run_count=bindparam("run_count"),
+                last_run_at=bindparam("last_run_at"),
+            ),
+            job_updates,
+        )
+        written = self._insert_runs(conn, run_rows)
+        by_job = {row.id: row for row in rows}
+        messages, leased = [], []
+        for run in run_rows:
+            if run["id"] not in written:
+                continue
+            job = by_job[run["job_id"]]
+            if job.target["type"] == "queue":
+                messages.append(self._message(job, run, now))
+            else:
+                leased.append(self._leased(job, run, attempt=1))
+        queue.enqueue(conn, messages)
+        log.debug("fired", extra={"action": "fire", "jobs": len(rows), "runs": len(written)})
+        return leased
+
+    def _plan(self, row: Row[Any], now: datetime) -> Plan:
+        rules = timing.Timing(
+            recurring=row.recurring,
+            first_at=row.first_at,
+            timezone=row.timezone,
+            cron=row.cron,
+            interval=row.interval,
+            start_at=row.start_at,
+            end_at=row.end_at,
+            max_runs=row.max_runs,
+        )
+        due: datetime = row.next_run_at
+        fired = row.run_count
+        if row.misfire == "all":
+            times: list[datetime] = []
+            upcoming: datetime | None = due
+            while upcoming is not None and upcoming <= now and len(times) < MAX_CATCH_UP_PER_PASS:
+                times.append(upcoming)
+                upcoming = timing.next_fire(rules, upcoming, fired=fired + len(times))
+            return Plan(times, upcoming)
+        latest = timing.latest_fire(rules, due, now) or due
+        if row.misfire == "skip" and (now - latest).total_seconds() > self.settings.misfire_grace:
+            return Plan([], timing.next_fire(rules, now, fired=fired))
+        # coalesce: one run for everything missed, at the latest occurrence.
+        return Plan([latest], timing.next_fire(rules, latest, fired=fired + 1))
+
+    def _run_row(self, job: Row[Any], scheduled_for: datetime, now: datetime) -> dict[str, Any]:
+        remote = job.target["type"] != "queue"
+        return {
+            "id": uuid.uuid4(),
+            "job_id": job.id,
+            "scheduled_for": scheduled_for,
+            "fired_at": now,
+            "status": "delivering" if remote else "delivered",
+            "attempts": 1,
+            "next_attempt_at": now + timedelta(seconds=self.settings.lease) if remote else None,
+            "delivered_at": None if remote else now,
+        }
+
+    @staticmethod
+    def _message(job: Row[Any], run: dict[str, Any], now: datetime) -> dict[str, Any]:
+        return queue.message_row(
+            job.target.get("name", "default"),
+            job.payload,
+            job.id,
+            run["id"],
+            run["scheduled_for"],
+            now,
+        )
+
+    def _leased(self, job: Row[Any], run: dict[str, Any], attempt: int) -> Leased:
+        delivery = Delivery(
+            run_id=str(run["id"]),
+            job_id=str(job.id),
+            scheduled_for=run["scheduled_for"],
+            payload=job.payload,
+            target=job.target,
+            attempt=attempt,
+        )
+        retry = getattr(job, "retry", None) or self.settings.default_retry
+        return Leased(delivery, retry)
+
+    # -- delivering ----------------------------------------------------------------------
+
+    def _lease(self, conn: Connection, rows: list[Row[Any]], now: datetime) -> list[Leased]:
+        """Mark claimed runs in flight; deliver built-in queue runs on the spot."""
+        lease_until = now + timedelta(seconds=self.settings.lease)
+        leased, messages, delivered = [], [], []
+        for row in rows:
+            run = {"id": row.id, "scheduled_for": row.scheduled_for, "job_id": row.job_id}
+            job = _JobView(row.job_id, row.payload, row.target, row.retry)
+            if row.target["type"] == "queue":
+                messages.append(self._message(job, run, now))  # type: ignore[arg-type]
+                delivered.append({"key": row.id, "attempts": row.attempts + 1})
+            else:
+                leased.append(self._leased(job, run, attempt=row.attempts + 1))  # type: ignore[arg-type]
+        queue.enqueue(conn, messages)
+        if delivered:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == bindparam("key"))
+                .values(
+                    status="delivered",
+                    attempts=bindparam("attempts"),
+                    next_attempt_at=None,
+                    delivered_at=now,
+                    last_error=None,
+                ),
+                delivered,
+            )
+        if leased:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == bindparam("key"))
+                .values(
+                    status="delivering",
+                    attempts=bindparam("attempts"),
+                    next_attempt_at=lease_until,
+                ),
+                [{"key": uuid.UUID(x.delivery.run_id), "attempts": x.delivery.attempt} for x in leased],
+            )
+        return leased
+
+    def _deliver(self, leased: list[Leased]) -> None:
+        if not leased:
+            return
+        by_type: dict[str, list[Delivery]] = defaultdict(list)
+        for item in leased:
+            by_type[item.delivery.target["type"]].append(item.delivery)
+        outcomes: list[Outcome] = []
+        for kind, deliveries in by_type.items():
+            target = self.targets.get(kind)
+            if target is None:
+                outcomes += [
+                    Outcome(d.run_id, ok=False, error=f"no {kind} target configured", permanent=True)
+                    for d in deliveries
+                ]
+                continue
+            outcomes += target.deliver(deliveries)
+        self._record(leased, outcomes)
+
+    def _record(self, leased: Iterable[Leased], outcomes: list[Outcome]) -> None:
+        now = self.clock.now()
+        by_run = {item.delivery.run_id: item for item in leased}
+        values, disabled = [], []
+        for outcome in outcomes:
+            item = by_run[outcome.run_id]
+            values.append(self._outcome_values(item, outcome, now))
+            if outcome.disable_job:
+                disabled.append({"key": uuid.UUID(item.delivery.job_id)})
+        with write_connection(self.engine) as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == bindparam("key"), runs.c.status != "delivered")
+                .values(
+                    status=bindparam("status"),
+                    next_attempt_at=bindparam("next_attempt_at"),
+                    delivered_at=bindparam("delivered_at"),
+                    last_error=bindparam("last_error"),
+                    response_status=bindparam("response_status"),
+                    response_ms=bindparam("response_ms"),
+                    response_body=bindparam("response_body"),
+                ),
+                values,
+            )
+            if disabled:
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == bindparam("key"))
+                    .values(status="paused", next_run_at=None),
+                    disabled,
+                )
+        failed = sum(1 for o in outcomes if not o.ok)
+        if failed:
+            log.warning(
+                "deliveries failed",
+                extra={"action": "deliver", "failed": failed, "total": len(outcomes)},
+            )
+
+    def _outcome_values(self, item: Leased, outcome: Outcome, now: datetime) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "key": uuid.UUID(outcome.run_id),
+            "response_status": outcome.response_status,
+            "response_ms": outcome.response_ms,
+            "response_body": outcome.response_body,
+        }
+        if outcome.ok:
+            return values | {
+                "status": "delivered",
+                "next_attempt_at": None,
+                "delivered_at": now,
+                "last_error": None,
+            }
+        attempts_allowed = int(item.retry.get("attempts", 5))
+        dead = outcome.permanent or item.delivery.attempt >= attempts_allowed
+        delay = self.backoff(item.retry, item.delivery.attempt, outcome.retry_after)
+        return values | {
+            "status": "dead" if dead else "retrying",
+            "next_attempt_at": None if dead else now + timedelta(seconds=delay),
+            "delivered_at": None,
+            "last_error": (outcome.error or "delivery failed")[:2000],
+        }
+
+    def backoff(self, retry: Mapping[str, Any], attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with equal jitter, never sooner than the target asked."""
+        base = float(retry.get("backoff", 2.0))
+        ceiling = float(retry.get("maxBackoff", 300.0))
+        step = min(ceiling, base * 2 ** (attempt - 1))
+        delay = step / 2 + self.rng.uniform(0, step / 2)
+        return max(delay, retry_after or 0.0)
+
+    # -- the pass ------------------------------------------------------------------------
+
+    def run_pass(self, window: float, waiter: Waiter | None = None) -> None:
+        """Work until nothing is due, then wait for work until `window` seconds have passed.
+
+        APScheduler starts a pass every `window` seconds; within it, the pass wakes for a
+        job due sooner than the next pass (and, on PostgreSQL, when notified).
+        """
+        waiter = waiter or Waiter(self.stopping)
+        deadline = time.monotonic() + window
+        while not self.stopping.is_set():
+            try:
+                if self.step():
+                    continue
+                wake = self.seconds_until_due()
+            except Exception:  # a database outage must not kill the process: retry next pass
+                log.exception("dispatch pass failed", extra={"action": "dispatch"})
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            waiter.wait(remaining if wake is None else min(wake, remaining))
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+
+@dataclass
+class _JobView:
+    id: Any
+    payload: str
+    target: dict[str, Any]
+    retry: Mapping[str, Any] | None
+
+
+class Waiter:
+    """Sleeps until a deadline or until stopped."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+
+    def wait(self, seconds: float) -> None:
+        self.stopping.wait(seconds)
+
+
+def _aware(instant: datetime) -> datetime:
+    from datetime import UTC
+
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def _insert_ignoring_conflicts(engine: Engine) -> Any:
+    """An INSERT of runs that skips an occurrence already fired, returning the ids written."""
+    dialect = postgresql if is_postgresql(engine) else sqlite
+    statement = dialect.insert(runs).on_conflict_do_nothing().returning(runs.c.id)
+
+    def insert_runs(conn: Connection, rows: list[dict[str, Any]]) -> set[Any]:
+        if not rows:
+            return set()
+        return set(conn.execute(statement, rows).scalars())
+
+    return insert_runs

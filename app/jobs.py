@@ -1,0 +1,341 @@
+"""The job store: every change to a job goes through here, from the API and the UI alike."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Select, and_, func, or_, select, text
+
+from app import timing
+from app.api.schemas import JobIn, TimingFields
+from app.database import begin_write, db, is_postgresql
+from app.instants import parse_instant
+from app.models import Job, Run
+from app.problems import Problem, field_problem, not_found
+from app.targets.webhook import generate_secret
+
+NOTIFY_CHANNEL = "scheduler_due"
+
+
+def make_timing(fields: TimingFields) -> timing.Timing:
+    """The timing rules of a request, or a 422 problem naming the field at fault."""
+    bounds = {name: _instant_field(name, getattr(fields, name)) for name in ("startAt", "endAt")}
+    try:
+        return timing.make_timing(
+            recurring=fields.recurring,
+            minute=fields.minute,
+            at=fields.at,
+            timezone=fields.timezone,
+            cron=fields.cron,
+            interval=fields.interval,
+            start_at=bounds["startAt"],
+            end_at=bounds["endAt"],
+            max_runs=fields.maxRuns,
+        )
+    except timing.TimingError as exc:
+        raise field_problem(exc.field, exc.message) from exc
+
+
+def _instant_field(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise field_problem(name, str(exc)) from exc
+
+
+def job_timing(job: Job) -> timing.Timing:
+    return timing.Timing(
+        recurring=job.recurring,
+        first_at=job.first_at,
+        timezone=job.timezone,
+        cron=job.cron,
+        interval=job.interval,
+        start_at=job.start_at,
+        end_at=job.end_at,
+        max_runs=job.max_runs,
+    )
+
+
+def _check_payload(payload: str, field: str = "payload") -> None:
+    limit = current_app.config["MAX_PAYLOAD_BYTES"]
+    if len(payload.encode()) > limit:
+        raise Problem(
+            413,
+            "Payload too large",
+            f"{field}: larger than {limit} bytes",
+            errors=[{"field": field, "message": f"larger than {limit} bytes"}],
+        )
+
+
+def _resolve_target(data: JobIn, old: dict[str, Any] | None) -> dict[str, Any]:
+    if data.target is None:
+        default = current_app.config.get("DEFAULT_TARGET") or {"type": "queue", "name": "default"}
+        return dict(default)
+    target = data.target.model_dump(exclude_none=True)
+    if target["type"] == "webhook" and not target.get("secret"):
+        # Keep the secret across get-modify-put (answers never show it); make one otherwise.
+        kept = old.get("secret") if old and old.get("type") == "webhook" else None
+        target["secret"] = kept or generate_secret()
+    return target
+
+
+def _apply(job: Job, data: JobIn, now: datetime) -> None:
+    """Write a request's fields onto a job and work out its next run."""
+    _check_payload(data.payload)
+    rules = make_timing(data)
+    job.payload = data.payload
+    job.name = data.name
+    job.recurring = rules.recurring
+    job.first_at = rules.first_at
+    job.timezone = rules.timezone
+    job.cron = rules.cron
+    job.interval = rules.interval
+    job.start_at = rules.start_at
+    job.end_at = rules.end_at
+    job.max_runs = rules.max_runs
+    job.target = _resolve_target(data, job.target)
+    job.target_type = job.target["type"]
+    job.retry = (data.retry.model_dump() if data.retry else None) or dict(
+        current_app.config["DEFAULT_RETRY"]
+    )
+    job.misfire = data.misfire
+    job.updated_at = now
+    job.status = "paused" if data.status == "paused" else "active"
+    _schedule(job, now)
+
+
+def _schedule(job: Job, now: datetime) -> None:
+    """Set next_run_at from the rules and the runs so far; complete a finished job."""
+    rules = job_timing(job)
+    if job.last_run_at is None:
+        upcoming = timing.first_fire(rules, now)
+    else:
+        upcoming = timing.next_fire(rules, job.last_run_at, fired=job.run_count)
+    if upcoming is None or (job.max_runs is not None and job.run_count >= job.max_runs):
+        job.status, job.next_run_at = "completed", None
+    elif job.status == "active":
+        job.next_run_at = upcoming
+    else:
+        job.next_run_at = None
+
+
+def _notify_if_due_soon(jobs: Sequence[Job], now: datetime) -> None:
+    """Wake the dispatchers (PostgreSQL) when a job is due before their next pass.
+
+    NOTIFY takes a global lock at commit, so one per transaction at most, and only when
+    it makes a difference.
+    """
+    if not is_postgresql(db.engine):
+        return
+    horizon = now + timedelta(seconds=current_app.config["DISPATCH_INTERVAL"])
+    if any(job.next_run_at is not None and job.next_run_at <= horizon for job in jobs):
+        db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+def create_job(data: JobIn, now: datetime) -> Job:
+    return create_jobs([data], now)[0]
+
+
+def create_jobs(items: Sequence[JobIn], now: datetime) -> list[Job]:
+    """Create jobs all-or-nothing; per-item errors are reported with the item's index."""
+    jobs, errors = [], []
+    for index, data in enumerate(items):
+        job = Job(id=uuid.uuid4(), created_at=now, run_count=0, target=None)
+        try:
+            _apply(job, data, now)
+        except Problem as problem:
+            prefix = f"jobs.{index}." if len(items) > 1 else ""
+            errors += [{**e, "field": prefix + e["field"]} for e in problem.errors]
+            if len(items) == 1:
+                raise
+            continue
+        jobs.append(job)
+    if errors:
+        raise Problem(422, "Invalid request", "no job was created", errors=errors)
+    begin_write()
+    db.session.add_all(jobs)
+    _notify_if_due_soon(jobs, now)
+    db.session.commit()
+    return jobs
+
+
+def get_job(job_id: str) -> Job:
+    job = db.session.get(Job, _uuid(job_id, "jobId"))
+    if job is None:
+        raise not_found(f"job {job_id}")
+    return job
+
+
+def _locked_job(job_id: str) -> Job:
+    begin_write()
+    job = db.session.execute(
+        select(Job).where(Job.id == _uuid(job_id, "jobId")).with_for_update()
+    ).scalar_one_or_none()
+    if job is None:
+        raise not_found(f"job {job_id}")
+    return job
+
+
+def update_job(job_id: str, data: JobIn, now: datetime) -> Job:
+    job = _locked_job(job_id)
+    timing_changed = _timing_key(job) != _timing_key_of(data)
+    if timing_changed:
+        # A new rule starts a new sequence: the runs so far no longer decide the next one.
+        job.last_run_at, job.run_count = None, 0
+    _apply(job, data, now)
+    _notify_if_due_soon([job], now)
+    db.session.commit()
+    return job
+
+
+def _timing_key(job: Job) -> tuple[Any, ...]:
+    return (job.recurring, job.first_at, job.timezone, job.cron, job.interval)
+
+
+def _timing_key_of(data: JobIn) -> tuple[Any, ...]:
+    rules = make_timing(data)
+    return (rules.recurring, rules.first_at, rules.timezone, rules.cron, rules.interval)
+
+
+def delete_job(job_id: str) -> None:
+    job = _locked_job(job_id)
+    db.session.delete(job)
+    db.session.commit()
+
+
+def pause_job(job_id: str, now: datetime) -> Job:
+    job = _locked_job(job_id)
+    if job.status == "active":
+        job.status, job.next_run_at, job.updated_at = "paused", None, now
+    db.session.commit()
+    return job
+
+
+def resume_job(job_id: str, now: datetime) -> Job:
+    """Resume from now: occurrences that fell while paused are not fired."""
+    job = _locked_job(job_id)
+    if job.status == "paused":
+        job.status, job.updated_at = "active", now
+        rules = job_timing(job)
+        first = timing.first_fire(rules, now)
+        if job.last_run_at is None and first is not None and first >= now:
+            job.next_run_at = first
+        else:
+            job.next_run_at = timing.next_fire(rules, now, fired=job.run_count)
+            if job.next_run_at is None:
+                job.status = "completed"
+        _notify_if_due_soon([job], now)
+    db.session.commit()
+    return job
+
+
+def run_job_now(job_id: str, now: datetime) -> Run:
+    """Fire once, now, outside the job's rules (it does not count towards maxRuns)."""
+    job = _locked_job(job_id)
+    run = Run(
+        id=uuid.uuid4(),
+        job_id=job.id,
+        scheduled_for=now,
+        fired_at=now,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+    )
+    db.session.add(run)
+    if is_postgresql(db.engine):
+        db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    db.session.commit()
+    return run
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    status: str | None = None
+    recurring: str | None = None
+    target_type: str | None = None
+    search: str | None = None
+
+
+def list_jobs(
+    limit: int, cursor: str | None, filters: JobFilter = JobFilter()
+) -> tuple[list[Job], str | None]:
+    """A page of jobs by creation order (keyset, never OFFSET) and the next page's cursor."""
+    query: Select[tuple[Job]] = select(Job).order_by(Job.created_at, Job.id).limit(limit + 1)
+    if cursor:
+        created_at, last_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Job.created_at > created_at,
+                and_(Job.created_at == created_at, Job.id > last_id),
+            )
+        )
+    query = _filtered(query, filters)
+    jobs = list(db.session.execute(query).scalars())
+    if len(jobs) <= limit:
+        return jobs, None
+    last = jobs[limit - 1]
+    return jobs[:limit], encode_cursor(last.created_at, last.id)
+
+
+def _filtered(query: Select[Any], filters: JobFilter) -> Select[Any]:
+    if filters.status:
+        query = query.where(Job.status == filters.status)
+    if filters.recurring:
+        query = query.where(Job.recurring == filters.recurring)
+    if filters.target_type:
+        query = query.where(Job.target_type == filters.target_type)
+    if filters.search:
+        pattern = "%" + filters.search.replace("\\", "\\\\").replace("%", "\\%") + "%"
+        query = query.where(
+            or_(Job.name.ilike(pattern, escape="\\"), Job.payload.ilike(pattern, escape="\\"))
+        )
+    return query
+
+
+def count_by_status() -> dict[str, int]:
+    rows = db.session.execute(select(Job.status, func.count()).group_by(Job.status))
+    counts = {"active": 0, "paused": 0, "completed": 0}
+    counts.update({status: count for status, count in rows})
+    return counts
+
+
+def due_between(start: datetime, end: datetime, limit: int = 200) -> list[Job]:
+    """Jobs whose next run falls in [start, end), soonest first."""
+    query = (
+        select(Job)
+        .where(Job.next_run_at >= start, Job.next_run_at < end)
+        .order_by(Job.next_run_at)
+        .limit(limit)
+    )
+    return list(db.session.execute(query).scalars())
+
+
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    raw = json.dumps([created_at.isoformat(), str(job_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, job_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise field_problem("cursor", "not a cursor this service gave out", 400) from exc
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise not_found(f"{field} {value}") from exc

@@ -1,0 +1,111 @@
+"""Tables: jobs, their runs, and the built-in queue's messages.
+
+Invariant: jobs.next_run_at is set exactly when the job is active and has a next
+occurrence, so "what is due" is one index range scan on next_run_at. Likewise
+runs.next_attempt_at is set exactly when the run still needs a delivery attempt: it is
+the retry time for a failed run and the lease expiry for a run being delivered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.database import UTCDateTime, db
+
+JOB_STATUSES = ("active", "paused", "completed")
+RUN_STATUSES = ("pending", "delivering", "retrying", "delivered", "dead")
+MISFIRE_POLICIES = ("coalesce", "skip", "all")
+
+
+class Job(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text)
+    recurring: Mapped[str] = mapped_column(String(16))
+    first_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    cron: Mapped[str | None] = mapped_column(String(200))
+    interval: Mapped[int | None] = mapped_column(BigInteger)
+    start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_runs: Mapped[int | None] = mapped_column(Integer)
+    target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    target_type: Mapped[str] = mapped_column(String(16))
+    retry: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    misfire: Mapped[str] = mapped_column(String(16), default="coalesce")
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    run_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_jobs_next_run_at", "next_run_at"),
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+    )
+
+
+class Run(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_ms: Mapped[float | None] = mapped_column(Float)
+    response_body: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "scheduled_for", name="uq_runs_job_scheduled_for"),
+        Index("ix_runs_next_attempt_at", "next_attempt_at"),
+        Index("ix_runs_fired_at_id", "fired_at", "id"),
+        Index("ix_runs_status_fired_at", "status", "fired_at"),
+    )
+
+
+class QueueMessage(db.Model):  # type: ignore[name-defined,misc]
+    """A message of the built-in queue. It outlives its job: it was delivered already."""
+
+    __tablename__ = "queue_messages"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    queue: Mapped[str] = mapped_column(String(80))
+    payload: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    visible_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    receipt: Mapped[str | None] = mapped_column(String(64))
+    receive_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_queue_messages_queue_visible_at", "queue", "visible_at"),
+        Index("ix_queue_messages_receipt", "receipt"),
+    )

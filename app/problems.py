@@ -1,0 +1,106 @@
+"""RFC 9457 problem details: every API error is one of these, never an HTML page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, json, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_TYPE = "about:blank"
+API_PREFIXES = ("/schedules", "/runs", "/queues", "/openapi.json", "/healthz", "/readyz", "/audit")
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        type_: str = PROBLEM_TYPE,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers or {}
+        self.type = type_
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "title": self.title, "status": self.status}
+        if self.detail:
+            body["detail"] = self.detail
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+def field_problem(field: str, message: str, status: int = 422) -> Problem:
+    """A request whose field `field` is wrong."""
+    return Problem(
+        status,
+        "Invalid request",
+        f"{field}: {message}",
+        errors=[{"field": field, "message": message}],
+    )
+
+
+def not_found(what: str) -> Problem:
+    return Problem(404, "Not found", f"{what} does not exist")
+
+
+def from_validation_error(exc: ValidationError, prefix: str = "") -> Problem:
+    errors = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
+        field = ".".join([prefix, *loc] if prefix else loc) or "body"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        errors.append({"field": field, "message": message})
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return Problem(422, "Invalid request", detail, errors=errors)
+
+
+def problem_response(problem: Problem) -> Response:
+    response = Response(
+        json.dumps(problem.to_dict()),
+        status=problem.status,
+        mimetype="application/problem+json",
+    )
+    for name, value in problem.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def is_api_request() -> bool:
+    return request.path.startswith(API_PREFIXES) or request.accept_mimetypes.best == (
+        "application/json"
+    )
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(Problem, problem_response)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response | HTTPException:
+        if not is_api_request():
+            return exc
+        status = exc.code or 500
+        problem = Problem(status, exc.name, exc.description)
+        if status == 413:
+            problem = Problem(413, "Request too large", "the request body is larger than allowed")
+        response = problem_response(problem)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        app.logger.exception("unhandled error", extra={"action": "request", "path": request.path})
+        return problem_response(Problem(500, "Internal error", "the error was logged"))

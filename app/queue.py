@@ -1,0 +1,139 @@
+"""The built-in queue: the dispatcher enqueues, consumers receive and acknowledge.
+
+A received message stays hidden for its visibility timeout; unacknowledged, it comes back.
+Each receive gives a fresh receipt, so a late ack of an earlier receive cannot delete a
+message that someone else now holds.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+
+from app.database import begin_write, db
+from app.models import QueueMessage
+
+table = QueueMessage.__table__
+POLL_SECONDS = 0.05
+
+
+def enqueue(conn: Connection, messages: Sequence[dict[str, Any]]) -> None:
+    """Add messages inside the caller's transaction (the dispatcher's fire transaction)."""
+    if messages:
+        conn.execute(insert(table), list(messages))
+
+
+def message_row(
+    queue: str, payload: str, job_id: Any, run_id: Any, scheduled_for: datetime, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": run_id,  # one message per run: the run id is the message id
+        "queue": queue,
+        "payload": payload,
+        "job_id": job_id,
+        "run_id": run_id,
+        "scheduled_for": scheduled_for,
+        "created_at": now,
+        "visible_at": now,
+        "receipt": None,
+        "receive_count": 0,
+    }
+
+
+def receive(
+    queue: str,
+    max_messages: int,
+    visibility_timeout: float,
+    wait: float,
+    now: Callable[[], datetime],
+) -> list[QueueMessage]:
+    """Take up to max_messages visible messages; long-poll up to `wait` seconds for one."""
+    deadline = time.monotonic() + wait
+    while True:
+        messages = _receive_once(queue, max_messages, visibility_timeout, now())
+        if messages or time.monotonic() >= deadline:
+            return messages
+        time.sleep(min(POLL_SECONDS * 4, max(0.0, deadline - time.monotonic())))
+
+
+def _receive_once(
+    queue: str, max_messages: int, visibility_timeout: float, now: datetime
+) -> list[QueueMessage]:
+    begin_write()
+    ids = list(
+        db.session.execute(
+            select(QueueMessage.id)
+            .where(QueueMessage.queue == queue, QueueMessage.visible_at <= now)
+            .order_by(QueueMessage.visible_at, QueueMessage.id)
+            .limit(max_messages)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    if not ids:
+        db.session.rollback()
+        return []
+    hidden_until = now + timedelta(seconds=visibility_timeout)
+    receipts = {key: secrets.token_urlsafe(24) for key in ids}
+    db.session.connection().execute(
+        update(table)
+        .where(table.c.id == bindparam("key"))
+        .values(
+            visible_at=hidden_until,
+            receipt=bindparam("new_receipt"),
+            receive_count=table.c.receive_count + 1,
+        ),
+        [{"key": key, "new_receipt": receipt} for key, receipt in receipts.items()],
+    )
+    messages = list(
+        db.session.execute(
+            select(QueueMessage)
+            .where(QueueMessage.id.in_(ids))
+            .order_by(QueueMessage.visible_at, QueueMessage.id)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+    db.session.commit()
+    return messages
+
+
+def ack(queue: str, receipts: Sequence[str]) -> int:
+    begin_write()
+    deleted = db.session.execute(
+        delete(QueueMessage).where(
+            QueueMessage.queue == queue, QueueMessage.receipt.in_(list(receipts))
+        )
+    ).rowcount
+    db.session.commit()
+    return int(deleted)
+
+
+def stats(queue: str, now: datetime) -> dict[str, Any]:
+    row = db.session.execute(
+        select(
+            func.count().filter(QueueMessage.visible_at <= now),
+            func.count().filter(QueueMessage.visible_at > now),
+            func.min(QueueMessage.created_at),
+        ).where(QueueMessage.queue == queue)
+    ).one()
+    return {"name": queue, "depth": row[0], "inFlight": row[1], "oldestAt": row[2]}
+
+
+def queue_names(limit: int = 1000) -> list[str]:
+    query = select(QueueMessage.queue).distinct().order_by(QueueMessage.queue).limit(limit)
+    return list(db.session.execute(query).scalars())
+
+
+def peek(queue: str, limit: int = 20) -> list[QueueMessage]:
+    """The oldest messages, without receiving them."""
+    query = (
+        select(QueueMessage)
+        .where(QueueMessage.queue == queue)
+        .order_by(QueueMessage.created_at, QueueMessage.id)
+        .limit(limit)
+    )
+    return list(db.session.execute(query).scalars())

@@ -1,0 +1,124 @@
+"""Shared fixtures: a real database per test (SQLite file or PostgreSQL database), an app
+with a manual clock, and the dispatcher.
+
+The schema is migrated once per session into a template (a SQLite file, or a PostgreSQL
+template database) and each test gets a fresh copy: fast and fully isolated.
+`--db=postgresql` runs the suite against the PostgreSQL at 127.0.0.1:5432.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from app import create_app
+from app.clock import ManualClock
+from app.database import db
+
+pytest_plugins = ["tests.support.sqs_server", "tests.support.http_target"]
+
+PG_ADMIN = os.environ.get("TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+START = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=["sqlite", "postgresql"], default="sqlite")
+
+
+@pytest.fixture(scope="session")
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--db"))
+
+
+def pg_url(name: str) -> str:
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def pg_admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def migrate(url: str, instance: Path) -> None:
+    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "test", "TESTING": True})
+    app.instance_path = str(instance)
+    with app.app_context():
+        upgrade()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_db(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database to copy: a SQLite file path, or a PostgreSQL database name."""
+    folder = tmp_path_factory.mktemp("template")
+    if db_kind == "sqlite":
+        path = folder / "template.sqlite"
+        migrate(f"sqlite:///{path}", folder)
+        yield str(path)
+        return
+    name = f"sched_tpl_{uuid.uuid4().hex[:12]}"
+    pg_admin(f"CREATE DATABASE {name}")
+    migrate(pg_url(name).replace("postgresql://", "postgresql+psycopg://"), folder)
+    yield name
+    pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(db_kind: str, template_db: str, tmp_path: Path) -> Iterator[str]:
+    if db_kind == "sqlite":
+        path = tmp_path / "scheduler.sqlite"
+        shutil.copy(template_db, path)
+        yield f"sqlite:///{path}"
+        return
+    name = f"sched_t_{uuid.uuid4().hex[:12]}"
+    pg_admin(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    yield pg_url(name).replace("postgresql://", "postgresql+psycopg://")
+    pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def app_config(database_url: str, clock: ManualClock) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "DATABASE_URL": database_url,
+        "CLOCK": clock,
+        "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any], tmp_path: Path) -> Iterator[Flask]:
+    app = create_app(app_config)
+    yield app
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Iterator[Flask]:
+    with app.app_context():
+        yield app
