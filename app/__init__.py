@@ -10,7 +10,7 @@ from flask import Flask, redirect
 from app import config as config_module
 from app.clock import Clock, SystemClock
 from app.database import configure_engine, db, engine_options
-from app.extensions import migrate
+from app.extensions import csrf, migrate
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -35,9 +35,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from app import cli, problems
     from app.api import bp as api_bp
+    from app.ui import bp as ui_bp
 
     problems.register(app)
+    csrf.init_app(app)
+    csrf.exempt(api_bp)  # the JSON API carries no cookies to forge; it uses API keys
     app.register_blueprint(api_bp)
+    app.register_blueprint(ui_bp)
     cli.register(app)
 
     @app.get("/")

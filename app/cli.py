@@ -18,10 +18,14 @@ def run_command(no_migrate: bool) -> None:
     """Fire due jobs and deliver their runs until stopped (SIGTERM finishes the batch)."""
     from app.scheduler import run_scheduler
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if not no_migrate:
         upgrade()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
+    )
+    # A pass drains all due work before it returns, so APScheduler skipping a tick while a
+    # pass is still busy is expected, not worth a warning every second under load.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     run_scheduler(current_app._get_current_object())  # type: ignore[attr-defined]
 
 

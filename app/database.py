@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, DateTime, Dialect, Engine, event
+from sqlalchemy import Connection, CursorResult, DateTime, Dialect, Engine, Result, event
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -51,7 +51,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
-        return {"connect_args": {"isolation_level": None, "timeout": 30, "check_same_thread": False}}
+        connect_args = {"isolation_level": None, "timeout": 30, "check_same_thread": False}
+        return {"connect_args": connect_args}
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
 
 
@@ -78,8 +79,12 @@ def configure_engine(engine: Engine) -> None:
 def begin_write() -> None:
     """Start the session's transaction as a writer (BEGIN IMMEDIATE on SQLite).
 
-    Call it first thing in a request that reads then writes, before any query.
+    Call it first thing in a store function that writes. A read transaction already open
+    (a request that looked something up first) is ended: SQLite cannot upgrade it safely,
+    and the write should see fresh rows anyway.
     """
+    if db.session().in_transaction():
+        db.session.commit()
     db.session.connection(execution_options={IMMEDIATE: True})
 
 
@@ -92,3 +97,9 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
 
 def is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE changed (claims check it: another process may have won)."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)

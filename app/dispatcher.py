@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -166,11 +166,13 @@ class Dispatcher:
             times = [t for t in soonest if t is not None]
         if not times:
             return None
-        return max(0.0, (min(_aware(t) for t in times) - self.clock.now()).total_seconds())
+        return max(0.0, (min(times) - self.clock.now()).total_seconds())
 
     # -- firing --------------------------------------------------------------------------
 
-    def _write_fires(self, conn: Connection, rows: list[Row[Any]], now: datetime) -> list[Leased]:
+    def _write_fires(
+        self, conn: Connection, rows: Sequence[Row[Any]], now: datetime
+    ) -> list[Leased]:
         run_rows: list[dict[str, Any]] = []
         job_updates: list[dict[str, Any]] = []
         for row in rows:
@@ -204,10 +206,11 @@ class Dispatcher:
             if run["id"] not in written:
                 continue
             job = by_job[run["job_id"]]
+            source = JobSource(job.id, job.payload, job.target, None)
             if job.target["type"] == "queue":
-                messages.append(self._message(job, run, now))
+                messages.append(source.message(run, now))
             else:
-                leased.append(self._leased(job, run, attempt=1))
+                leased.append(self._leased(source, run, attempt=1))
         queue.enqueue(conn, messages)
         log.debug("fired", extra={"action": "fire", "jobs": len(rows), "runs": len(written)})
         return leased
@@ -251,18 +254,7 @@ class Dispatcher:
             "delivered_at": None if remote else now,
         }
 
-    @staticmethod
-    def _message(job: Row[Any], run: dict[str, Any], now: datetime) -> dict[str, Any]:
-        return queue.message_row(
-            job.target.get("name", "default"),
-            job.payload,
-            job.id,
-            run["id"],
-            run["scheduled_for"],
-            now,
-        )
-
-    def _leased(self, job: Row[Any], run: dict[str, Any], attempt: int) -> Leased:
+    def _leased(self, job: JobSource, run: dict[str, Any], attempt: int) -> Leased:
         delivery = Delivery(
             run_id=str(run["id"]),
             job_id=str(job.id),
@@ -271,23 +263,22 @@ class Dispatcher:
             target=job.target,
             attempt=attempt,
         )
-        retry = getattr(job, "retry", None) or self.settings.default_retry
-        return Leased(delivery, retry)
+        return Leased(delivery, job.retry or self.settings.default_retry)
 
     # -- delivering ----------------------------------------------------------------------
 
-    def _lease(self, conn: Connection, rows: list[Row[Any]], now: datetime) -> list[Leased]:
+    def _lease(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> list[Leased]:
         """Mark claimed runs in flight; deliver built-in queue runs on the spot."""
         lease_until = now + timedelta(seconds=self.settings.lease)
         leased, messages, delivered = [], [], []
         for row in rows:
-            run = {"id": row.id, "scheduled_for": row.scheduled_for, "job_id": row.job_id}
-            job = _JobView(row.job_id, row.payload, row.target, row.retry)
+            run = {"id": row.id, "scheduled_for": row.scheduled_for}
+            job = JobSource(row.job_id, row.payload, row.target, row.retry)
             if row.target["type"] == "queue":
-                messages.append(self._message(job, run, now))  # type: ignore[arg-type]
+                messages.append(job.message(run, now))
                 delivered.append({"key": row.id, "attempts": row.attempts + 1})
             else:
-                leased.append(self._leased(job, run, attempt=row.attempts + 1))  # type: ignore[arg-type]
+                leased.append(self._leased(job, run, attempt=row.attempts + 1))
         queue.enqueue(conn, messages)
         if delivered:
             conn.execute(
@@ -311,7 +302,10 @@ class Dispatcher:
                     attempts=bindparam("attempts"),
                     next_attempt_at=lease_until,
                 ),
-                [{"key": uuid.UUID(x.delivery.run_id), "attempts": x.delivery.attempt} for x in leased],
+                [
+                    {"key": uuid.UUID(item.delivery.run_id), "attempts": item.delivery.attempt}
+                    for item in leased
+                ],
             )
         return leased
 
@@ -325,10 +319,8 @@ class Dispatcher:
         for kind, deliveries in by_type.items():
             target = self.targets.get(kind)
             if target is None:
-                outcomes += [
-                    Outcome(d.run_id, ok=False, error=f"no {kind} target configured", permanent=True)
-                    for d in deliveries
-                ]
+                error = f"no {kind} target configured"
+                outcomes += [Outcome(d.run_id, False, error, permanent=True) for d in deliveries]
                 continue
             outcomes += target.deliver(deliveries)
         self._record(leased, outcomes)
@@ -430,12 +422,19 @@ class Dispatcher:
         self.stopping.set()
 
 
-@dataclass
-class _JobView:
+@dataclass(frozen=True, slots=True)
+class JobSource:
+    """What a delivery needs of its job."""
+
     id: Any
     payload: str
     target: dict[str, Any]
     retry: Mapping[str, Any] | None
+
+    def message(self, run: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """The built-in queue message that delivers `run`."""
+        name = self.target.get("name", "default")
+        return queue.message_row(name, self.payload, self.id, run["id"], run["scheduled_for"], now)
 
 
 class Waiter:
@@ -446,12 +445,6 @@ class Waiter:
 
     def wait(self, seconds: float) -> None:
         self.stopping.wait(seconds)
-
-
-def _aware(instant: datetime) -> datetime:
-    from datetime import UTC
-
-    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
 
 
 def _insert_ignoring_conflicts(engine: Engine) -> Any:

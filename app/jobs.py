@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,10 +29,16 @@ NOTIFY_CHANNEL = "scheduler_due"
 def make_timing(fields: TimingFields) -> timing.Timing:
     """The timing rules of a request, or a 422 problem naming the field at fault."""
     bounds = {name: _instant_field(name, getattr(fields, name)) for name in ("startAt", "endAt")}
+    minute = fields.minute
+    if minute is not None and fields.at is not None:
+        # Answers carry both; get-modify-put sends both back. They must agree.
+        at = _instant_field("at", fields.at)
+        if at is not None and math.floor(at.timestamp() / 60) == minute:
+            minute = None
     try:
         return timing.make_timing(
             recurring=fields.recurring,
-            minute=fields.minute,
+            minute=minute,
             at=fields.at,
             timezone=fields.timezone,
             cron=fields.cron,
@@ -339,3 +346,11 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise not_found(f"{field} {value}") from exc
+
+
+def jobs_by_id(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Job]:
+    """The jobs with these ids (absent ones left out), to show runs next to their job."""
+    if not ids:
+        return {}
+    query = select(Job).where(Job.id.in_(set(ids)))
+    return {job.id: job for job in db.session.execute(query).scalars()}

@@ -33,7 +33,7 @@ RUN_STATUSES = ("pending", "delivering", "retrying", "delivered", "dead")
 MISFIRE_POLICIES = ("coalesce", "skip", "all")
 
 
-class Job(db.Model):  # type: ignore[name-defined,misc]
+class Job(db.Model):  # type: ignore[name-defined]
     __tablename__ = "jobs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -65,7 +65,7 @@ class Job(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class Run(db.Model):  # type: ignore[name-defined,misc]
+class Run(db.Model):  # type: ignore[name-defined]
     __tablename__ = "runs"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -89,7 +89,7 @@ class Run(db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class QueueMessage(db.Model):  # type: ignore[name-defined,misc]
+class QueueMessage(db.Model):  # type: ignore[name-defined]
     """A message of the built-in queue. It outlives its job: it was delivered already."""
 
     __tablename__ = "queue_messages"

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
-from app.database import begin_write, db
+from app.database import begin_write, db, rowcount
 from app.models import QueueMessage
 
 table = QueueMessage.__table__
@@ -103,11 +103,13 @@ def _receive_once(
 
 def ack(queue: str, receipts: Sequence[str]) -> int:
     begin_write()
-    deleted = db.session.execute(
-        delete(QueueMessage).where(
-            QueueMessage.queue == queue, QueueMessage.receipt.in_(list(receipts))
+    deleted = rowcount(
+        db.session.execute(
+            delete(QueueMessage).where(
+                QueueMessage.queue == queue, QueueMessage.receipt.in_(list(receipts))
+            )
         )
-    ).rowcount
+    )
     db.session.commit()
     return int(deleted)
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, func, or_, select, update
 
-from app.database import begin_write, db
+from app.database import begin_write, db, rowcount
 from app.jobs import decode_cursor, encode_cursor
 from app.models import RUN_STATUSES, Run
 from app.problems import Problem, field_problem, not_found
@@ -66,11 +66,13 @@ def retry_run(run_id: str, now: datetime) -> Run:
     """Give a dead run a fresh set of attempts, starting now."""
     begin_write()
     run = get_run(run_id)
-    changed = db.session.execute(
-        update(Run)
-        .where(Run.id == run.id, Run.status == "dead")
-        .values(status="retrying", attempts=0, next_attempt_at=now)
-    ).rowcount
+    changed = rowcount(
+        db.session.execute(
+            update(Run)
+            .where(Run.id == run.id, Run.status == "dead")
+            .values(status="retrying", attempts=0, next_attempt_at=now)
+        )
+    )
     if changed != 1:
         db.session.rollback()
         raise Problem(409, "Not retryable", f"run {run_id} is {run.status}; only dead runs retry")
@@ -84,9 +86,9 @@ def retry_all_dead(now: datetime, job_id: uuid.UUID | None = None) -> int:
     query = update(Run).where(Run.status == "dead")
     if job_id:
         query = query.where(Run.job_id == job_id)
-    changed = db.session.execute(
-        query.values(status="retrying", attempts=0, next_attempt_at=now)
-    ).rowcount
+    changed = rowcount(
+        db.session.execute(query.values(status="retrying", attempts=0, next_attempt_at=now))
+    )
     db.session.commit()
     return int(changed)
 

@@ -14,7 +14,8 @@ ORIGINAL_UPDATE = {"payload": "drink more water", "minute": 27789493, "recurring
 
 
 def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:
-    response = client.post("/schedules", json={"payload": "p", "minute": 27789898} | fields)
+    when = {} if "at" in fields or "minute" in fields else {"minute": 27789898}
+    response = client.post("/schedules", json={"payload": "p"} | when | fields)
     assert response.status_code == 201, response.get_json()
     return dict(response.get_json())
 

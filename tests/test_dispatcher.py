@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app.clock import ManualClock
 from app.database import db
 from app.dispatcher import Dispatcher
-from app.models import Job, QueueMessage, Run
+from app.models import QueueMessage, Run
 from app.scheduler import build_dispatcher
 from tests.conftest import START
 

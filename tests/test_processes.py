@@ -11,7 +11,6 @@ import requests
 from sqlalchemy import create_engine, insert, text
 
 from app.models import Job
-
 from tests.support.processes import (
     free_port,
     process_env,
@@ -65,7 +64,7 @@ def test_kill_9_in_a_burst_loses_and_repeats_nothing(database_url: str, tmp_path
             "run_count": 0,
             "created_at": now,
             "updated_at": now,
-        }  # fmt: skip
+        }
         for i in range(jobs)
     ]
     with engine.begin() as conn:
@@ -91,7 +90,7 @@ def test_kill_9_in_a_burst_loses_and_repeats_nothing(database_url: str, tmp_path
             text(
                 "SELECT count(*) FROM jobs j LEFT JOIN runs r ON r.job_id = j.id "
                 "GROUP BY j.id HAVING count(r.id) != 1"
-            )  # fmt: skip
+            )
         ).all()
         assert per_job == []
         undelivered = conn.execute(

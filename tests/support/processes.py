@@ -45,12 +45,14 @@ class Proc:
         """kill -9: no chance to finish anything."""
         self.popen.kill()
         self.popen.wait(10)
+        self.handle.close()
 
     def terminate(self, timeout: float = 20) -> int:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
         code = self.popen.wait(timeout)
-        self.handle.close()
+        if not self.handle.closed:
+            self.handle.close()
         return code
 
     def output(self) -> str:
