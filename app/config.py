@@ -10,7 +10,7 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     "DISPATCH_INTERVAL": 1.0,  # seconds between dispatch passes
-    "DISPATCH_BATCH_SIZE": 500,  # jobs claimed per transaction
+    "DISPATCH_BATCH_SIZE": 1000,  # jobs claimed per transaction
     "DELIVERY_BATCH_SIZE": 500,  # runs claimed per delivery transaction
     "DELIVERY_LEASE": 60.0,  # seconds before a run left in flight by a crash is taken over
     "MISFIRE_GRACE": 60.0,  # seconds late before an occurrence counts as missed (skip policy)

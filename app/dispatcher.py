@@ -28,11 +28,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app import queue, timing
+from app.bulk import bulk_for
 from app.clock import Clock
-from app.database import is_postgresql, write_connection
+from app.database import write_connection
 from app.models import Job, Run
 from app.targets.base import Delivery, Outcome, Target
 
@@ -64,7 +64,7 @@ JOB_COLUMNS = (
 
 @dataclass(frozen=True)
 class DispatcherSettings:
-    batch_size: int = 500
+    batch_size: int = 1000
     delivery_batch_size: int = 500
     lease: float = 60.0
     misfire_grace: float = 60.0
@@ -104,7 +104,7 @@ class Dispatcher:
         self.settings = settings or DispatcherSettings()
         self.rng = rng or random.Random()
         self.stopping = threading.Event()
-        self._insert_runs = _insert_ignoring_conflicts(engine)
+        self.bulk = bulk_for(engine)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -181,24 +181,14 @@ class Dispatcher:
                 run_rows.append(self._run_row(row, scheduled_for, now))
             job_updates.append(
                 {
-                    "key": row.id,
+                    "id": row.id,
                     "next_run_at": plan.next_run_at,
                     "status": "active" if plan.next_run_at else "completed",
                     "run_count": row.run_count + len(plan.fire_times),
                     "last_run_at": plan.fire_times[-1] if plan.fire_times else row.last_run_at,
                 }
             )
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.id == bindparam("key"))
-            .values(
-                next_run_at=bindparam("next_run_at"),
-                status=bindparam("status"),
-                run_count=bindparam("run_count"),
-                last_run_at=bindparam("last_run_at"),
-            ),
-            job_updates,
-        )
+        self.bulk.update(conn, jobs, "id", job_updates)
         written = self._insert_runs(conn, run_rows)
         by_job = {row.id: row for row in rows}
         messages, leased = [], []
@@ -211,9 +201,19 @@ class Dispatcher:
                 messages.append(source.message(run, now))
             else:
                 leased.append(self._leased(source, run, attempt=1))
-        queue.enqueue(conn, messages)
+        queue.enqueue(conn, self.bulk, messages)
         log.debug("fired", extra={"action": "fire", "jobs": len(rows), "runs": len(written)})
         return leased
+
+    def _insert_runs(self, conn: Connection, rows: list[dict[str, Any]]) -> set[Any]:
+        """Insert runs, skipping an occurrence already fired; return the ids written."""
+        written = self.bulk.insert(conn, runs, rows, ignore_conflicts=True)
+        ids = [row["id"] for row in rows]
+        if written == len(rows):
+            return set(ids)
+        # Rare: some occurrence had a run already (a run-now at the very same instant).
+        stored = conn.execute(select(runs.c.id).where(runs.c.id.in_(ids))).scalars()
+        return set(stored)
 
     def _plan(self, row: Row[Any], now: datetime) -> Plan:
         rules = timing.Timing(
@@ -276,37 +276,34 @@ class Dispatcher:
             job = JobSource(row.job_id, row.payload, row.target, row.retry)
             if row.target["type"] == "queue":
                 messages.append(job.message(run, now))
-                delivered.append({"key": row.id, "attempts": row.attempts + 1})
+                delivered.append(
+                    {
+                        "id": row.id,
+                        "status": "delivered",
+                        "attempts": row.attempts + 1,
+                        "next_attempt_at": None,
+                        "delivered_at": now,
+                        "last_error": None,
+                    }
+                )
             else:
                 leased.append(self._leased(job, run, attempt=row.attempts + 1))
-        queue.enqueue(conn, messages)
-        if delivered:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == bindparam("key"))
-                .values(
-                    status="delivered",
-                    attempts=bindparam("attempts"),
-                    next_attempt_at=None,
-                    delivered_at=now,
-                    last_error=None,
-                ),
-                delivered,
-            )
-        if leased:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == bindparam("key"))
-                .values(
-                    status="delivering",
-                    attempts=bindparam("attempts"),
-                    next_attempt_at=lease_until,
-                ),
-                [
-                    {"key": uuid.UUID(item.delivery.run_id), "attempts": item.delivery.attempt}
-                    for item in leased
-                ],
-            )
+        queue.enqueue(conn, self.bulk, messages)
+        self.bulk.update(conn, runs, "id", delivered)
+        self.bulk.update(
+            conn,
+            runs,
+            "id",
+            [
+                {
+                    "id": uuid.UUID(item.delivery.run_id),
+                    "status": "delivering",
+                    "attempts": item.delivery.attempt,
+                    "next_attempt_at": lease_until,
+                }
+                for item in leased
+            ],
+        )
         return leased
 
     def _deliver(self, leased: list[Leased]) -> None:
@@ -335,20 +332,7 @@ class Dispatcher:
             if outcome.disable_job:
                 disabled.append({"key": uuid.UUID(item.delivery.job_id)})
         with write_connection(self.engine) as conn:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == bindparam("key"), runs.c.status != "delivered")
-                .values(
-                    status=bindparam("status"),
-                    next_attempt_at=bindparam("next_attempt_at"),
-                    delivered_at=bindparam("delivered_at"),
-                    last_error=bindparam("last_error"),
-                    response_status=bindparam("response_status"),
-                    response_ms=bindparam("response_ms"),
-                    response_body=bindparam("response_body"),
-                ),
-                values,
-            )
+            self.bulk.update(conn, runs, "id", values, condition="status != 'delivered'")
             if disabled:
                 conn.execute(
                     update(jobs)
@@ -365,7 +349,7 @@ class Dispatcher:
 
     def _outcome_values(self, item: Leased, outcome: Outcome, now: datetime) -> dict[str, Any]:
         values: dict[str, Any] = {
-            "key": uuid.UUID(outcome.run_id),
+            "id": uuid.UUID(outcome.run_id),
             "response_status": outcome.response_status,
             "response_ms": outcome.response_ms,
             "response_body": outcome.response_body,
@@ -445,16 +429,3 @@ class Waiter:
 
     def wait(self, seconds: float) -> None:
         self.stopping.wait(seconds)
-
-
-def _insert_ignoring_conflicts(engine: Engine) -> Any:
-    """An INSERT of runs that skips an occurrence already fired, returning the ids written."""
-    dialect = postgresql if is_postgresql(engine) else sqlite
-    statement = dialect.insert(runs).on_conflict_do_nothing().returning(runs.c.id)
-
-    def insert_runs(conn: Connection, rows: list[dict[str, Any]]) -> set[Any]:
-        if not rows:
-            return set()
-        return set(conn.execute(statement, rows).scalars())
-
-    return insert_runs

@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
+from app.bulk import Bulk
 from app.database import begin_write, db, rowcount
 from app.models import QueueMessage
 
@@ -22,10 +23,9 @@ table = QueueMessage.__table__
 POLL_SECONDS = 0.05
 
 
-def enqueue(conn: Connection, messages: Sequence[dict[str, Any]]) -> None:
+def enqueue(conn: Connection, bulk: Bulk, messages: Sequence[dict[str, Any]]) -> None:
     """Add messages inside the caller's transaction (the dispatcher's fire transaction)."""
-    if messages:
-        conn.execute(insert(table), list(messages))
+    bulk.insert(conn, table, messages)
 
 
 def message_row(
