@@ -1,0 +1,23 @@
+"""The pure timing rules: a job's timing fields -> the instants it fires at. No I/O.
+
+All datetimes in and out are aware and in UTC; wall time exists only inside evaluation.
+"""
+
+from app.timing.errors import TimingError
+from app.timing.sequence import first_fire, latest_fire, next_fire, occurrences
+from app.timing.spec import RECURRING, Timing, make_timing
+from app.timing.words import describe
+from app.timing.zones import canonical_timezone
+
+__all__ = [
+    "RECURRING",
+    "Timing",
+    "TimingError",
+    "canonical_timezone",
+    "describe",
+    "first_fire",
+    "latest_fire",
+    "make_timing",
+    "next_fire",
+    "occurrences",
+]

@@ -1,0 +1,167 @@
+"""A job's timing fields, checked: `Timing` and `make_timing`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timezone as FixedOffset
+from typing import TypeGuard
+
+from app.timing.cron import parse_cron
+from app.timing.errors import TimingError
+from app.timing.zones import canonical_timezone
+
+RECURRING = ("none", "daily", "weekly", "interval", "cron")
+MAX_INTERVAL = 315_576_000  # ten years of 365.25 days, in seconds
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+MAX_MINUTE = int(_LATEST.timestamp()) // 60
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When a job fires. Build it with make_timing(); every datetime is aware and in UTC."""
+
+    recurring: str  # one of RECURRING
+    first_at: datetime | None  # the anchor; for cron only an optional lower bound
+    timezone: str = "UTC"  # canonical IANA name
+    cron: str | None = None
+    interval: int | None = None  # seconds
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    max_runs: int | None = None
+
+
+def make_timing(
+    *,
+    recurring: str,
+    minute: int | None = None,
+    at: datetime | str | None = None,
+    timezone: str | None = "UTC",
+    cron: str | None = None,
+    interval: int | None = None,
+    start_at: datetime | str | None = None,
+    end_at: datetime | str | None = None,
+    max_runs: int | None = None,
+) -> Timing:
+    """Check the API's timing fields and build a Timing; raise TimingError naming the bad field.
+
+    `at` (and startAt/endAt) are aware datetimes or RFC 3339 strings with an offset. A fraction
+    of a second in `at` is dropped (runs fire on whole seconds; JavaScript's toISOString always
+    sends milliseconds).
+    """
+    if recurring not in RECURRING:
+        raise TimingError(
+            "recurring", f"recurring must be one of {', '.join(RECURRING)}, not {recurring!r}"
+        )
+    zone = "UTC" if timezone is None else canonical_timezone(timezone)
+    first_at = _first_at(recurring, minute, at)
+    cron_text = _cron(recurring, cron)
+    seconds = _interval(recurring, interval)
+    start = None if start_at is None else parse_instant(start_at, "startAt")
+    end = None if end_at is None else parse_instant(end_at, "endAt")
+    if start is not None and end is not None and end <= start:
+        raise TimingError("endAt", "endAt must be after startAt")
+    if max_runs is not None and (not _is_int(max_runs) or max_runs < 1):
+        raise TimingError("maxRuns", "maxRuns must be a whole number of at least 1")
+    return Timing(recurring, first_at, zone, cron_text, seconds, start, end, max_runs)
+
+
+def parse_instant(value: object, field: str) -> datetime:
+    """An aware datetime or an RFC 3339 string with offset, as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = _parse_rfc3339(value, field)
+    if not isinstance(value, datetime):
+        raise TimingError(
+            field, f"{field} must be an RFC 3339 instant such as 2030-01-01T12:00:00Z"
+        )
+    if value.utcoffset() is None:
+        raise TimingError(field, f"{field} has no UTC offset: add Z or +hh:mm")
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not _EARLIEST <= instant <= _LATEST:
+        raise TimingError(field, f"{field} must fall between 1970-01-01 and 9999-12-31 (UTC)")
+    return instant
+
+
+def _parse_rfc3339(text: str, field: str) -> datetime:
+    match = _RFC3339.fullmatch(text.strip())
+    if match is None:
+        raise TimingError(
+            field, f"{text!r} is not an RFC 3339 instant such as 2030-01-01T12:00:00Z"
+        )
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if offset is None:
+        raise TimingError(field, f"{field} has no UTC offset: add Z or +hh:mm")
+    micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
+    try:
+        zone = _offset_zone(offset)
+        return datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, zone
+        )
+    except ValueError:
+        raise TimingError(field, f"{text!r} is not a real date and time") from None
+
+
+def _offset_zone(text: str) -> tzinfo:
+    if text in ("Z", "z"):
+        return UTC
+    hours, minutes = int(text[1:3]), int(text[4:6])
+    if hours > 23 or minutes > 59:
+        raise ValueError(text)
+    delta = timedelta(hours=hours, minutes=minutes)
+    return FixedOffset(-delta if text[0] == "-" else delta)
+
+
+def _first_at(recurring: str, minute: object, at: object) -> datetime | None:
+    if minute is not None and at is not None:
+        raise TimingError("at", "give either minute or at, not both")
+    if minute is not None:
+        if not _is_int(minute) or not 0 <= minute <= MAX_MINUTE:
+            raise TimingError(
+                "minute",
+                f"minute (minutes since 1970-01-01T00:00Z) must be a whole number 0-{MAX_MINUTE}",
+            )
+        return _EARLIEST + timedelta(minutes=minute)
+    if at is not None:
+        return parse_instant(at, "at").replace(microsecond=0)
+    if recurring != "cron":
+        raise TimingError("minute", "minute (or at) is required: it says when the job first fires")
+    return None
+
+
+def _cron(recurring: str, cron: str | None) -> str | None:
+    if recurring != "cron":
+        if cron is not None:
+            raise TimingError("cron", "cron is only used when recurring is 'cron'")
+        return None
+    if cron is None:
+        raise TimingError("cron", "cron is required when recurring is 'cron'")
+    return parse_cron(cron).text
+
+
+def _interval(recurring: str, interval: object) -> int | None:
+    if recurring != "interval":
+        if interval is not None:
+            raise TimingError("interval", "interval is only used when recurring is 'interval'")
+        return None
+    if interval is None:
+        raise TimingError(
+            "interval", "interval (in seconds) is required when recurring is 'interval'"
+        )
+    if not _is_int(interval) or not 1 <= interval <= MAX_INTERVAL:
+        raise TimingError(
+            "interval",
+            f"interval must be a whole number of seconds from 1 to {MAX_INTERVAL} (ten years)",
+        )
+    return interval
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

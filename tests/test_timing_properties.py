@@ -1,0 +1,185 @@
+"""Properties of every timing sequence, on random timings near DST transitions (hypothesis)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.timing import (
+    RECURRING,
+    Timing,
+    first_fire,
+    latest_fire,
+    make_timing,
+    next_fire,
+    occurrences,
+)
+
+TICK = timedelta(microseconds=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Sao_Paulo"]
+CRONS = [
+    "*/15 * * * *",
+    "30 2 * * *",
+    "0 2 * * *",
+    "0 9 * * MON-FRI",
+    "0 0 1,15 * MON",
+    "*/7 1-3 * * *",
+    "0 */2 * * *",
+    "45 1 * * SUN",
+    "*/20 * * * * *",
+    "0 30 2 * * *",
+    "0 0 29 2 *",
+    "@hourly",
+]
+# Offset changes (and São Paulo's last ones, in 2018/19): the interesting places.
+ANCHORS = [
+    datetime.fromisoformat(text)
+    for text in [
+        "2030-03-31T01:00:00+00:00",
+        "2030-10-27T01:00:00+00:00",
+        "2030-03-10T07:00:00+00:00",
+        "2030-11-03T06:00:00+00:00",
+        "2030-04-06T15:00:00+00:00",
+        "2030-10-05T15:30:00+00:00",
+        "2018-11-04T03:00:00+00:00",
+        "2019-02-17T02:00:00+00:00",
+    ]
+]
+EXAMPLES = settings(max_examples=120, deadline=None)
+
+
+def instants(micro: bool = False) -> st.SearchStrategy[datetime]:
+    """Instants within three days of a DST transition, whole seconds unless `micro`."""
+    seconds = st.integers(-3 * 86400, 3 * 86400)
+    extra = st.integers(0, 999_999) if micro else st.just(0)
+    return st.builds(
+        lambda anchor, s, us: anchor + timedelta(seconds=s, microseconds=us),
+        st.sampled_from(ANCHORS),
+        seconds,
+        extra,
+    )
+
+
+@st.composite
+def timings(draw: st.DrawFn, bounded: bool = True) -> Timing:
+    kind = draw(st.sampled_from(RECURRING))
+    fields: dict[str, Any] = {"recurring": kind, "timezone": draw(st.sampled_from(ZONES))}
+    if kind != "cron" or draw(st.booleans()):
+        fields["at"] = draw(instants())
+    if kind == "cron":
+        fields["cron"] = draw(st.sampled_from(CRONS))
+    if kind == "interval":
+        fields["interval"] = draw(
+            st.sampled_from([30, 90, 3600, 86400, 604800]) | st.integers(30, 200_000)
+        )
+    if bounded:
+        start, end = draw(st.none() | instants()), draw(st.none() | instants())
+        if start is not None and end is not None and end <= start:
+            start, end = end - timedelta(seconds=1), start
+        fields.update(start_at=start, end_at=end, max_runs=draw(st.none() | st.integers(1, 20)))
+    return make_timing(**fields)
+
+
+def brute_latest(timing: Timing, since: datetime, now: datetime) -> datetime | None:
+    """latest_fire by walking the sequence one occurrence at a time."""
+    latest, cursor = None, since - TICK
+    while (upcoming := next_fire(timing, cursor)) is not None and upcoming <= now:
+        latest = cursor = upcoming
+    return latest
+
+
+@EXAMPLES
+@given(timings(), instants(micro=True))
+def test_next_is_strictly_later_whole_seconds_utc(timing: Timing, after: datetime) -> None:
+    upcoming = next_fire(timing, after)
+    if upcoming is not None:
+        assert upcoming > after
+        assert upcoming.tzinfo is UTC and upcoming.microsecond == 0
+
+
+@EXAMPLES
+@given(timings(), instants(micro=True), st.floats(0, 1, exclude_max=True))
+def test_next_stays_the_same_until_it_happens(timing: Timing, after: datetime, part: float) -> None:
+    upcoming = next_fire(timing, after)
+    if upcoming is not None:
+        between = after + (upcoming - after) * part
+        between = min(max(between, after), upcoming - TICK)
+        assert next_fire(timing, between) == upcoming
+
+
+@EXAMPLES
+@given(timings(), instants(micro=True))
+def test_a_sequence_rises_and_stays_in_its_window(timing: Timing, after: datetime) -> None:
+    found = occurrences(timing, after, 40)
+    assert all(a < b for a, b in pairwise(found))  # so no instant twice
+    assert all(t > after for t in found)
+    if timing.start_at is not None:
+        assert all(t >= timing.start_at for t in found)
+    if timing.end_at is not None:
+        assert all(t <= timing.end_at for t in found)
+    if timing.max_runs is not None:
+        assert len(found) <= timing.max_runs
+
+
+@EXAMPLES
+@given(timings(), instants(), st.integers(0, 25))
+def test_max_runs_counts_runs_already_fired(timing: Timing, after: datetime, fired: int) -> None:
+    found = occurrences(timing, after, 40, fired=fired)
+    if timing.max_runs is not None:
+        assert len(found) <= max(0, timing.max_runs - fired)
+        if fired >= timing.max_runs:
+            assert next_fire(timing, after, fired=fired) is None
+    nexts = next_fire(timing, after, fired=fired)
+    assert (found[0] if found else None) == nexts
+
+
+@EXAMPLES
+@given(timings(), instants())
+def test_first_and_next_make_the_occurrences(timing: Timing, now: datetime) -> None:
+    first = first_fire(timing, now)
+    lower = now if timing.recurring == "cron" else timing.first_at
+    assert lower is not None
+    assert occurrences(timing, lower - TICK, 1) == ([] if first is None else [first])
+    if first is None:
+        return
+    if timing.recurring != "cron":
+        assert first_fire(timing, now + timedelta(days=400)) == first  # anchored: now is moot
+    chain = [first]
+    while len(chain) < 8 and (upcoming := next_fire(timing, chain[-1], fired=len(chain))):
+        chain.append(upcoming)
+    assert occurrences(timing, first - TICK, 8) == chain
+
+
+@settings(max_examples=80, deadline=None)
+@given(timings(bounded=False), instants(micro=True), st.integers(0, 12 * 3600))
+def test_latest_fire_agrees_with_brute_force(timing: Timing, since: datetime, span: int) -> None:
+    now = since + timedelta(seconds=span)
+    assert latest_fire(timing, since, now) == brute_latest(timing, since, now)
+
+
+@EXAMPLES
+@given(timings(), instants(micro=True))
+def test_latest_and_next_meet_with_nothing_between(timing: Timing, moment: datetime) -> None:
+    latest = latest_fire(timing, EPOCH, moment)
+    upcoming = next_fire(timing, moment)
+    if latest is not None:
+        assert latest <= moment
+        assert next_fire(timing, latest) == upcoming
+    if upcoming is not None:
+        assert latest_fire(timing, EPOCH, upcoming) == upcoming
+        assert latest_fire(timing, EPOCH, upcoming - TICK) == latest
+
+
+def test_latest_fire_is_fast_over_years() -> None:
+    every_second = make_timing(recurring="interval", minute=0, interval=1)
+    cron = make_timing(recurring="cron", cron="*/10 * * * * *", timezone="Australia/Lord_Howe")
+    since, now = datetime(1971, 1, 1, tzinfo=UTC), datetime(2030, 6, 1, 0, 0, 7, tzinfo=UTC)
+    start = datetime.now(UTC)
+    assert latest_fire(every_second, since, now) == now
+    assert latest_fire(cron, since, now) == now - timedelta(seconds=7)
+    assert datetime.now(UTC) - start < timedelta(seconds=1)
