@@ -11,6 +11,7 @@ from app import config as config_module
 from app.clock import Clock, SystemClock
 from app.database import configure_engine, db, engine_options
 from app.extensions import csrf, migrate
+from app.ratelimit import limiter
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -38,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.ui import bp as ui_bp
 
     problems.register(app)
+    limiter.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api_bp)  # the JSON API carries no cookies to forge; it uses API keys
     app.register_blueprint(api_bp)

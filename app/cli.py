@@ -9,6 +9,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from flask_migrate import upgrade
 
+from app import auth, clock_of
+
 scheduler_cli = AppGroup("scheduler", help="The dispatcher process.")
 
 
@@ -29,5 +31,38 @@ def run_command(no_migrate: bool) -> None:
     run_scheduler(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
+keys_cli = AppGroup("keys", help="API keys.")
+
+
+@keys_cli.command("create")
+@click.option("--name", required=True, help="Who or what the key is for.")
+@click.option("--scope", type=click.Choice(auth.SCOPES), default="write", show_default=True)
+def create_key_command(name: str, scope: str) -> None:
+    """Create an API key and print it (shown once; only its hash is kept)."""
+    key, secret = auth.create_key(name, scope, clock_of(current_app).now())
+    click.echo(secret)
+    click.echo(
+        f"created key {key.name!r} ({key.scope}); store it now, it is not shown again", err=True
+    )
+
+
+@keys_cli.command("list")
+def list_keys_command() -> None:
+    """List keys (never their secrets)."""
+    for key in auth.list_keys():
+        state = "revoked" if key.revoked_at else "active"
+        click.echo(f"{key.name}\t{key.prefix}…\t{key.scope}\t{state}\t{key.created_at:%Y-%m-%d}")
+
+
+@keys_cli.command("revoke")
+@click.argument("name_or_prefix")
+def revoke_key_command(name_or_prefix: str) -> None:
+    """Revoke a key by its name or prefix."""
+    if not auth.revoke_key(name_or_prefix, clock_of(current_app).now()):
+        raise click.ClickException(f"no active key {name_or_prefix!r}")
+    click.echo(f"revoked {name_or_prefix}")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(scheduler_cli)
+    app.cli.add_command(keys_cli)

@@ -23,16 +23,32 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_LIMIT_MAX": 1000,
     "WEBHOOK_ALLOW_NETWORKS": "",
     "QUEUE_MAX_WAIT": 20.0,  # longest long-poll of the built-in queue, seconds
+    "RATE_LIMIT": "100 per second",  # per API key
+    "REQUIRE_API_KEYS": False,  # set when listening beyond loopback
+    "RUN_RETENTION_DAYS": 30.0,  # finished runs older than this are pruned
+    "QUEUE_RETENTION_DAYS": 14.0,  # built-in queue messages older than this are pruned
+    "AUDIT_RETENTION_DAYS": 365.0,
 }
 
 # Environment variables read as they are (strings), and those parsed as JSON or numbers.
-ENV_STRINGS = ("DATABASE_URL", "SECRET_KEY", "WEBHOOK_ALLOW_NETWORKS")
+ENV_STRINGS = (
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "WEBHOOK_ALLOW_NETWORKS",
+    "RATE_LIMIT",
+    "RATELIMIT_STORAGE_URI",
+    "ADMIN_PASSWORD",
+)
 ENV_JSON = (
     "DEFAULT_TARGET",
     "DISPATCH_INTERVAL",
     "DISPATCH_BATCH_SIZE",
     "DELIVERY_LEASE",
     "MAX_PAYLOAD_BYTES",
+    "REQUIRE_API_KEYS",
+    "RUN_RETENTION_DAYS",
+    "QUEUE_RETENTION_DAYS",
+    "MISFIRE_GRACE",
 )
 
 

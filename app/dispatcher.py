@@ -21,7 +21,7 @@ import random
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +33,7 @@ from app import queue, timing
 from app.bulk import bulk_for
 from app.clock import Clock
 from app.database import write_connection
+from app.metrics import CounterWriter, lag_counts
 from app.models import Job, Run
 from app.targets.base import Delivery, Outcome, Target
 
@@ -105,6 +106,7 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.stopping = threading.Event()
         self.bulk = bulk_for(engine)
+        self.counters = CounterWriter(engine)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -202,6 +204,9 @@ class Dispatcher:
             else:
                 leased.append(self._leased(source, run, attempt=1))
         queue.enqueue(conn, self.bulk, messages)
+        lags = [(now - r["scheduled_for"]).total_seconds() for r in run_rows if r["id"] in written]
+        fired = {"fires": len(lags), "deliveries_delivered": len(messages)}
+        self.counters.add(conn, fired | lag_counts(lags))
         log.debug("fired", extra={"action": "fire", "jobs": len(rows), "runs": len(written)})
         return leased
 
@@ -290,6 +295,8 @@ class Dispatcher:
                 leased.append(self._leased(job, run, attempt=row.attempts + 1))
         queue.enqueue(conn, self.bulk, messages)
         self.bulk.update(conn, runs, "id", delivered)
+        retries = sum(1 for row in rows if row.attempts >= 1)
+        self.counters.add(conn, {"deliveries_delivered": len(delivered), "retries": retries})
         self.bulk.update(
             conn,
             runs,
@@ -333,6 +340,8 @@ class Dispatcher:
                 disabled.append({"key": uuid.UUID(item.delivery.job_id)})
         with write_connection(self.engine) as conn:
             self.bulk.update(conn, runs, "id", values, condition="status != 'delivered'")
+            outcomes_by_status = Counter(f"deliveries_{v['status']}" for v in values)
+            self.counters.add(conn, outcomes_by_status)
             if disabled:
                 conn.execute(
                     update(jobs)

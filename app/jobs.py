@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, and_, func, or_, select, text
 
-from app import timing
+from app import audit, timing
 from app.api.schemas import JobIn, TimingFields
 from app.database import begin_write, db, is_postgresql
 from app.instants import parse_instant
@@ -171,6 +171,8 @@ def create_jobs(items: Sequence[JobIn], now: datetime) -> list[Job]:
         raise Problem(422, "Invalid request", "no job was created", errors=errors)
     begin_write()
     db.session.add_all(jobs)
+    for job in jobs:
+        audit.record("create", now, job_id=job.id)
     _notify_if_due_soon(jobs, now)
     db.session.commit()
     return jobs
@@ -200,6 +202,7 @@ def update_job(job_id: str, data: JobIn, now: datetime) -> Job:
         # A new rule starts a new sequence: the runs so far no longer decide the next one.
         job.last_run_at, job.run_count = None, 0
     _apply(job, data, now)
+    audit.record("update", now, job_id=job.id)
     _notify_if_due_soon([job], now)
     db.session.commit()
     return job
@@ -214,8 +217,9 @@ def _timing_key_of(data: JobIn) -> tuple[Any, ...]:
     return (rules.recurring, rules.first_at, rules.timezone, rules.cron, rules.interval)
 
 
-def delete_job(job_id: str) -> None:
+def delete_job(job_id: str, now: datetime) -> None:
     job = _locked_job(job_id)
+    audit.record("delete", now, job_id=job.id, detail=job.name or job.payload[:200])
     db.session.delete(job)
     db.session.commit()
 
@@ -224,6 +228,7 @@ def pause_job(job_id: str, now: datetime) -> Job:
     job = _locked_job(job_id)
     if job.status == "active":
         job.status, job.next_run_at, job.updated_at = "paused", None, now
+        audit.record("pause", now, job_id=job.id)
     db.session.commit()
     return job
 
@@ -241,6 +246,7 @@ def resume_job(job_id: str, now: datetime) -> Job:
             job.next_run_at = timing.next_fire(rules, now, fired=job.run_count)
             if job.next_run_at is None:
                 job.status = "completed"
+        audit.record("resume", now, job_id=job.id)
         _notify_if_due_soon([job], now)
     db.session.commit()
     return job
@@ -259,6 +265,7 @@ def run_job_now(job_id: str, now: datetime) -> Run:
         next_attempt_at=now,
     )
     db.session.add(run)
+    audit.record("run", now, job_id=job.id, run_id=run.id)
     if is_postgresql(db.engine):
         db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
     db.session.commit()

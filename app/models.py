@@ -108,4 +108,51 @@ class QueueMessage(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         Index("ix_queue_messages_queue_visible_at", "queue", "visible_at"),
         Index("ix_queue_messages_receipt", "receipt"),
+        Index("ix_queue_messages_created_at", "created_at"),  # retention
     )
+
+
+class ApiKey(db.Model):  # type: ignore[name-defined]
+    """An API key: only its SHA-256 is kept (keys are 32 random bytes, so a fast hash is
+    enough); the key itself is shown once, when it is created."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "read" or "write"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(db.Model):  # type: ignore[name-defined]
+    """Who changed which job, how, and when."""
+
+    __tablename__ = "audit_log"
+
+    # Insertion order is the log's order, even for entries within the same microsecond.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_audit_log_job_id_id", "job_id", "id"),)
+
+
+class Counter(db.Model):  # type: ignore[name-defined]
+    """Monotonic counters the dispatcher keeps for /metrics (the web process serves them;
+    the two share nothing but the database). Each dispatcher adds to one of a few shards
+    so that dispatchers running side by side rarely wait on each other's row."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[float] = mapped_column(Float, default=0.0)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, func, or_, select, update
 
+from app import audit
 from app.database import begin_write, db, rowcount
 from app.jobs import decode_cursor, encode_cursor
 from app.models import RUN_STATUSES, Run
@@ -76,6 +77,7 @@ def retry_run(run_id: str, now: datetime) -> Run:
     if changed != 1:
         db.session.rollback()
         raise Problem(409, "Not retryable", f"run {run_id} is {run.status}; only dead runs retry")
+    audit.record("retry", now, job_id=run.job_id, run_id=run.id)
     db.session.commit()
     db.session.refresh(run)
     return run
@@ -89,6 +91,7 @@ def retry_all_dead(now: datetime, job_id: uuid.UUID | None = None) -> int:
     changed = rowcount(
         db.session.execute(query.values(status="retrying", attempts=0, next_attempt_at=now))
     )
+    audit.record("retry", now, job_id=job_id, detail=f"{changed} dead runs")
     db.session.commit()
     return int(changed)
 

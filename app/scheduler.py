@@ -18,6 +18,7 @@ from flask import Flask
 from app import clock_of
 from app.database import db, is_postgresql
 from app.dispatcher import Dispatcher, DispatcherSettings, Waiter
+from app.retention import prune
 from app.targets.base import Target
 from app.targets.sqs import SqsTarget, default_client_factory
 from app.targets.webhook import WebhookTarget
@@ -41,9 +42,7 @@ def build_dispatcher(app: Flask, targets: dict[str, Target] | None = None) -> Di
         misfire_grace=float(app.config["MISFIRE_GRACE"]),
         default_retry=app.config["DEFAULT_RETRY"],
     )
-    return Dispatcher(
-        db.engine, clock_of(app), targets or build_targets(app), settings
-    )
+    return Dispatcher(db.engine, clock_of(app), targets or build_targets(app), settings)
 
 
 def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
@@ -76,6 +75,21 @@ def run_scheduler(app: Flask) -> None:
         misfire_grace_time=None,
         next_run_time=clock_of(app).now(),
     )
+
+    def prune_pass() -> None:
+        with app.app_context():
+            try:
+                prune(
+                    db.engine,
+                    clock_of(app).now(),
+                    run_days=float(app.config["RUN_RETENTION_DAYS"]),
+                    queue_days=float(app.config["QUEUE_RETENTION_DAYS"]),
+                    audit_days=float(app.config["AUDIT_RETENTION_DAYS"]),
+                )
+            except Exception:  # the database may be briefly away: try again next time
+                log.exception("pruning failed", extra={"action": "prune"})
+
+    scheduler.add_job(prune_pass, "interval", seconds=60, id="prune", max_instances=1)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", extra={"action": "stop", "signal": signum})

@@ -2,6 +2,9 @@
 
 from flask import Blueprint
 
-bp = Blueprint("api", __name__)
+from app.auth import authenticate_api
 
-from app.api import health, jobs, queues, runs  # noqa: E402,F401  (views register on import)
+bp = Blueprint("api", __name__)
+bp.before_request(authenticate_api)
+
+from app.api import audit, health, jobs, queues, runs  # noqa: E402,F401  (views register on import)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response, current_app, jsonify
 from sqlalchemy import text
 
+from app import clock_of
 from app.api import bp
 from app.api.openapi import document, operation
 from app.api.schemas import Health
 from app.database import db
+from app.metrics import render
 
 TAG = "service"
 
@@ -31,3 +33,10 @@ def readyz() -> tuple[Response, int]:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(document("Scheduler", "1.0.0"))
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format: fires, lag, deliveries by outcome, queue depth, retries."""
+    body = render(db.engine, clock_of(current_app).now())
+    return Response(body, mimetype="text/plain; version=0.0.4")

@@ -108,8 +108,7 @@ def preview_of(rules: Timing, after: datetime, count: int) -> dict[str, Any]:
         "description": timing.describe(rules),
         "timezone": rules.timezone,
         "times": [
-            {"utc": format_instant(t) or "", "local": t.astimezone(zone).isoformat()}
-            for t in times
+            {"utc": format_instant(t) or "", "local": t.astimezone(zone).isoformat()} for t in times
         ],
     }
 
@@ -130,7 +129,7 @@ def update_job(jobId: str, body: JobIn) -> Response:
            response=JobOut, errors=[404])  # fmt: skip
 def delete_job(jobId: str) -> Response:
     answer = job_out(jobs.get_job(jobId))
-    jobs.delete_job(jobId)
+    jobs.delete_job(jobId, now())
     return jsonify(answer)
 
 

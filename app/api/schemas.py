@@ -205,3 +205,17 @@ class PreviewQuery(Strict):
     maxRuns: Annotated[int | None, Field(ge=1)] = None
     after: str | None = Field(None, description="RFC 3339 instant; default now")
     count: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+class AuditQuery(PageQuery):
+    jobId: str | None = None
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: str
+    actor: str = Field(description="key:<name>, ui:<user>, anonymous or system")
+    action: str
+    jobId: str | None
+    runId: str | None
+    detail: str | None

@@ -1,0 +1,49 @@
+"""The audit log, read-only."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Response
+
+from app import audit
+from app.api import bp
+from app.api.jobs import paged
+from app.api.openapi import operation
+from app.api.schemas import AuditOut, AuditQuery
+from app.instants import format_instant
+from app.problems import field_problem
+
+
+@operation(bp, "GET", "/audit", summary="Who changed what, newest first", tag="audit",
+           query=AuditQuery, response=AuditOut, list_response=True)  # fmt: skip
+def list_audit(query: AuditQuery) -> Response:
+    job_id = None
+    if query.jobId:
+        try:
+            job_id = uuid.UUID(query.jobId)
+        except ValueError as exc:
+            raise field_problem("jobId", "not a job id", 400) from exc
+    before = None
+    if query.cursor:
+        if not query.cursor.isdigit():
+            raise field_problem("cursor", "not a cursor this service gave out", 400)
+        before = int(query.cursor)
+    entries = audit.list_entries(query.limit, before, job_id)
+    next_cursor = None
+    if len(entries) > query.limit:
+        entries = entries[: query.limit]
+        next_cursor = str(entries[-1].id)
+    items = [
+        {
+            "id": e.id,
+            "at": format_instant(e.at),
+            "actor": e.actor,
+            "action": e.action,
+            "jobId": str(e.job_id) if e.job_id else None,
+            "runId": str(e.run_id) if e.run_id else None,
+            "detail": e.detail,
+        }
+        for e in entries
+    ]
+    return paged(items, next_cursor, query.limit)

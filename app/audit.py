@@ -1,0 +1,57 @@
+"""The audit log: every change to a job, with who made it and when.
+
+Entries are added to the caller's session, so they commit (or roll back) with the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from flask import g, has_request_context
+from sqlalchemy import Select, select
+
+from app.database import db
+from app.models import AuditEntry
+
+ACTIONS = ("create", "update", "delete", "pause", "resume", "run", "retry")
+
+
+def current_actor() -> str:
+    if not has_request_context():
+        return "system"
+    return str(g.get("actor") or "anonymous")
+
+
+def record(
+    action: str,
+    now: datetime,
+    *,
+    job_id: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
+    detail: str | None = None,
+) -> None:
+    db.session.add(
+        AuditEntry(
+            at=now,
+            actor=current_actor(),
+            action=action,
+            job_id=job_id,
+            run_id=run_id,
+            detail=detail,
+        )
+    )
+
+
+def list_entries(
+    limit: int, before_id: int | None, job_id: uuid.UUID | None = None
+) -> list[AuditEntry]:
+    """Newest first (keyset on id); one more than `limit` tells there is a next page."""
+    query: Select[tuple[AuditEntry]] = (
+        select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
+    )
+    if before_id is not None:
+        query = query.where(AuditEntry.id < before_id)
+    if job_id:
+        query = query.where(AuditEntry.job_id == job_id)
+    return list(db.session.execute(query).scalars())

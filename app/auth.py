@@ -1,0 +1,132 @@
+"""API keys and who is asking.
+
+Loopback-only by default and open there. Once a key exists (or REQUIRE_API_KEYS is set,
+as it must be when the service listens on anything but loopback) every API call needs
+`Authorization: Bearer <key>`; read-only keys may only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+import time
+import uuid
+from datetime import datetime
+
+from flask import current_app, g, request
+from sqlalchemy import func, or_, select
+
+from app.database import db
+from app.models import ApiKey
+from app.problems import Problem
+
+SCOPES = ("read", "write")
+KEY_PREFIX = "sk_"
+OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "api.openapi"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+KEYS_EXIST_TTL = 5.0  # seconds a "do any keys exist?" answer is reused
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(name: str, scope: str, now: datetime) -> tuple[ApiKey, str]:
+    """Make a key; the returned secret is never stored and cannot be shown again."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        id=uuid.uuid4(),
+        name=name,
+        prefix=secret[:10],
+        key_hash=hash_key(secret),
+        scope=scope,
+        created_at=now,
+    )
+    db.session.add(key)
+    db.session.commit()
+    return key, secret
+
+
+def list_keys() -> list[ApiKey]:
+    return list(db.session.execute(select(ApiKey).order_by(ApiKey.created_at)).scalars())
+
+
+def revoke_key(name_or_prefix: str, now: datetime) -> bool:
+    key = db.session.execute(
+        select(ApiKey).where(
+            or_(ApiKey.name == name_or_prefix, ApiKey.prefix == name_or_prefix),
+            ApiKey.revoked_at.is_(None),
+        )
+    ).scalar_one_or_none()
+    if key is None:
+        return False
+    key.revoked_at = now
+    db.session.commit()
+    return True
+
+
+def find_key(secret: str) -> ApiKey | None:
+    return db.session.execute(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+
+
+def active_keys_exist() -> bool:
+    cache = current_app.extensions.setdefault("auth_cache", {"at": -1e9, "exists": False})
+    if time.monotonic() - cache["at"] > KEYS_EXIST_TTL:
+        count = db.session.scalar(
+            select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+        )
+        cache.update(at=time.monotonic(), exists=bool(count))
+    return bool(cache["exists"])
+
+
+def auth_required() -> bool:
+    return bool(current_app.config.get("REQUIRE_API_KEYS")) or active_keys_exist()
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def authenticate_api() -> None:
+    """before_request of the JSON API: set g.actor, or refuse with 401/403."""
+    if request.endpoint in OPEN_ENDPOINTS:
+        return
+    token = bearer_token()
+    if token is None:
+        if auth_required():
+            raise Problem(
+                401,
+                "Unauthorized",
+                "send an API key: Authorization: Bearer <key>",
+                headers={"WWW-Authenticate": 'Bearer realm="scheduler"'},
+            )
+        g.actor = "anonymous"
+        return
+    key = find_key(token)
+    if key is None:
+        raise Problem(
+            401,
+            "Unauthorized",
+            "unknown or revoked API key",
+            headers={"WWW-Authenticate": 'Bearer realm="scheduler", error="invalid_token"'},
+        )
+    if key.scope == "read" and request.method not in READ_METHODS:
+        raise Problem(403, "Forbidden", f"key {key.name!r} is read-only")
+    g.actor = f"key:{key.name}"
+    g.api_key_id = str(key.id)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,148 @@
+"""Prometheus metrics.
+
+The dispatcher counts what it does into the `counters` table, in the transactions that do
+it; the web process reads them (and a few gauges) when /metrics is scraped. The two
+processes share nothing but the database, and counters survive restarts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.database import is_postgresql
+from app.models import Counter, Job, QueueMessage, Run
+
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0)
+SHARDS = 8
+counters = Counter.__table__
+
+
+def lag_counts(lags: Iterable[float]) -> dict[str, float]:
+    """Histogram counter increments for a batch of lags (seconds)."""
+    tally: Tally[str] = Tally()
+    total = 0.0
+    for lag in lags:
+        total += lag
+        tally["lag_count"] += 1
+        for bound in LAG_BUCKETS:
+            if lag <= bound:
+                tally[f"lag_le_{bound}"] += 1
+    return {**tally, "lag_sum": total} if tally else {}
+
+
+class CounterWriter:
+    """Adds to the dispatcher's counters inside the caller's transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = postgresql if is_postgresql(engine) else sqlite
+        statement = dialect.insert(counters)
+        self.statement = statement.on_conflict_do_update(
+            index_elements=["name", "shard"],
+            set_={"value": counters.c.value + statement.excluded.value},
+        )
+        self.shard = random.randrange(SHARDS)
+
+    def add(self, conn: Connection, increments: Mapping[str, float]) -> None:
+        rows = [
+            {"name": name, "shard": self.shard, "value": value}
+            for name, value in sorted(increments.items())  # a fixed order: no lock cycles
+            if value
+        ]
+        if rows:
+            conn.execute(self.statement, rows)
+
+
+class DatabaseCollector:
+    """Reads counters and gauges from the database at scrape time."""
+
+    def __init__(self, conn: Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self.conn.execute(
+            select(counters.c.name, func.sum(counters.c.value)).group_by(counters.c.name)
+        )
+        totals: dict[str, float] = {name: float(value) for name, value in rows}
+        yield from self._counters(totals)
+        yield self._lag(totals)
+        yield from self._gauges()
+
+    def _counters(self, totals: Mapping[str, float]) -> Iterator[Metric]:
+        fires = CounterMetricFamily("scheduler_fires", "Runs fired (occurrences turned into runs)")
+        fires.add_metric([], totals.get("fires", 0.0))
+        yield fires
+        deliveries = CounterMetricFamily(
+            "scheduler_deliveries", "Delivery attempts by outcome", labels=["outcome"]
+        )
+        for outcome in ("delivered", "retrying", "dead"):
+            deliveries.add_metric([outcome], totals.get(f"deliveries_{outcome}", 0.0))
+        yield deliveries
+        retries = CounterMetricFamily("scheduler_retries", "Delivery attempts after the first")
+        retries.add_metric([], totals.get("retries", 0.0))
+        yield retries
+
+    def _lag(self, totals: Mapping[str, float]) -> Metric:
+        lag = HistogramMetricFamily("scheduler_fire_lag_seconds", "Fire time minus nominal time")
+        buckets = [(str(b), totals.get(f"lag_le_{b}", 0.0)) for b in LAG_BUCKETS]
+        buckets.append(("+Inf", totals.get("lag_count", 0.0)))
+        lag.add_metric([], buckets, totals.get("lag_sum", 0.0))
+        return lag
+
+    def _gauges(self) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("scheduler_jobs", "Jobs by status", labels=["status"])
+        for status, count in self.conn.execute(
+            select(Job.status, func.count()).group_by(Job.status)
+        ):
+            jobs.add_metric([status], count)
+        yield jobs
+        depth = GaugeMetricFamily(
+            "scheduler_queue_depth", "Built-in queue messages visible now", labels=["queue"]
+        )
+        in_flight = GaugeMetricFamily(
+            "scheduler_queue_in_flight", "Built-in queue messages received, not acknowledged",
+            labels=["queue"],
+        )  # fmt: skip
+        rows = self.conn.execute(
+            select(
+                QueueMessage.queue,
+                func.count().filter(QueueMessage.visible_at <= self.now),
+                func.count().filter(QueueMessage.visible_at > self.now),
+            ).group_by(QueueMessage.queue)
+        )
+        for queue, visible, hidden in rows:
+            depth.add_metric([queue], visible)
+            in_flight.add_metric([queue], hidden)
+        yield depth
+        yield in_flight
+        pending = GaugeMetricFamily(
+            "scheduler_runs_awaiting_delivery", "Runs waiting for a delivery attempt"
+        )
+        pending.add_metric(
+            [],
+            self.conn.scalar(
+                select(func.count()).select_from(Run).where(Run.next_attempt_at.is_not(None))
+            )
+            or 0,
+        )
+        yield pending
+
+
+def render(engine: Engine, now: datetime) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    with engine.connect() as conn:
+        registry.register(DatabaseCollector(conn, now))
+        return generate_latest(registry)

@@ -1,0 +1,33 @@
+"""Rate limits per API key (Flask-Limiter), answered with 429 and Retry-After.
+
+Requests without a key are not limited: they are only accepted on loopback, from the
+machine's own processes. Counters live in memory per web worker unless
+RATELIMIT_STORAGE_URI points at a shared store (e.g. redis://127.0.0.1:6379).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import current_app
+from flask_limiter import Limiter
+
+from app.auth import bearer_token
+
+
+def limit_key() -> str:
+    token = bearer_token() or ""
+    return "key:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def current_limit() -> str:
+    return str(current_app.config["RATE_LIMIT"])
+
+
+limiter = Limiter(
+    key_func=limit_key,
+    default_limits=[current_limit],
+    default_limits_exempt_when=lambda: bearer_token() is None,
+    headers_enabled=True,
+    storage_uri="memory://",
+)

@@ -1,0 +1,49 @@
+"""gunicorn settings read from the working directory (`make run`, the Procfile).
+
+The service is loopback-only by default. Listening on any other address without API keys
+would expose the API to the network, so the master refuses to start then.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+graceful_timeout = 10
+
+
+def bound_hosts(binds: list[str]) -> list[str]:
+    hosts = []
+    for bind in binds:
+        if bind.startswith(("unix:", "fd://")):
+            continue  # a local socket, not the network
+        host = bind.rsplit(":", 1)[0] if ":" in bind else bind
+        hosts.append(host.strip("[]"))
+    return hosts
+
+
+def on_starting(server: Any) -> None:
+    from app.auth import is_loopback
+
+    exposed = [h for h in bound_hosts(list(server.cfg.bind)) if not is_loopback(h)]
+    if not exposed:
+        return
+    from sqlalchemy import func, select
+
+    from app import create_app
+    from app.database import db
+    from app.models import ApiKey
+
+    app = create_app()
+    with app.app_context():
+        keys = db.session.scalar(
+            select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
+        )
+        db.session.remove()
+        db.engine.dispose()  # the workers fork from here: they must not share connections
+    if not keys:
+        raise SystemExit(
+            f"refusing to listen on {', '.join(exposed)} without API keys: create one with "
+            "`flask --app wsgi keys create --name NAME`, or bind to 127.0.0.1"
+        )
+    os.environ["REQUIRE_API_KEYS"] = "true"  # the workers, forked from here, demand keys

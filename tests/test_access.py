@@ -1,0 +1,185 @@
+"""API keys, scopes, rate limits, the audit log and request limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+JOB = {"payload": "p", "minute": 27789898}
+
+
+def make_key(app: Flask, name: str, scope: str = "write") -> str:
+    result = app.test_cli_runner().invoke(args=["keys", "create", "--name", name, "--scope", scope])
+    assert result.exit_code == 0, result.output
+    return str(result.stdout.strip().splitlines()[0])
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_open_on_loopback_until_a_key_exists(client: FlaskClient, app: Flask) -> None:
+    assert client.post("/schedules", json=JOB).status_code == 201
+    key = make_key(app, "svc")
+    assert key.startswith("sk_")
+    app.extensions.pop("auth_cache", None)
+    refused = client.get("/schedules")
+    assert refused.status_code == 401
+    assert refused.mimetype == "application/problem+json"
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/schedules", headers=bearer(key)).status_code == 200
+    assert client.get("/schedules", headers=bearer("sk_wrong")).status_code == 401
+    assert client.get("/healthz").status_code == 200  # probes stay open
+
+
+def test_read_only_keys_only_read(client: FlaskClient, app: Flask) -> None:
+    key = make_key(app, "dashboard", "read")
+    assert client.get("/schedules", headers=bearer(key)).status_code == 200
+    response = client.post("/schedules", json=JOB, headers=bearer(key))
+    assert response.status_code == 403
+    assert response.mimetype == "application/problem+json"
+
+
+def test_revoked_keys_stop_working(client: FlaskClient, app: Flask) -> None:
+    key = make_key(app, "old")
+    runner: FlaskCliRunner = app.test_cli_runner()
+    assert "old" in runner.invoke(args=["keys", "list"]).output
+    assert key not in runner.invoke(args=["keys", "list"]).output
+    assert runner.invoke(args=["keys", "revoke", "old"]).exit_code == 0
+    assert client.get("/schedules", headers=bearer(key)).status_code == 401
+    assert runner.invoke(args=["keys", "revoke", "old"]).exit_code != 0
+
+
+def test_keys_are_stored_hashed(app: Flask) -> None:
+    key = make_key(app, "hashed")
+    from sqlalchemy import select
+
+    from app.database import db
+    from app.models import ApiKey
+
+    with app.app_context():
+        stored = db.session.execute(select(ApiKey)).scalar_one()
+        assert key not in (stored.key_hash, stored.prefix, stored.name)
+        assert len(stored.key_hash) == 64
+
+
+def test_rate_limit_per_key(make_app: Callable[..., Flask]) -> None:
+    app = make_app(RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    key = make_key(app, "busy")
+    answers = [client.get("/schedules", headers=bearer(key)) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    limited = answers[-1]
+    assert limited.mimetype == "application/problem+json"
+    assert int(limited.headers["Retry-After"]) > 0
+    other = make_key(app, "calm")
+    assert client.get("/schedules", headers=bearer(other)).status_code == 200
+
+
+def test_every_change_is_audited(client: FlaskClient, app: Flask) -> None:
+    key = make_key(app, "ops")
+    headers = bearer(key)
+    job = client.post("/schedules", json=JOB, headers=headers).get_json()
+    job_id = job["jobId"]
+    client.put(f"/schedules/{job_id}", json=JOB | {"payload": "q"}, headers=headers)
+    client.post(f"/schedules/{job_id}/pause", headers=headers)
+    client.post(f"/schedules/{job_id}/resume", headers=headers)
+    client.post(f"/schedules/{job_id}/run", headers=headers)
+    client.delete(f"/schedules/{job_id}", headers=headers)
+    entries = client.get(f"/audit?jobId={job_id}", headers=headers).get_json()
+    assert [e["action"] for e in entries] == [
+        "delete",
+        "run",
+        "resume",
+        "pause",
+        "update",
+        "create",
+    ]
+    assert {e["actor"] for e in entries} == {"key:ops"}
+    assert all(e["at"] for e in entries)
+
+
+def test_refused_change_is_not_audited(client: FlaskClient) -> None:
+    client.post("/schedules", json={"payload": 1})
+    assert client.get("/audit").get_json() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"payload": "p", "minute": 1, "name": "n" * 201}, 422, "name"),
+        (
+            {
+                "payload": "p",
+                "minute": 1,
+                "target": {
+                    "type": "webhook",
+                    "url": "http://x",
+                    "headers": {f"h{i}": "v" for i in range(51)},
+                },
+            },
+            422,
+            "target.webhook.headers",
+        ),
+    ],
+)
+def test_limits_answer_with_their_own_problem(
+    client: FlaskClient, body: dict[str, Any], status: int, field: str
+) -> None:
+    response = client.post("/schedules", json=body)
+    assert response.status_code == status
+    assert field in [e["field"] for e in response.get_json()["errors"]]
+
+
+def test_request_body_limit(make_app: Callable[..., Flask]) -> None:
+    client = make_app(MAX_CONTENT_LENGTH=1024).test_client()
+    response = client.post("/schedules", json={"payload": "x" * 2048, "minute": 1})
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+
+
+def test_gunicorn_refuses_the_network_without_keys(database_url: str, tmp_path: Any) -> None:
+    import subprocess
+
+    from tests.support.processes import BIN, ROOT, process_env
+
+    result = subprocess.run(
+        [str(BIN / "gunicorn"), "--bind", "0.0.0.0:0", "wsgi:app"],
+        cwd=ROOT,
+        env=process_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "without API keys" in result.stdout + result.stderr
+
+
+def test_gunicorn_accepts_the_network_with_keys(
+    app: Flask, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from tests.support.processes import ROOT
+
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
+    assert spec is not None and spec.loader is not None
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    make_key(app, "edge")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("REQUIRE_API_KEYS", raising=False)
+
+    class Server:
+        class cfg:
+            bind = ["0.0.0.0:8000"]
+
+    conf.on_starting(Server())
+    import os
+
+    assert os.environ.pop("REQUIRE_API_KEYS") == "true"
+    assert conf.bound_hosts(["unix:/tmp/s", "[::1]:80", "127.0.0.1:8000"]) == ["::1", "127.0.0.1"]
