@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, jsonify, request
@@ -113,48 +114,48 @@ def preview_of(rules: Timing, after: datetime, count: int) -> dict[str, Any]:
     }
 
 
-@operation(bp, "GET", "/schedules/<jobId>", summary="Get a job", tag=TAG, response=JobOut,
+@operation(bp, "GET", "/schedules/<uuid:jobId>", summary="Get a job", tag=TAG, response=JobOut,
            errors=[404])  # fmt: skip
-def get_job(jobId: str) -> Response:
-    return jsonify(job_out(jobs.get_job(jobId)))
+def get_job(jobId: UUID) -> Response:
+    return jsonify(job_out(jobs.get_job(str(jobId))))
 
 
-@operation(bp, "PUT", "/schedules/<jobId>", summary="Replace a job", tag=TAG, body=JobIn,
+@operation(bp, "PUT", "/schedules/<uuid:jobId>", summary="Replace a job", tag=TAG, body=JobIn,
            response=JobOut, errors=[404, 422], ignore_fields=READ_ONLY_JOB_FIELDS)  # fmt: skip
-def update_job(jobId: str, body: JobIn) -> Response:
-    return jsonify(job_out(jobs.update_job(jobId, body, now())))
+def update_job(jobId: UUID, body: JobIn) -> Response:
+    return jsonify(job_out(jobs.update_job(str(jobId), body, now())))
 
 
-@operation(bp, "DELETE", "/schedules/<jobId>", summary="Delete a job and its runs", tag=TAG,
+@operation(bp, "DELETE", "/schedules/<uuid:jobId>", summary="Delete a job and its runs", tag=TAG,
            response=JobOut, errors=[404])  # fmt: skip
-def delete_job(jobId: str) -> Response:
-    answer = job_out(jobs.get_job(jobId))
-    jobs.delete_job(jobId, now())
+def delete_job(jobId: UUID) -> Response:
+    answer = job_out(jobs.get_job(str(jobId)))
+    jobs.delete_job(str(jobId), now())
     return jsonify(answer)
 
 
-@operation(bp, "POST", "/schedules/<jobId>/pause", summary="Pause a job", tag=TAG,
+@operation(bp, "POST", "/schedules/<uuid:jobId>/pause", summary="Pause a job", tag=TAG,
            response=JobOut, errors=[404])  # fmt: skip
-def pause_job(jobId: str) -> Response:
-    return jsonify(job_out(jobs.pause_job(jobId, now())))
+def pause_job(jobId: UUID) -> Response:
+    return jsonify(job_out(jobs.pause_job(str(jobId), now())))
 
 
-@operation(bp, "POST", "/schedules/<jobId>/resume", summary="Resume a paused job", tag=TAG,
+@operation(bp, "POST", "/schedules/<uuid:jobId>/resume", summary="Resume a paused job", tag=TAG,
            response=JobOut, errors=[404])  # fmt: skip
-def resume_job(jobId: str) -> Response:
-    return jsonify(job_out(jobs.resume_job(jobId, now())))
+def resume_job(jobId: UUID) -> Response:
+    return jsonify(job_out(jobs.resume_job(str(jobId), now())))
 
 
-@operation(bp, "POST", "/schedules/<jobId>/run", summary="Fire once, now", tag=TAG,
+@operation(bp, "POST", "/schedules/<uuid:jobId>/run", summary="Fire once, now", tag=TAG,
            response=RunOut, status=202, errors=[404])  # fmt: skip
-def run_job(jobId: str) -> tuple[Response, int]:
-    return jsonify(run_out(jobs.run_job_now(jobId, now()))), 202
+def run_job(jobId: UUID) -> tuple[Response, int]:
+    return jsonify(run_out(jobs.run_job_now(str(jobId), now()))), 202
 
 
-@operation(bp, "GET", "/schedules/<jobId>/runs", summary="A job's runs, newest first", tag=TAG,
+@operation(bp, "GET", "/schedules/<uuid:jobId>/runs", summary="A job's runs, newest first", tag=TAG,
            query=RunListQuery, response=RunOut, list_response=True, errors=[404])  # fmt: skip
-def job_runs(jobId: str, query: RunListQuery) -> Response:
-    job = jobs.get_job(jobId)
+def job_runs(jobId: UUID, query: RunListQuery) -> Response:
+    job = jobs.get_job(str(jobId))
     page, cursor = list_runs(query.limit, query.cursor, run_filter(query, job.id))
     return paged([run_out(run) for run in page], cursor, query.limit)
 

@@ -35,6 +35,10 @@ class Operation:
 
 
 OPERATIONS: list[Operation] = []
+PATH_TYPES: dict[str, dict[str, str]] = {
+    "": {"type": "string"},
+    "uuid": {"type": "string", "format": "uuid"},
+}
 
 
 def operation(
@@ -159,8 +163,8 @@ def _operation_doc(op: Operation) -> dict[str, Any]:
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in re.findall(r"<(?:[a-z]+:)?([A-Za-z_]+)>", op.rule)
+        {"name": name, "in": "path", "required": True, "schema": PATH_TYPES[converter or ""]}
+        for converter, name in re.findall(r"<(?:([a-z]+):)?([A-Za-z_]+)>", op.rule)
     ]
     if op.query is not None:
         schema = op.query.model_json_schema()

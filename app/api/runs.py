@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from flask import Response, jsonify
 
 from app import runs
@@ -21,13 +23,13 @@ def list_runs(query: RunListQuery) -> Response:
     return paged([run_out(run) for run in page], cursor, query.limit)
 
 
-@operation(bp, "GET", "/runs/<runId>", summary="Get a run", tag=TAG, response=RunOut,
+@operation(bp, "GET", "/runs/<uuid:runId>", summary="Get a run", tag=TAG, response=RunOut,
            errors=[404])  # fmt: skip
-def get_run(runId: str) -> Response:
-    return jsonify(run_out(runs.get_run(runId)))
+def get_run(runId: UUID) -> Response:
+    return jsonify(run_out(runs.get_run(str(runId))))
 
 
-@operation(bp, "POST", "/runs/<runId>/retry", summary="Retry a dead run", tag=TAG,
+@operation(bp, "POST", "/runs/<uuid:runId>/retry", summary="Retry a dead run", tag=TAG,
            response=RunOut, status=202, errors=[404, 409])  # fmt: skip
-def retry_run(runId: str) -> tuple[Response, int]:
-    return jsonify(run_out(runs.retry_run(runId, now()))), 202
+def retry_run(runId: UUID) -> tuple[Response, int]:
+    return jsonify(run_out(runs.retry_run(str(runId), now()))), 202

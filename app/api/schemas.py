@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,80}$"
 
@@ -16,8 +16,12 @@ class Strict(BaseModel):
 
 class RetryIn(Strict):
     attempts: Annotated[StrictInt, Field(ge=1, le=100, description="Attempts before dead")] = 5
-    backoff: Annotated[float, Field(ge=0.1, le=3600, description="First retry delay, s")] = 2.0
-    maxBackoff: Annotated[float, Field(ge=1, le=86400, description="Longest delay, s")] = 300.0
+    backoff: Annotated[StrictFloat, Field(ge=0.1, le=3600, description="First retry delay, s")] = (
+        2.0
+    )
+    maxBackoff: Annotated[StrictFloat, Field(ge=1, le=86400, description="Longest delay, s")] = (
+        300.0
+    )
 
 
 class QueueTarget(Strict):
@@ -38,7 +42,7 @@ class WebhookTarget(Strict):
     headers: Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=50)] = (
         Field(default_factory=dict)
     )
-    timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    timeout: Annotated[StrictFloat, Field(gt=0, le=120)] = 10.0
     secret: StrictStr | list[StrictStr] | None = None
 
 
@@ -135,8 +139,8 @@ class PreviewOut(BaseModel):
 
 class ReceiveIn(Strict):
     max: Annotated[StrictInt, Field(ge=1, le=100)] = 10
-    visibilityTimeout: Annotated[float, Field(ge=0, le=43200)] = 30.0
-    wait: Annotated[float, Field(ge=0, le=20)] = 0.0
+    visibilityTimeout: Annotated[StrictFloat, Field(ge=0, le=43200)] = 30.0
+    wait: Annotated[StrictFloat, Field(ge=0, le=20)] = 0.0
 
 
 class MessageOut(BaseModel):
