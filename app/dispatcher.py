@@ -381,12 +381,14 @@ class Dispatcher:
         }
 
     def backoff(self, retry: Mapping[str, Any], attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with equal jitter, never sooner than the target asked."""
+        """Exponential backoff with equal jitter, never sooner than the target asked
+        (up to maxBackoff)."""
         base = float(retry.get("backoff", 2.0))
         ceiling = float(retry.get("maxBackoff", 300.0))
         step = min(ceiling, base * 2 ** (attempt - 1))
         delay = step / 2 + self.rng.uniform(0, step / 2)
-        return max(delay, retry_after or 0.0)
+        # A target may ask for any wait; never longer than the job's own longest delay.
+        return max(delay, min(retry_after or 0.0, ceiling))
 
     # -- the pass ------------------------------------------------------------------------
 

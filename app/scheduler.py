@@ -101,4 +101,8 @@ def run_scheduler(app: Flask) -> None:
     log.info("scheduler started", extra={"action": "start", "interval": interval})
     scheduler.start()
     with idle:  # the pass in hand has finished its batch
+        for target in dispatcher.targets.values():
+            close = getattr(target, "close", None)
+            if close is not None:
+                close()
         log.info("scheduler stopped", extra={"action": "stop"})

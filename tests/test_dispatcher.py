@@ -160,6 +160,7 @@ def test_backoff_grows_with_jitter_and_honours_retry_after(dispatcher: Dispatche
         step = min(60.0, 2.0 * 2 ** (attempt - 1))
         assert step / 2 <= delay <= step
     assert dispatcher.backoff(retry, 1, 30.0) == 30.0
+    assert dispatcher.backoff(retry, 1, 3600.0) == 60.0  # capped at maxBackoff
 
 
 def test_no_job_fires_twice_when_two_dispatchers_share_the_database(
@@ -176,3 +177,27 @@ def test_no_job_fires_twice_when_two_dispatchers_share_the_database(
         total += step
     assert total == 300
     assert count(app, Run) == 300
+
+
+def test_a_busy_sqlite_database_delays_a_fire_but_loses_nothing(
+    client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock, app: Flask, db_kind: str
+) -> None:
+    """Another process holding the write lock for a while: the dispatcher waits it out."""
+    if db_kind != "sqlite":
+        pytest.skip("SQLite's single-writer lock")
+    import sqlite3
+    import threading
+
+    create(client)
+    clock.advance(10)
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(1.0, lambda: holder.execute("COMMIT"))
+    released.start()
+    try:
+        assert dispatcher.fire_due() == 1  # blocked until the other writer committed
+    finally:
+        released.join()
+        holder.close()
+    assert count(app, Run) == 1
