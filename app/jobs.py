@@ -11,17 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import Select, and_, func, or_, select, text
 
 from app import audit, timing
-from app.api.schemas import JobIn, TimingFields
 from app.database import begin_write, db, is_postgresql
 from app.instants import parse_instant
 from app.models import Job, Run
 from app.problems import Problem, field_problem, not_found
-from app.targets.webhook import generate_secret
+from app.schemas import JobIn, TimingFields
+from app.targets.webhook import check_address, generate_secret, parse_ip_literal
 
 NOTIFY_CHANNEL = "scheduler_due"
 
@@ -89,11 +90,30 @@ def _resolve_target(data: JobIn, old: dict[str, Any] | None) -> dict[str, Any]:
         default = current_app.config.get("DEFAULT_TARGET") or {"type": "queue", "name": "default"}
         return dict(default)
     target = data.target.model_dump(exclude_none=True)
+    if target["type"] == "webhook":
+        _check_webhook_address(target["url"])
     if target["type"] == "webhook" and not target.get("secret"):
         # Keep the secret across get-modify-put (answers never show it); make one otherwise.
         kept = old.get("secret") if old and old.get("type") == "webhook" else None
         target["secret"] = kept or generate_secret()
     return target
+
+
+def allowed_networks() -> list[str]:
+    networks = current_app.config["WEBHOOK_ALLOW_NETWORKS"].split(",")
+    return [n.strip() for n in networks if n.strip()]
+
+
+def _check_webhook_address(url: str) -> None:
+    """Refuse a webhook to a literal private address now; names are checked when connecting
+    (what a name resolves to can change, so the dispatcher checks every connection)."""
+    host = urlsplit(url).hostname or ""
+    address = parse_ip_literal(host)
+    if address is None:
+        return
+    refusal = check_address(address, allowed_networks())
+    if refusal:
+        raise field_problem("target.url", f"refused: {refusal} (see WEBHOOK_ALLOW_NETWORKS)")
 
 
 def _apply(job: Job, data: JobIn, now: datetime) -> None:

@@ -18,6 +18,7 @@ from flask import Flask
 from app import clock_of
 from app.database import db, is_postgresql
 from app.dispatcher import Dispatcher, DispatcherSettings, Waiter
+from app.jobs import allowed_networks
 from app.retention import prune
 from app.targets.base import Target
 from app.targets.sqs import SqsTarget, default_client_factory
@@ -27,10 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def build_targets(app: Flask) -> dict[str, Target]:
-    networks = [n.strip() for n in app.config["WEBHOOK_ALLOW_NETWORKS"].split(",") if n.strip()]
     return {
         "sqs": SqsTarget(default_client_factory),
-        "webhook": WebhookTarget(allow_networks=networks),
+        "webhook": WebhookTarget(allow_networks=allowed_networks()),
     }
 
 

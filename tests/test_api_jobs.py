@@ -254,3 +254,15 @@ def test_openapi_describes_every_call(client: FlaskClient) -> None:
 def test_health(client: FlaskClient) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").get_json()["checks"]["database"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://10.0.0.1/hook", "http://169.254.169.254/latest", "http://0x7f.1/", "http://[::1]/"],
+)
+def test_webhook_to_a_literal_private_address_is_refused_on_save(make_app: Any, url: str) -> None:
+    client = make_app(WEBHOOK_ALLOW_NETWORKS="").test_client()
+    response = client.post("/schedules", json={"payload": "p", "minute": 1,
+                                               "target": {"type": "webhook", "url": url}})  # fmt: skip
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["field"] == "target.url"

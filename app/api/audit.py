@@ -10,9 +10,9 @@ from app import audit
 from app.api import bp
 from app.api.jobs import paged
 from app.api.openapi import operation
-from app.api.schemas import AuditOut, AuditQuery
 from app.instants import format_instant
 from app.problems import field_problem
+from app.schemas import AuditOut, AuditQuery
 
 
 @operation(bp, "GET", "/audit", summary="Who changed what, newest first", tag="audit",

@@ -8,9 +8,9 @@ from sqlalchemy import text
 from app import clock_of
 from app.api import bp
 from app.api.openapi import document, operation
-from app.api.schemas import Health
 from app.database import db
 from app.metrics import render
+from app.schemas import Health
 
 TAG = "service"
 

@@ -13,7 +13,11 @@ from flask import Response, current_app, jsonify, request
 from app import clock_of, jobs, timing
 from app.api import bp
 from app.api.openapi import operation, validate
-from app.api.schemas import (
+from app.api.serialize import job_out, run_out
+from app.instants import format_instant, parse_instant
+from app.problems import Problem, field_problem
+from app.runs import RunFilter, list_runs
+from app.schemas import (
     READ_ONLY_JOB_FIELDS,
     JobBatchIn,
     JobBatchOut,
@@ -26,10 +30,6 @@ from app.api.schemas import (
     RunOut,
     TimingFields,
 )
-from app.api.serialize import job_out, run_out
-from app.instants import format_instant, parse_instant
-from app.problems import Problem, field_problem
-from app.runs import RunFilter, list_runs
 from app.timing import Timing
 
 TAG = "jobs"

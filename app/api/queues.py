@@ -10,10 +10,10 @@ from app import queue
 from app.api import bp
 from app.api.jobs import now
 from app.api.openapi import operation
-from app.api.schemas import NAME_PATTERN, AckIn, AckOut, QueueStats, ReceiveIn, ReceiveOut
 from app.api.serialize import message_out
 from app.instants import format_instant
 from app.problems import field_problem
+from app.schemas import NAME_PATTERN, AckIn, AckOut, QueueStats, ReceiveIn, ReceiveOut
 
 TAG = "queues"
 

@@ -10,8 +10,8 @@ from app import runs
 from app.api import bp
 from app.api.jobs import now, paged, run_filter
 from app.api.openapi import operation
-from app.api.schemas import RunListQuery, RunOut
 from app.api.serialize import run_out
+from app.schemas import RunListQuery, RunOut
 
 TAG = "runs"
 
