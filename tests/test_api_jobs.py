@@ -262,7 +262,7 @@ def test_health(client: FlaskClient) -> None:
 )
 def test_webhook_to_a_literal_private_address_is_refused_on_save(make_app: Any, url: str) -> None:
     client = make_app(WEBHOOK_ALLOW_NETWORKS="").test_client()
-    response = client.post("/schedules", json={"payload": "p", "minute": 1,
-                                               "target": {"type": "webhook", "url": url}})  # fmt: skip
+    body = {"payload": "p", "minute": 1, "target": {"type": "webhook", "url": url}}
+    response = client.post("/schedules", json=body)
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "target.url"
