@@ -1,0 +1,72 @@
+// Scheduler UI: the few things HTML and htmx do not do on their own. No dependencies.
+(function () {
+  "use strict";
+
+  // 1. The viewer's time zone, for the server to show times in: the `tz` cookie.
+  //    On the first visit (or after travelling) set it and reload once to show local times.
+  function cookie(name) {
+    const found = document.cookie.split("; ").find((part) => part.startsWith(name + "="));
+    return found ? decodeURIComponent(found.slice(name.length + 1)) : null;
+  }
+  let zone = null;
+  try {
+    zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  } catch (error) {
+    zone = null;
+  }
+  if (zone && /^[A-Za-z0-9_+\-\/]{1,64}$/.test(zone) && cookie("tz") !== zone) {
+    document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
+    if (document.documentElement.dataset.tz !== zone) {
+      window.location.reload();
+    }
+  }
+
+  // 2. Short messages: the server sends an `HX-Trigger: {"show-message": "…"}` header, and
+  //    error answers in plain text; both are shown in the #toast status region, as text.
+  let toastTimer = null;
+  function showMessage(text, isError) {
+    const toast = document.getElementById("toast");
+    if (!toast || !text) return;
+    toast.textContent = text;
+    toast.classList.toggle("toast-error", Boolean(isError));
+    toast.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(function () { toast.hidden = true; }, isError ? 8000 : 4000);
+  }
+  document.addEventListener("show-message", function (event) {
+    showMessage(event.detail && event.detail.value, false);
+  });
+
+  // 3. Error answers: an HTML answer is a page (or a form with its errors): show it.
+  //    A plain-text answer is a message: toast it and leave the page as it is.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const xhr = event.detail.xhr;
+    if (xhr.status < 400) return;
+    const type = xhr.getResponseHeader("Content-Type") || "";
+    if (type.startsWith("text/html")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    } else {
+      event.detail.shouldSwap = false;
+      showMessage(xhr.responseText.slice(0, 300) || "Error " + xhr.status, true);
+    }
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showMessage("The server did not answer. Is it running?", true);
+  });
+
+  // 4. After a boosted navigation, move focus to the new page's content (keyboard users);
+  //    after a form came back with errors, to the first field at fault.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (!event.detail.boosted || event.detail.target !== document.body) return;
+    const error = document.querySelector("form .field-error:not(:empty)");
+    const field = error && error.closest(".field");
+    const control = field && field.querySelector("input, select, textarea");
+    if (control) {
+      control.focus();
+    } else {
+      const main = document.getElementById("main");
+      if (main) main.focus({ preventScroll: true });
+    }
+  });
+})();

@@ -1,0 +1,189 @@
+"""The overview's pictures, computed here and drawn by the templates (inline SVG and CSS).
+
+- run_chart: runs fired per minute over the last hour (bars) and their average lag (a line).
+- timeline: what fires in the next hour, one lane per job, in the viewer's zone.
+No JavaScript: the server works out the geometry, the template writes it down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from app import timing
+from app.jobs import job_timing
+from app.models import Job
+from app.timing.zones import get_zone
+
+# The run chart's drawing area, in SVG user units (the SVG scales to its container).
+WIDTH, HEIGHT = 720, 220
+LEFT, RIGHT, TOP, BOTTOM = 44, 56, 12, 28
+TIMELINE_LANES = 12
+TIMELINE_MARKS = 120  # marks drawn per lane at most; a job firing more often is drawn dense
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    position: float
+    label: str
+
+
+@dataclass
+class RunChart:
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    right: int = WIDTH - RIGHT
+    top: int = TOP
+    bottom: int = HEIGHT - BOTTOM
+    bars: list[Bar] = field(default_factory=list)
+    lag_lines: list[str] = field(default_factory=list)  # polyline point lists
+    lag_points: list[tuple[float, float, str]] = field(default_factory=list)
+    count_ticks: list[Tick] = field(default_factory=list)
+    lag_ticks: list[Tick] = field(default_factory=list)
+    time_ticks: list[Tick] = field(default_factory=list)
+    total: int = 0
+    average_lag: float | None = None
+    busiest: int = 0
+
+
+def run_chart(rows: Sequence[tuple[datetime, int, float]], zone: str) -> RunChart:
+    """rows: (minute, runs fired, average lag ms), oldest first, as runs.runs_per_minute gives."""
+    chart = RunChart()
+    if not rows:
+        return chart
+    tz = get_zone(zone)
+    plot_width = chart.right - chart.left
+    plot_height = chart.bottom - chart.top
+    slot = plot_width / len(rows)
+    counts = [count for _, count, _ in rows]
+    chart.total = sum(counts)
+    chart.busiest = max(counts)
+    count_top = nice_ceiling(chart.busiest)
+    lags = [lag for _, count, lag in rows if count]
+    lag_top = nice_ceiling(max(lags)) if lags else 1.0
+    if chart.total:
+        chart.average_lag = sum(lag * count for _, count, lag in rows) / chart.total
+    segment: list[str] = []
+    for index, (minute, count, lag) in enumerate(rows):
+        x = chart.left + index * slot
+        local = minute.astimezone(tz)
+        label = f"{local:%H:%M}"
+        height = round(plot_height * count / count_top, 2)
+        title = f"{label}: {count} run{'s' if count != 1 else ''}"
+        if count:
+            title += f", average lag {format_ms(lag)}"
+        top = round(chart.bottom - height, 2)
+        chart.bars.append(Bar(round(x + slot * 0.12, 2), top, round(slot * 0.76, 2), height, title))
+        if local.minute % 10 == 0:
+            chart.time_ticks.append(Tick(round(x + slot / 2, 2), label))
+        if count:
+            y = chart.bottom - plot_height * min(lag, lag_top) / lag_top
+            point = (round(x + slot / 2, 2), round(y, 2))
+            segment.append(f"{point[0]},{point[1]}")
+            chart.lag_points.append((point[0], point[1], title))
+        elif segment:
+            chart.lag_lines.append(" ".join(segment))
+            segment = []
+    if segment:
+        chart.lag_lines.append(" ".join(segment))
+    for fraction in (0, 0.5, 1):
+        y = round(chart.bottom - plot_height * fraction, 2)
+        chart.count_ticks.append(Tick(y, format_count(count_top * fraction)))
+        chart.lag_ticks.append(Tick(y, format_ms(lag_top * fraction)))
+    return chart
+
+
+@dataclass(frozen=True)
+class Mark:
+    left: float  # percent of the hour
+    title: str
+
+
+@dataclass
+class Lane:
+    job: Job
+    marks: list[Mark]
+    fires: int
+    more: bool  # fires more often than drawn
+
+
+@dataclass
+class Timeline:
+    start: datetime
+    end: datetime
+    lanes: list[Lane] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    other_jobs: int = 0  # jobs due in the hour that have no lane
+    fires: int = 0
+
+
+def timeline(jobs: Sequence[Job], now: datetime, zone: str, hours: float = 1) -> Timeline:
+    """Lanes for the jobs due in [now, now + hours), soonest first (as jobs.due_between gives)."""
+    end = now + timedelta(hours=hours)
+    span = (end - now).total_seconds()
+    tz = get_zone(zone)
+    picture = Timeline(now, end)
+    for job in jobs:
+        times = fire_times(job, end, TIMELINE_MARKS + 1)
+        picture.fires += len(times)
+        if len(picture.lanes) >= TIMELINE_LANES:
+            picture.other_jobs += 1
+            continue
+        marks = [
+            Mark(
+                round(100 * (t - now).total_seconds() / span, 3),
+                f"{t.astimezone(tz):%H:%M:%S %Z}",
+            )
+            for t in times[:TIMELINE_MARKS]
+        ]
+        picture.lanes.append(Lane(job, marks, len(times), len(times) > TIMELINE_MARKS))
+    first_tick = now.astimezone(tz).replace(second=0, microsecond=0)
+    first_tick += timedelta(minutes=10 - first_tick.minute % 10)
+    tick = first_tick
+    while tick < end:
+        left = 100 * (tick - now).total_seconds() / span
+        picture.ticks.append(Tick(round(left, 3), f"{tick:%H:%M}"))
+        tick += timedelta(minutes=10)
+    return picture
+
+
+def fire_times(job: Job, before: datetime, limit: int) -> list[datetime]:
+    """The job's next run and the occurrences after it, before `before`, at most `limit`."""
+    if job.next_run_at is None or job.next_run_at >= before:
+        return []
+    rules = job_timing(job)
+    following = timing.occurrences(rules, job.next_run_at, limit - 1, fired=job.run_count + 1)
+    return [job.next_run_at, *(t for t in following if t < before)]
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that is at least `value` (and above 0)."""
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if step * power >= value:
+            return float(step * power)
+    return float(10 * power)
+
+
+def format_count(value: float) -> str:
+    return f"{value:g}"
+
+
+def format_ms(value: float) -> str:
+    if value < 1000:
+        return f"{value:.0f} ms"
+    return f"{value / 1000:.1f} s"

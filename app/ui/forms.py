@@ -1,0 +1,411 @@
+"""The job form: its fields as the browser sends them, turned into the API's JobIn.
+
+The UI validates nothing the API would not: it builds the same JobIn and calls the same store
+functions, so a bad field gets the API's own message. What is the form's alone is reading its
+text inputs (a date and time in a zone, numbers) and one help for people typing JSON by hand.
+Errors are keyed by form field; each field shows its own in the element id="error-<field>".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from pydantic import ValidationError
+
+from app import jobs, timing
+from app.api.jobs import preview_of
+from app.instants import format_instant
+from app.models import Job
+from app.problems import Problem, from_validation_error
+from app.schemas import JobIn, TimingFields
+from app.timing.zones import get_zone, to_instant, to_wall
+
+WHEN_KINDS = {
+    "now": "Now",
+    "at": "Once, at a date and time",
+    "daily": "Daily",
+    "weekly": "Weekly",
+    "interval": "Every N seconds",
+    "cron": "Cron",
+}
+TARGET_TYPES = {"queue": "Built-in queue", "sqs": "SQS queue", "webhook": "Webhook"}
+WEBHOOK_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
+MISFIRE_POLICIES = {
+    "coalesce": "Fire once for all it missed",
+    "skip": "Skip what it missed",
+    "all": "Fire every missed time",
+}
+# The fields that decide when a job fires; the preview checks these and shows their errors.
+TIMING_FIELDS = ("when", "at", "timezone", "interval", "cron", "start_at", "end_at", "max_runs")
+PREVIEW_COUNT = 5
+
+# API field (first part) -> form field.
+_API_FIELDS = {
+    "at": "at",
+    "minute": "at",
+    "recurring": "when",
+    "timezone": "timezone",
+    "interval": "interval",
+    "cron": "cron",
+    "startAt": "start_at",
+    "endAt": "end_at",
+    "maxRuns": "max_runs",
+    "payload": "payload",
+    "name": "name",
+    "misfire": "misfire",
+    "status": "paused",
+}
+_TARGET_FIELDS = {
+    "name": "queue_name",
+    "queueUrl": "sqs_url",
+    "url": "webhook_url",
+    "method": "webhook_method",
+}
+
+
+class FormErrors(Exception):
+    """Field errors of a form: {form field: message}."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{key}: {value}" for key, value in errors.items()))
+        self.errors = errors
+
+
+@dataclass
+class JobForm:
+    """The job form's values, as text, exactly as the browser sends them."""
+
+    name: str = ""
+    payload: str = ""
+    when: str = "at"
+    at: str = ""  # datetime-local: a wall time in `timezone`
+    timezone: str = "UTC"
+    interval: str = ""
+    cron: str = ""
+    target_type: str = "queue"
+    queue_name: str = "default"
+    sqs_url: str = ""
+    webhook_url: str = ""
+    webhook_method: str = "POST"
+    attempts: str = ""
+    backoff: str = ""
+    max_runs: str = ""
+    start_at: str = ""
+    end_at: str = ""
+    misfire: str = "coalesce"
+    paused: bool = False
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, str], default_zone: str) -> JobForm:
+        """Read a submitted form (or query string); absent fields keep their defaults."""
+        form = cls(timezone=default_zone)
+        for item in fields(cls):
+            if item.name == "paused":
+                continue
+            if item.name in values:
+                setattr(form, item.name, str(values[item.name]))
+        form.paused = values.get("paused") in ("on", "true", "1")
+        return form
+
+    @classmethod
+    def blank(cls, zone: str, now: datetime) -> JobForm:
+        """A new job: once, at the next full hour in the viewer's zone."""
+        local = to_wall(now, get_zone(zone))
+        start = (local + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+        return cls(timezone=zone, at=f"{start:%Y-%m-%dT%H:%M}")
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobForm:
+        zone = job.timezone
+        target = job.target or {}
+        retry = job.retry or {}
+        when = job.recurring if job.recurring != "none" else "at"
+        return cls(
+            name=job.name or "",
+            payload=job.payload,
+            when=when,
+            at=_wall_text(job.first_at, zone) if job.recurring != "cron" else "",
+            timezone=zone,
+            interval=str(job.interval or ""),
+            cron=job.cron or "",
+            target_type=str(target.get("type", "queue")),
+            queue_name=str(target.get("name", "default")),
+            sqs_url=str(target.get("queueUrl", "")),
+            webhook_url=str(target.get("url", "")),
+            webhook_method=str(target.get("method", "POST")),
+            attempts=_number_text(retry.get("attempts")),
+            backoff=_number_text(retry.get("backoff")),
+            max_runs=str(job.max_runs or ""),
+            start_at=_wall_text(job.start_at, zone),
+            end_at=_wall_text(job.end_at, zone),
+            misfire=job.misfire,
+            paused=job.status == "paused",
+        )
+
+    def query(self) -> dict[str, str]:
+        """The values as a query string would carry them (for links and tests)."""
+        values = {key: str(value) for key, value in asdict(self).items() if key != "paused"}
+        if self.paused:
+            values["paused"] = "on"
+        return values
+
+
+@dataclass
+class Preview:
+    """What the rule in the form does: words and the next times, or what is wrong with it."""
+
+    description: str = ""
+    timezone: str = "UTC"
+    times: list[datetime] = field(default_factory=list)
+    due_now: bool = False  # the first time has passed: it fires as soon as it is saved
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    @property
+    def error(self) -> str | None:
+        """The first error, in words that name the field."""
+        for name, message in self.errors.items():
+            return f"{FIELD_LABELS.get(name, name)}: {message}"
+        return None
+
+
+FIELD_LABELS = {
+    "when": "When",
+    "at": "Date and time",
+    "timezone": "Time zone",
+    "interval": "Seconds between runs",
+    "cron": "Cron",
+    "start_at": "Not before",
+    "end_at": "Not after",
+    "max_runs": "At most",
+    "payload": "Payload",
+    "name": "Name",
+    "queue_name": "Queue name",
+    "sqs_url": "SQS queue URL",
+    "webhook_url": "Webhook URL",
+    "webhook_method": "Method",
+    "target_type": "Target",
+    "attempts": "Attempts",
+    "backoff": "First retry after",
+    "misfire": "After downtime",
+    "paused": "Paused",
+    "form": "Job",
+}
+
+
+def preview(form: JobForm, now: datetime) -> Preview:
+    """The preview fragment's content: the API's preview of the form's timing fields."""
+    try:
+        data = TimingFields.model_validate(timing_fields(form, now))
+        rules = jobs.make_timing(data)
+    except FormErrors as exc:
+        return Preview(errors=exc.errors)
+    except ValidationError as exc:
+        return Preview(errors=errors_of(from_validation_error(exc)))
+    except Problem as problem:
+        return Preview(errors=errors_of(problem))
+    answer = preview_of(rules, now, PREVIEW_COUNT)
+    times = [datetime.fromisoformat(item["utc"].replace("Z", "+00:00")) for item in answer["times"]]
+    first = timing.first_fire(rules, now)
+    due_now = first is not None and first <= now
+    if due_now and first is not None:
+        times = [first, *times[: PREVIEW_COUNT - 1]]
+    return Preview(answer["description"], answer["timezone"], times, due_now)
+
+
+def timing_fields(form: JobForm, now: datetime) -> dict[str, Any]:
+    """The API's timing fields (recurring, at, timezone, cron, interval, …) from the form."""
+    errors: dict[str, str] = {}
+    data: dict[str, Any] = {"timezone": form.timezone.strip() or "UTC"}
+    kind = form.when if form.when in WHEN_KINDS else ""
+    if not kind:
+        raise FormErrors({"when": f"choose one of: {', '.join(WHEN_KINDS.values())}"})
+    data["recurring"] = {"now": "none", "at": "none"}.get(kind, kind)
+    zone = _zone_or_error(data["timezone"], errors)
+    if kind == "now":
+        data["at"] = format_instant(now)
+    elif kind in ("at", "daily", "weekly", "interval"):
+        if form.at.strip():
+            data["at"] = _instant_text(form.at, zone, "at", errors)
+        elif kind == "interval":
+            data["at"] = format_instant(now)  # no start given: the first run is now
+        else:
+            errors["at"] = "a date and time is required: it says when the job first fires"
+    if kind == "interval":
+        data["interval"] = _integer(form.interval, "interval", errors, "a whole number of seconds")
+        if data["interval"] is None and "interval" not in errors:
+            errors["interval"] = "how many seconds between runs? A whole number, at least 1"
+    if kind == "cron":
+        data["cron"] = " ".join(form.cron.split()) or None
+        if data["cron"] is None:
+            errors["cron"] = "a cron expression is required, such as 0 9 * * MON-FRI"
+    for name, api_name in (("start_at", "startAt"), ("end_at", "endAt")):
+        value = getattr(form, name)
+        if value.strip():
+            data[api_name] = _instant_text(value, zone, name, errors)
+    data["maxRuns"] = _integer(form.max_runs, "max_runs", errors, "a whole number of runs")
+    if errors:
+        raise FormErrors(errors)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def job_in(form: JobForm, now: datetime, old_target: dict[str, Any] | None = None) -> JobIn:
+    """The JobIn the API would get for this form; FormErrors (every field at fault) if bad."""
+    errors: dict[str, str] = {}
+    try:
+        data = timing_fields(form, now)
+    except FormErrors as exc:
+        errors.update(exc.errors)
+        data = {}
+    payload_error = json_payload_error(form.payload)
+    if payload_error:
+        errors["payload"] = payload_error
+    data["payload"] = form.payload
+    if form.name.strip():
+        data["name"] = form.name.strip()
+    data["target"] = _target(form, old_target)
+    retry = _retry(form, errors)
+    if retry:
+        data["retry"] = retry
+    data["misfire"] = form.misfire
+    data["status"] = "paused" if form.paused else "active"
+    try:
+        checked = JobIn.model_validate(data)
+    except ValidationError as exc:
+        for name, message in errors_of(from_validation_error(exc)).items():
+            errors.setdefault(name, message)
+        raise FormErrors(errors) from exc
+    if errors:
+        raise FormErrors(errors)
+    return checked
+
+
+def json_payload_error(payload: str) -> str | None:
+    """A help for hand-typed JSON: a payload that starts like JSON must parse as JSON."""
+    if payload.lstrip()[:1] not in ("{", "["):
+        return None
+    try:
+        json.loads(payload)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        return f"looks like JSON but does not parse: {exc.msg} ({where})"
+    return None
+
+
+def errors_of(problem: Problem) -> dict[str, str]:
+    """A problem's field errors, keyed by form field (the first error of each field wins)."""
+    found: dict[str, str] = {}
+    for error in problem.errors or [{"field": "form", "message": problem.detail or problem.title}]:
+        found.setdefault(form_field(error["field"]), error["message"])
+    return found
+
+
+def form_field(api_field: str) -> str:
+    """The form field that shows an API field's error ("target.webhook.url" -> webhook_url)."""
+    parts = api_field.split(".")
+    if parts[0] == "target":
+        return _TARGET_FIELDS.get(parts[-1], "target_type")
+    if parts[0] == "retry":
+        return "backoff" if parts[-1] in ("backoff", "maxBackoff") else "attempts"
+    return _API_FIELDS.get(parts[0], "form")
+
+
+def _target(form: JobForm, old: dict[str, Any] | None) -> dict[str, Any]:
+    """The target the form names. Settings the form does not show (a webhook's headers and
+    timeout, an SQS region) are kept from the job's target when its type stays the same."""
+    kept = {key: value for key, value in (old or {}).items() if key != "secret"}
+    if kept.get("type") != form.target_type:
+        kept = {}
+    if form.target_type == "sqs":
+        return kept | {"type": "sqs", "queueUrl": form.sqs_url.strip()}
+    if form.target_type == "webhook":
+        method = form.webhook_method if form.webhook_method in WEBHOOK_METHODS else "POST"
+        return kept | {"type": "webhook", "url": form.webhook_url.strip(), "method": method}
+    if form.target_type == "queue":
+        return {"type": "queue", "name": form.queue_name.strip() or "default"}
+    return {"type": form.target_type}
+
+
+def _retry(form: JobForm, errors: dict[str, str]) -> dict[str, Any] | None:
+    attempts = _integer(form.attempts, "attempts", errors, "a whole number of attempts")
+    backoff = _number(form.backoff, "backoff", errors)
+    if attempts is None and backoff is None:
+        return None
+    retry = dict(current_app.config["DEFAULT_RETRY"])
+    if attempts is not None:
+        retry["attempts"] = attempts
+    if backoff is not None:
+        retry["backoff"] = backoff
+    return retry
+
+
+def _zone_or_error(name: str, errors: dict[str, str]) -> str | None:
+    try:
+        return timing.canonical_timezone(name)
+    except timing.TimingError as exc:
+        errors["timezone"] = exc.message
+        return None
+
+
+def _instant_text(value: str, zone: str | None, name: str, errors: dict[str, str]) -> str | None:
+    """A datetime-local value (a wall time in `zone`) as an RFC 3339 instant."""
+    try:
+        local = datetime.fromisoformat(value.strip())
+    except ValueError:
+        errors[name] = "must be a date and time, such as 2030-01-01T09:00"
+        return None
+    if local.tzinfo is not None:
+        errors[name] = "must be a wall time, without an offset (the zone says which)"
+        return None
+    if zone is None:
+        return None  # the zone is wrong; that error is reported once, on the zone
+    try:
+        return format_instant(to_instant(local, get_zone(zone)))
+    except (OverflowError, ValueError):
+        errors[name] = "is out of range"
+        return None
+
+
+def _integer(value: str, name: str, errors: dict[str, str], what: str) -> int | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        errors[name] = f"must be {what}"
+        return None
+
+
+def _number(value: str, name: str, errors: dict[str, str]) -> float | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        errors[name] = "must be a number of seconds"
+        return None
+
+
+def _wall_text(instant: datetime | None, zone: str) -> str:
+    if instant is None:
+        return ""
+    local = to_wall(instant, get_zone(zone))
+    return f"{local:%Y-%m-%dT%H:%M:%S}" if local.second else f"{local:%Y-%m-%dT%H:%M}"
+
+
+def _number_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

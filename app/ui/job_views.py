@@ -1,0 +1,246 @@
+"""UI pages for jobs: the list, the form (new and edit, with its live preview), one job, and the
+actions on a job (pause, resume, run now, delete).
+
+The form builds the API's JobIn and calls the same store functions as the API (app.jobs), so
+both refuse the same input with the same words.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime
+from functools import cache
+
+from flask import flash, make_response, redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from app import jobs, runs, timing
+from app.jobs import job_timing
+from app.models import JOB_STATUSES, Job
+from app.problems import Problem
+from app.timing import RECURRING
+from app.ui import bp, forms
+from app.ui.display import now, snippet, viewer_zone
+from app.ui.render import htmx_target, page
+from app.ui.views import back, toast
+
+JOB_PAGE_SIZE = 25
+JOB_RUNS_SHOWN = 25
+NEXT_TIMES = 10
+TARGET_TYPES = ("queue", "sqs", "webhook")
+LIVE_TRIGGER = "every 3s [document.visibilityState === 'visible']"
+
+
+@cache
+def zone_names() -> tuple[str, ...]:
+    """Every zone name, for the form's datalist."""
+    return tuple(sorted(zoneinfo.available_timezones() - {"Factory", "localtime", "posixrules"}))
+
+
+# The list
+
+
+@bp.get("/jobs")
+def jobs_page() -> Response:
+    args = request.args
+    filters = {
+        "q": args.get("q", "").strip()[:200],
+        "status": args.get("status", "") if args.get("status") in JOB_STATUSES else "",
+        "recurring": args.get("recurring", "") if args.get("recurring") in RECURRING else "",
+        "target": args.get("target", "") if args.get("target") in TARGET_TYPES else "",
+    }
+    cursor = args.get("cursor") or None
+    found, next_cursor = jobs.list_jobs(
+        JOB_PAGE_SIZE,
+        cursor,
+        jobs.JobFilter(
+            filters["status"] or None,
+            filters["recurring"] or None,
+            filters["target"] or None,
+            filters["q"] or None,
+        ),
+    )
+    return page(
+        "jobs.html",
+        ("job-table",),
+        jobs=found,
+        next_cursor=next_cursor,
+        paged=bool(cursor),
+        filters=filters,
+        statuses=JOB_STATUSES,
+        kinds=RECURRING,
+        target_types=TARGET_TYPES,
+        counts=jobs.count_by_status(),
+    )
+
+
+# The form
+
+
+@bp.get("/jobs/new")
+def new_job() -> Response:
+    zone = viewer_zone()
+    if request.args:
+        form = forms.JobForm.from_values(request.args, zone)
+    else:
+        form = forms.JobForm.blank(zone, now())
+    return form_page(form, None)
+
+
+@bp.post("/jobs/new")
+def create_job() -> Response:
+    form = forms.JobForm.from_values(request.form, viewer_zone())
+    current = now()
+    try:
+        job = jobs.create_job(forms.job_in(form, current), current)
+    except forms.FormErrors as exc:
+        return form_page(form, None, exc.errors)
+    except Problem as problem:
+        return form_page(form, None, forms.errors_of(problem))
+    flash(f"Job created: {job_label(job)}")
+    return redirect(f"/ui/jobs/{job.id}", 303)
+
+
+@bp.get("/jobs/<job_id>/edit")
+def edit_job(job_id: str) -> Response:
+    job = jobs.get_job(job_id)
+    if request.args:
+        form = forms.JobForm.from_values(request.args, job.timezone)
+    else:
+        form = forms.JobForm.from_job(job)
+    return form_page(form, job)
+
+
+@bp.post("/jobs/<job_id>/edit")
+def update_job(job_id: str) -> Response:
+    job = jobs.get_job(job_id)
+    form = forms.JobForm.from_values(request.form, job.timezone)
+    current = now()
+    try:
+        jobs.update_job(job_id, forms.job_in(form, current, job.target), current)
+    except forms.FormErrors as exc:
+        return form_page(form, job, exc.errors)
+    except Problem as problem:
+        if problem.status == 404:
+            raise
+        return form_page(form, job, forms.errors_of(problem))
+    flash("Job saved")
+    return redirect(f"/ui/jobs/{job_id}", 303)
+
+
+def form_page(
+    form: forms.JobForm, job: Job | None, errors: dict[str, str] | None = None
+) -> Response:
+    """The form, or its preview block (with the submit button and the timing fields' errors
+    out of band) when htmx asks for #preview."""
+    preview = forms.preview(form, now())
+    return page(
+        "job_form.html",
+        ("preview",),
+        status=422 if errors else 200,
+        form=form,
+        job=job,
+        errors=preview.errors | (errors or {}),
+        failed=bool(errors),
+        preview=preview,
+        kinds=forms.WHEN_KINDS,
+        target_types=forms.TARGET_TYPES,
+        methods=forms.WEBHOOK_METHODS,
+        misfire_policies=forms.MISFIRE_POLICIES,
+        labels=forms.FIELD_LABELS,
+        timing_fields=forms.TIMING_FIELDS,
+        zones=zone_names(),
+        action=f"/ui/jobs/{job.id}/edit" if job else "/ui/jobs/new",
+    )
+
+
+@bp.post("/jobs/check-payload")
+def check_payload() -> str:
+    """The payload's error element, checked as the user types."""
+    message = forms.json_payload_error(request.form.get("payload", ""))
+    return render_template("_field_error.html", name="payload", message=message, oob=False)
+
+
+# One job
+
+
+@bp.get("/jobs/<job_id>")
+def job_page(job_id: str) -> Response:
+    job = jobs.get_job(job_id)
+    current = now()
+    cursor = request.args.get("cursor") or None
+    found, next_cursor = runs.list_runs(JOB_RUNS_SHOWN, cursor, runs.RunFilter(job_id=job.id))
+    dead = runs.list_runs(1, None, runs.RunFilter(job_id=job.id, status="dead"))[0]
+    return page(
+        "job.html",
+        ("job-live", "job-runs"),
+        job=job,
+        runs=found,
+        job_of={job.id: job},
+        next_cursor=next_cursor,
+        paged=bool(cursor),
+        has_dead=bool(dead),
+        next_times=next_times(job, current, NEXT_TIMES),
+        live=LIVE_TRIGGER,
+    )
+
+
+def next_times(job: Job, current: datetime, count: int) -> list[datetime]:
+    """The job's next run and the times after it; for a paused job, the times if resumed now."""
+    rules = job_timing(job)
+    if job.status == "completed":
+        return []
+    if job.status == "paused" or job.next_run_at is None:
+        return timing.occurrences(rules, current, count, fired=job.run_count)
+    later = timing.occurrences(rules, job.next_run_at, count - 1, fired=job.run_count + 1)
+    return [job.next_run_at, *later]
+
+
+def job_label(job: Job) -> str:
+    return job.name or snippet(job.payload, 40) or str(job.id)[:8]
+
+
+# Actions
+
+
+@bp.post("/jobs/<job_id>/pause")
+def pause_job(job_id: str) -> Response:
+    job = jobs.pause_job(job_id, now())
+    return after_action(job, "Job paused: it does not fire until resumed")
+
+
+@bp.post("/jobs/<job_id>/resume")
+def resume_job(job_id: str) -> Response:
+    job = jobs.resume_job(job_id, now())
+    if job.status == "completed":
+        return after_action(job, "Job resumed, and completed: it has no time left to fire")
+    return after_action(job, "Job resumed")
+
+
+@bp.post("/jobs/<job_id>/run")
+def run_job(job_id: str) -> Response:
+    jobs.run_job_now(job_id, now())
+    return after_action(jobs.get_job(job_id), "Run started: the job fires once, now")
+
+
+def after_action(job: Job, message: str) -> Response:
+    """The job's row when the action came from it (htmx), else back to the page it came from."""
+    if htmx_target() == f"job-row-{job.id}":
+        html = render_template("_job_row.html", job=job, next=back("/ui/jobs"))
+        return toast(make_response(html), message)
+    flash(message)
+    return redirect(back(f"/ui/jobs/{job.id}"), 303)
+
+
+@bp.delete("/jobs/<job_id>")
+def delete_job(job_id: str) -> Response:
+    job = jobs.get_job(job_id)
+    label = job_label(job)
+    jobs.delete_job(job_id, now())
+    message = f"Job deleted: {label}"
+    if htmx_target() == f"job-row-{job_id}":
+        return toast(make_response(""), message)  # the row is swapped for nothing
+    flash(message)
+    response = make_response("", 200)
+    response.headers["HX-Location"] = back("/ui/jobs")
+    return response

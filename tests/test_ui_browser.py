@@ -1,0 +1,226 @@
+"""The browser UI end to end: headless Chromium (Debian's) against the real service, gunicorn
+and the scheduler process, on the test's own database. Time is real here: nothing is faked,
+so waits are Playwright's `expect` with a timeout, never sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
+
+from tests.support.processes import (
+    free_port,
+    process_env,
+    running,
+    start_scheduler,
+    start_web,
+)
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ZONE = "Europe/Berlin"
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    )
+    yield browser
+    browser.close()
+
+
+@dataclass
+class Service:
+    base: str
+    page: Page
+    elsewhere: list[str]  # requests the page tried to send off this machine
+
+    def api(self, path: str) -> requests.Response:
+        return requests.get(self.base + path, timeout=5)
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path, browser: Browser) -> Iterator[Service]:
+    env = process_env(database_url, SECRET_KEY="browser-tests")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    scheduler = start_scheduler(env, tmp_path / "scheduler.log")
+    with running(scheduler), running(start_web(env, tmp_path / "web.log", port)) as web:
+        for proc in (scheduler, web):
+            assert proc.popen.poll() is None, proc.output()[-3000:]
+        context = browser.new_context(timezone_id=ZONE, viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(10_000)
+        elsewhere: list[str] = []
+
+        def only_here(route: Route) -> None:
+            if urlsplit(route.request.url).hostname == "127.0.0.1":
+                route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", only_here)
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())  # hx-confirm asks before deleting
+        page.goto(f"{base}/ui/")
+        # static/app.js puts the browser's zone in the `tz` cookie and reloads once.
+        page.wait_for_function(f"document.documentElement.dataset.tz === '{ZONE}'")
+        yield Service(base, page, elsewhere)
+        assert elsewhere == [], "the UI loads nothing from elsewhere"
+        context.close()
+        assert scheduler.popen.poll() is None, scheduler.output()[-3000:]
+    for proc in (scheduler, web):
+        proc.handle.close()  # also when the process had ended by itself
+
+
+def test_daily_and_cron_jobs_through_the_form_with_a_live_preview(service: Service) -> None:
+    page = service.page
+    expect(page.locator("#viewer-zone")).to_have_text(ZONE)
+    page.get_by_role("link", name="New job").first.click()
+    expect(page).to_have_url(f"{service.base}/ui/jobs/new")
+    expect(page.locator("#timezone")).to_have_value(ZONE)  # the viewer's zone by default
+
+    page.fill("#name", "standup")
+    page.fill("#payload", '{"room": "blue"}')
+    page.check("#when-daily")
+    page.fill("#at", "2030-01-02T09:30")
+    expect(page.locator("#preview-description")).to_have_text("Every day at 09:30, Europe/Berlin")
+    expect(page.locator("#preview-times li")).to_have_count(5)
+    expect(page.locator("#preview-times li").first).to_contain_text("Wed 2 Jan 2030, 09:30:00 CET")
+    page.click("#submit")
+    expect(page.locator(".flash")).to_have_text("Job created: standup")
+    expect(page.locator("#job-rule")).to_have_text("Every day at 09:30, Europe/Berlin")
+    expect(page.locator("#next-times li")).to_have_count(10)
+
+    page.goto(f"{service.base}/ui/jobs/new")
+    page.fill("#name", "reports")
+    page.fill("#payload", "weekly numbers")
+    page.check("#when-cron")
+    page.fill("#cron", "0 9 * * FUNDAY")
+    expect(page.locator("#preview-error")).to_contain_text("FUNDAY")
+    expect(page.locator("#error-cron")).to_contain_text("FUNDAY")
+    expect(page.locator("#submit")).to_be_disabled()
+    page.fill("#cron", "0 9 * * MON-FRI")
+    page.fill("#timezone", "America/New_York")
+    expect(page.locator("#preview-description")).to_have_text(
+        "At 09:00, Monday through Friday, America/New_York"
+    )
+    expect(page.locator("#preview-error")).to_have_count(0)
+    expect(page.locator("#error-cron")).to_be_empty()
+    expect(page.locator("#submit")).to_be_enabled()
+    expect(page.locator("#preview-times li").first).to_contain_text("EST")
+    expect(page.locator("#preview-times li").first).to_contain_text("CET for you")
+    page.check("#target-webhook")
+    page.fill("#webhook_url", "not a url")
+    page.click("#submit")
+    expect(page.locator("#error-webhook_url")).to_contain_text("http")  # next to its field
+    page.fill("#webhook_url", "http://127.0.0.1:9/reports")
+    page.click("#submit")
+    expect(page.locator("#error-webhook_url")).to_contain_text("loopback")  # the store's check
+    expect(page.locator("#webhook_url")).to_be_focused()  # the first field at fault
+    page.fill("#webhook_url", "https://hooks.example.com/reports")
+    page.click("#submit")
+    expect(page.locator(".flash")).to_have_text("Job created: reports")
+
+    jobs = service.api("/schedules").json()
+    assert {(job["name"], job["recurring"], job["timezone"]) for job in jobs} == {
+        ("standup", "daily", ZONE),
+        ("reports", "cron", "America/New_York"),
+    }
+
+
+def test_a_job_due_in_seconds_fires_and_its_run_appears(service: Service) -> None:
+    page = service.page
+    page.goto(f"{service.base}/ui/jobs/new")
+    due = datetime.now(ZoneInfo(ZONE)).replace(microsecond=0) + timedelta(seconds=4)
+    page.fill("#name", "soon")
+    page.fill("#payload", "<script>alert(1)</script>")
+    page.check("#when-at")
+    page.fill("#at", due.strftime("%Y-%m-%dT%H:%M:%S"))
+    expect(page.locator("#preview-times li")).to_have_count(1)
+    page.click("#submit")
+    expect(page.locator(".flash")).to_have_text("Job created: soon")
+    expect(page.locator("#job-payload")).to_have_text("<script>alert(1)</script>")  # as text
+    expect(page.locator("#no-runs")).to_be_visible()
+    # The job page refreshes itself: the run shows up once the dispatcher has fired it.
+    rows = page.locator("#run-rows tr")
+    expect(rows).to_have_count(1, timeout=20_000)
+    expect(rows.first.locator(".status-delivered")).to_be_visible(timeout=10_000)
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=10_000)
+    expect(rows.first).to_contain_text(due.strftime("%H:%M:%S CET"))
+
+    page.goto(f"{service.base}/ui/queues")
+    expect(page.locator("#queue-default td").nth(1)).to_have_text("1")
+    page.click("#peek-default")
+    expect(page.locator("#peek")).to_contain_text("<script>alert(1)</script>")
+
+
+def test_pause_resume_and_delete_from_the_jobs_list(service: Service) -> None:
+    for name in ("keep", "drop"):
+        answer = requests.post(
+            f"{service.base}/schedules",
+            json={
+                "name": name,
+                "payload": name,
+                "recurring": "interval",
+                "interval": 3600,
+                "at": "2030-01-01T00:00:00Z",
+            },
+            timeout=5,
+        )
+        assert answer.status_code == 201
+    ids = {job["name"]: job["jobId"] for job in service.api("/schedules").json()}
+    page = service.page
+    page.get_by_role("link", name="Jobs", exact=True).click()
+    expect(page).to_have_url(f"{service.base}/ui/jobs")
+    keep = page.locator(f"#job-row-{ids['keep']}")
+    drop = page.locator(f"#job-row-{ids['drop']}")
+
+    keep.get_by_role("button", name="Pause keep").click()
+    expect(keep.locator(".badge")).to_have_text("paused")
+    expect(page.locator("#toast")).to_contain_text("Job paused")
+    assert service.api(f"/schedules/{ids['keep']}").json()["status"] == "paused"
+    keep.get_by_role("button", name="Resume keep").focus()
+    page.keyboard.press("Enter")  # keyboard works as well as the mouse
+    expect(keep.locator(".badge")).to_have_text("active")
+
+    drop.get_by_role("button", name="Delete drop").click()  # the confirm dialog is accepted
+    expect(drop).to_have_count(0)
+    expect(page.locator("#toast")).to_contain_text("Job deleted: drop")
+    assert service.api(f"/schedules/{ids['drop']}").status_code == 404
+
+    page.fill("#q", "kee")
+    expect(page).to_have_url(f"{service.base}/ui/jobs?q=kee&status=&recurring=&target=")
+    expect(page.locator("#job-table .job-link")).to_have_text(["keep"])
+
+    page.goto(f"{service.base}/ui/jobs/{ids['keep']}")
+    page.click("#toggle-job")
+    expect(page.locator(".flash")).to_have_text("Job paused: it does not fire until resumed")
+    page.click("#delete-job")
+    expect(page).to_have_url(f"{service.base}/ui/jobs")
+    expect(page.locator(".flash")).to_contain_text("Job deleted: keep")
+    assert service.api("/schedules").json() == []
