@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, redirect
+from flask import Flask, redirect, request
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as config_module
 from app.clock import Clock, SystemClock
@@ -28,6 +30,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
     app.extensions["clock"] = app.config.get("CLOCK") or SystemClock()
+    app.session_interface = SessionInterface()
+    if app.config.get("TRUST_PROXY"):
+        # Behind a TLS-terminating proxy: believe its X-Forwarded-Proto/-For/-Host.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
@@ -56,3 +62,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def clock_of(app: Flask) -> Clock:
     clock: Clock = app.extensions["clock"]
     return clock
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure

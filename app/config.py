@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "RUN_RETENTION_DAYS": 30.0,  # finished runs older than this are pruned
     "QUEUE_RETENTION_DAYS": 14.0,  # built-in queue messages older than this are pruned
     "AUDIT_RETENTION_DAYS": 365.0,
+    "ADMIN_PASSWORD": None,  # lets people sign in to the UI without a key
+    "TRUST_PROXY": False,  # behind a TLS-terminating proxy that sets X-Forwarded-*
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
 }
 
 # Environment variables read as they are (strings), and those parsed as JSON or numbers.
@@ -49,6 +53,7 @@ ENV_JSON = (
     "RUN_RETENTION_DAYS",
     "QUEUE_RETENTION_DAYS",
     "MISFIRE_GRACE",
+    "TRUST_PROXY",
 )
 
 

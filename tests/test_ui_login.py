@@ -1,0 +1,62 @@
+"""Signing in to the UI when the service asks for it; the session cookie's flags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.test_access import make_key
+
+
+def sign_in(client: FlaskClient, secret: str, next_path: str = "/ui/jobs") -> str:
+    """Post the sign-in form with its CSRF token; answer "<status> <Location>"."""
+    page = client.get("/ui/login").get_data(as_text=True)
+    csrf = page.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"secret": secret, "csrf_token": csrf}
+    response = client.post(f"/ui/login?next={next_path}", data=form)
+    return f"{response.status_code} {response.headers.get('Location', '')}"
+
+
+def test_open_while_no_key_exists(client: FlaskClient) -> None:
+    assert client.get("/ui/jobs").status_code == 200
+
+
+def test_a_key_opens_the_ui_and_names_the_actor(make_app: Callable[..., Flask]) -> None:
+    app = make_app(WTF_CSRF_ENABLED=True)
+    key = make_key(app, "operator")
+    client = app.test_client()
+    refused = client.get("/ui/jobs")
+    assert refused.status_code == 302 and "/ui/login" in refused.headers["Location"]
+    assert sign_in(client, "wrong").startswith("200")
+    assert sign_in(client, key) == "303 /ui/jobs"
+    assert client.get("/ui/jobs").status_code == 200
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+
+
+def test_admin_password_and_no_open_redirect(make_app: Callable[..., Flask]) -> None:
+    app = make_app(WTF_CSRF_ENABLED=True, ADMIN_PASSWORD="correct horse")
+    client = app.test_client()
+    assert client.get("/ui/").status_code == 302
+    assert sign_in(client, "correct horse", "https://evil.example/") == "303 /ui/"
+
+
+def test_session_cookie_is_secure_over_https(make_app: Callable[..., Flask]) -> None:
+    app = make_app(ADMIN_PASSWORD="pw", WTF_CSRF_ENABLED=False)
+    client = app.test_client()
+    response = client.post("/ui/login", data={"secret": "pw"}, base_url="https://localhost")
+    assert response.status_code == 303
+    assert "Secure" in response.headers["Set-Cookie"]
+    plain = app.test_client().post("/ui/login", data={"secret": "pw"})
+    assert "Secure" not in plain.headers["Set-Cookie"]
+
+
+def test_read_only_key_cannot_change_through_the_ui(make_app: Callable[..., Flask]) -> None:
+    app = make_app(WTF_CSRF_ENABLED=False)
+    key = make_key(app, "viewer", "read")
+    client = app.test_client()
+    assert client.post("/ui/login", data={"secret": key}).status_code == 303
+    assert client.get("/ui/jobs").status_code == 200
+    assert client.post("/ui/runs/retry-dead").status_code == 403
