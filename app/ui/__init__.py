@@ -9,4 +9,4 @@ from flask import Blueprint
 
 bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="../templates")
 
-from app.ui import display, job_views, login, views  # noqa: E402,F401  (views register on import)
+from app.ui import audit_views, display, job_views, login, views  # noqa: E402,F401  (views register on import)

@@ -60,3 +60,17 @@ def test_read_only_key_cannot_change_through_the_ui(make_app: Callable[..., Flas
     assert client.post("/ui/login", data={"secret": key}).status_code == 303
     assert client.get("/ui/jobs").status_code == 200
     assert client.post("/ui/runs/retry-dead").status_code == 403
+
+
+def test_audit_page_lists_changes_escaped(client: FlaskClient) -> None:
+    job = client.post("/schedules", json={"payload": "<script>x</script>", "minute": 1})
+    job_id = job.get_json()["jobId"]
+    client.post(f"/schedules/{job_id}/pause")
+    client.delete(f"/schedules/{job_id}")
+    html = client.get("/ui/audit").get_data(as_text=True)
+    for action in ("create", "pause", "delete"):
+        assert f'<span class="badge">{action}</span>' in html
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "anonymous" in html
+    fragment = client.get("/ui/audit", headers={"HX-Request": "true", "HX-Target": "audit-table"})
+    assert fragment.get_data(as_text=True).lstrip().startswith('<div id="audit-table"')
