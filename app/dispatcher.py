@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, func, select, tuple_, update
 
 from app import queue, timing
 from app.bulk import bulk_for
@@ -68,6 +68,8 @@ class DispatcherSettings:
     batch_size: int = 1000
     delivery_batch_size: int = 500
     lease: float = 60.0
+    # Runs handed to a target at a time. A lease covers one chunk's delivery, not a batch's.
+    delivery_chunk: int = 64
     misfire_grace: float = 60.0
     default_retry: Mapping[str, Any] = field(
         default_factory=lambda: {"attempts": 5, "backoff": 2.0, "maxBackoff": 300.0}
@@ -221,16 +223,7 @@ class Dispatcher:
         return set(stored)
 
     def _plan(self, row: Row[Any], now: datetime) -> Plan:
-        rules = timing.Timing(
-            recurring=row.recurring,
-            first_at=row.first_at,
-            timezone=row.timezone,
-            cron=row.cron,
-            interval=row.interval,
-            start_at=row.start_at,
-            end_at=row.end_at,
-            max_runs=row.max_runs,
-        )
+        rules = timing.timing_of(row)
         due: datetime = row.next_run_at
         fired = row.run_count
         if row.misfire == "all":
@@ -314,6 +307,36 @@ class Dispatcher:
         return leased
 
     def _deliver(self, leased: list[Leased]) -> None:
+        """Deliver in chunks, recording each chunk's outcomes as soon as it is done.
+
+        Before each chunk after the first, its runs are leased again: a batch to a slow
+        target can take longer than the lease, and then another dispatcher may take over
+        runs still waiting here. Those are left to it (no duplicate), and a run is only
+        ever delivered by the holder of a live lease. A crash repeats at most one chunk.
+        """
+        size = max(1, self.settings.delivery_chunk)
+        for start in range(0, len(leased), size):
+            chunk = leased[start : start + size]
+            self._deliver_chunk(self._renew(chunk) if start else chunk)
+
+    def _renew(self, chunk: list[Leased]) -> list[Leased]:
+        """Lease these runs again from now; return those still ours (another dispatcher
+        taking one over set its status or bumped its attempts)."""
+        until = self.clock.now() + timedelta(seconds=self.settings.lease)
+        keys = [(uuid.UUID(item.delivery.run_id), item.delivery.attempt) for item in chunk]
+        with write_connection(self.engine) as conn:
+            ours = set(
+                conn.execute(
+                    update(runs)
+                    .where(tuple_(runs.c.id, runs.c.attempts).in_(keys))
+                    .where(runs.c.status == "delivering")
+                    .values(next_attempt_at=until)
+                    .returning(runs.c.id)
+                ).scalars()
+            )
+        return [item for item in chunk if uuid.UUID(item.delivery.run_id) in ours]
+
+    def _deliver_chunk(self, leased: list[Leased]) -> None:
         if not leased:
             return
         by_type: dict[str, list[Delivery]] = defaultdict(list)

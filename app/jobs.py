@@ -62,16 +62,7 @@ def _instant_field(name: str, value: str | None) -> datetime | None:
 
 
 def job_timing(job: Job) -> timing.Timing:
-    return timing.Timing(
-        recurring=job.recurring,
-        first_at=job.first_at,
-        timezone=job.timezone,
-        cron=job.cron,
-        interval=job.interval,
-        start_at=job.start_at,
-        end_at=job.end_at,
-        max_runs=job.max_runs,
-    )
+    return timing.timing_of(job)
 
 
 def _check_payload(payload: str, field: str = "payload") -> None:

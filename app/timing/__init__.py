@@ -5,7 +5,7 @@ All datetimes in and out are aware and in UTC; wall time exists only inside eval
 
 from app.timing.errors import TimingError
 from app.timing.sequence import first_fire, latest_fire, next_fire, occurrences
-from app.timing.spec import RECURRING, Timing, make_timing
+from app.timing.spec import RECURRING, Timing, TimingSource, make_timing, timing_of
 from app.timing.words import describe
 from app.timing.zones import canonical_timezone
 
@@ -13,6 +13,7 @@ __all__ = [
     "RECURRING",
     "Timing",
     "TimingError",
+    "TimingSource",
     "canonical_timezone",
     "describe",
     "first_fire",
@@ -20,4 +21,5 @@ __all__ = [
     "make_timing",
     "next_fire",
     "occurrences",
+    "timing_of",
 ]

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import timezone as FixedOffset
-from typing import TypeGuard
+from typing import Protocol, TypeGuard
 
 from app.timing.cron import parse_cron
 from app.timing.errors import TimingError
@@ -34,6 +34,33 @@ class Timing:
     start_at: datetime | None = None
     end_at: datetime | None = None
     max_runs: int | None = None
+
+
+class TimingSource(Protocol):
+    """Anything that holds a job's timing fields under Timing's names (a Job, a row)."""
+
+    recurring: str
+    first_at: datetime | None
+    timezone: str
+    cron: str | None
+    interval: int | None
+    start_at: datetime | None
+    end_at: datetime | None
+    max_runs: int | None
+
+
+def timing_of(source: TimingSource) -> Timing:
+    """The Timing of a stored job, which was validated when it was saved."""
+    return Timing(
+        recurring=source.recurring,
+        first_at=source.first_at,
+        timezone=source.timezone,
+        cron=source.cron,
+        interval=source.interval,
+        start_at=source.start_at,
+        end_at=source.end_at,
+        max_runs=source.max_runs,
+    )
 
 
 def make_timing(
