@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, text
 
-from app.models import Job
+from tests.support.burst import insert_one_shot_jobs
 from tests.support.processes import (
     free_port,
     process_env,
@@ -48,27 +49,7 @@ def test_kill_9_in_a_burst_loses_and_repeats_nothing(database_url: str, tmp_path
     engine = create_engine(database_url)
     due = datetime.now(UTC) + timedelta(seconds=2)
     jobs = 10_000
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "id": uuid.UUID(int=i + 1),
-            "payload": f"job {i}",
-            "recurring": "none",
-            "first_at": due,
-            "timezone": "UTC",
-            "target": {"type": "queue", "name": "default"},
-            "target_type": "queue",
-            "misfire": "coalesce",
-            "status": "active",
-            "next_run_at": due,
-            "run_count": 0,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(jobs)
-    ]
-    with engine.begin() as conn:
-        conn.execute(insert(Job.__table__), rows)
+    insert_one_shot_jobs(engine, jobs, due)
     env = process_env(database_url, DISPATCH_BATCH_SIZE="200")
 
     def fired() -> int:
@@ -100,3 +81,29 @@ def test_kill_9_in_a_burst_loses_and_repeats_nothing(database_url: str, tmp_path
         assert undelivered == 0
         assert messages.scalar_one() == jobs
     engine.dispose()
+
+
+def test_memory_stays_bounded_while_a_target_is_down(database_url: str, tmp_path: Path) -> None:
+    """5,000 runs retrying against a dead webhook: the dispatcher's memory stays flat."""
+    engine = create_engine(database_url)
+    with socket.socket() as sock:  # a port nobody listens on: connection refused, fast
+        sock.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    insert_one_shot_jobs(
+        engine, 5000, datetime.now(UTC), target={"type": "webhook", "url": dead_url,
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+        retry={"attempts": 1000, "backoff": 0.1, "maxBackoff": 0.5},
+    )  # fmt: skip
+    env = process_env(database_url, WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8")
+
+    def attempts() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT coalesce(sum(attempts), 0) FROM runs")).scalar())
+
+    with running(start_scheduler(env, tmp_path / "scheduler.log")) as scheduler:
+        wait_until(lambda: attempts() >= 10_000, 120, scheduler)  # every run retried once
+        warm = psutil.Process(scheduler.popen.pid).memory_info().rss
+        wait_until(lambda: attempts() >= 40_000, 240, scheduler)  # 6 more rounds of failures
+        later = psutil.Process(scheduler.popen.pid).memory_info().rss
+    engine.dispose()
+    assert later - warm < 30 * 2**20, f"RSS grew from {warm >> 20} MiB to {later >> 20} MiB"

@@ -1,0 +1,58 @@
+"""Many one-shot jobs written straight into the database, for bursts and load tests.
+
+The API would take longer than the burst itself; these rows are what it would write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert
+
+from app.models import Job
+
+QUEUE_TARGET = {"type": "queue", "name": "default"}
+
+
+def one_shot_rows(
+    count: int,
+    due: datetime,
+    *,
+    target: dict[str, Any] | None = None,
+    retry: dict[str, Any] | None = None,
+    spread: float = 0.0,
+) -> list[dict[str, Any]]:
+    """`count` jobs due at `due`, or spread evenly over `spread` seconds from it."""
+    now = datetime.now(UTC)
+    target = target or QUEUE_TARGET
+    rows = []
+    for i in range(count):
+        at = due + timedelta(seconds=spread * i / count) if spread else due
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "payload": f"job {i}",
+                "recurring": "none",
+                "first_at": at,
+                "timezone": "UTC",
+                "target": target,
+                "target_type": target["type"],
+                "retry": retry,
+                "misfire": "coalesce",
+                "status": "active",
+                "next_run_at": at,
+                "run_count": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+def insert_one_shot_jobs(engine: Engine, count: int, due: datetime, **options: Any) -> None:
+    rows = one_shot_rows(count, due, **options)
+    with engine.begin() as conn:
+        for start in range(0, count, 5000):
+            conn.execute(insert(Job.__table__), rows[start : start + 5000])
