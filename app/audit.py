@@ -6,10 +6,11 @@ Entries are added to the caller's session, so they commit (or roll back) with th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from flask import g, has_request_context
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 
 from app.database import db
 from app.models import AuditEntry
@@ -31,16 +32,31 @@ def record(
     run_id: uuid.UUID | None = None,
     detail: str | None = None,
 ) -> None:
-    db.session.add(
-        AuditEntry(
-            at=now,
-            actor=current_actor(),
-            action=action,
-            job_id=job_id,
-            run_id=run_id,
-            detail=detail,
-        )
-    )
+    record_many(action, now, [job_id], run_id=run_id, detail=detail)
+
+
+def record_many(
+    action: str,
+    now: datetime,
+    job_ids: Sequence[uuid.UUID | None],
+    *,
+    run_id: uuid.UUID | None = None,
+    detail: str | None = None,
+) -> None:
+    """One entry per job, written in the caller's transaction (one statement for a batch)."""
+    actor = current_actor()
+    rows = [
+        {
+            "at": now,
+            "actor": actor,
+            "action": action,
+            "job_id": job_id,
+            "run_id": run_id,
+            "detail": detail,
+        }
+        for job_id in job_ids
+    ]
+    db.session.execute(insert(AuditEntry), rows)
 
 
 def list_entries(

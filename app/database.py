@@ -26,7 +26,9 @@ class Base(DeclarativeBase):
     pass
 
 
-db = SQLAlchemy(model_class=Base)
+# Objects keep their values after commit: an answer is built from what was just written,
+# without reading it back. Store functions that lock a row re-read it (populate_existing).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 
 class UTCDateTime(TypeDecorator[datetime]):

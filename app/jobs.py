@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import Select, and_, func, or_, select, text
+from sqlalchemy import Select, and_, func, insert, or_, select, text
 
 from app import audit, timing
 from app.database import begin_write, db, is_postgresql
@@ -25,6 +25,7 @@ from app.schemas import JobIn, TimingFields
 from app.targets.webhook import check_address, generate_secret, parse_ip_literal
 
 NOTIFY_CHANNEL = "scheduler_due"
+JOB_COLUMNS = tuple(Job.__table__.columns)
 
 
 def make_timing(fields: TimingFields) -> timing.Timing:
@@ -181,12 +182,16 @@ def create_jobs(items: Sequence[JobIn], now: datetime) -> list[Job]:
     if errors:
         raise Problem(422, "Invalid request", "no job was created", errors=errors)
     begin_write()
-    db.session.add_all(jobs)
-    for job in jobs:
-        audit.record("create", now, job_id=job.id)
+    # One multi-row INSERT: the ORM's unit of work costs more than the rows themselves.
+    db.session.execute(insert(Job), [_columns(job) for job in jobs])
+    audit.record_many("create", now, [job.id for job in jobs])
     _notify_if_due_soon(jobs, now)
     db.session.commit()
     return jobs
+
+
+def _columns(job: Job) -> dict[str, Any]:
+    return {column.key: getattr(job, column.key) for column in JOB_COLUMNS}
 
 
 def get_job(job_id: str) -> Job:
@@ -199,7 +204,10 @@ def get_job(job_id: str) -> Job:
 def _locked_job(job_id: str) -> Job:
     begin_write()
     job = db.session.execute(
-        select(Job).where(Job.id == _uuid(job_id, "jobId")).with_for_update()
+        select(Job)
+        .where(Job.id == _uuid(job_id, "jobId"))
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if job is None:
         raise not_found(f"job {job_id}")
