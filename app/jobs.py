@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import Select, and_, func, insert, or_, select, text
+from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 
 from app import audit, timing
 from app.database import begin_write, db, is_postgresql
@@ -306,11 +306,10 @@ def list_jobs(
     query: Select[tuple[Job]] = select(Job).order_by(Job.created_at, Job.id).limit(limit + 1)
     if cursor:
         created_at, last_id = decode_cursor(cursor)
+        # A row comparison, so the index range starts at the cursor (an OR scans from the top).
         query = query.where(
-            or_(
-                Job.created_at > created_at,
-                and_(Job.created_at == created_at, Job.id > last_id),
-            )
+            tuple_(Job.created_at, Job.id)
+            > tuple_(*key_values(Job.created_at, Job.id, created_at, last_id))
         )
     query = _filtered(query, filters)
     jobs = list(db.session.execute(query).scalars())
@@ -351,6 +350,13 @@ def due_between(start: datetime, end: datetime, limit: int = 200) -> list[Job]:
         .limit(limit)
     )
     return list(db.session.execute(query).scalars())
+
+
+def key_values(
+    time_column: Any, id_column: Any, instant: datetime, key: uuid.UUID
+) -> tuple[Any, Any]:
+    """A cursor's values as typed parameters, for a row comparison with (time, id)."""
+    return literal(instant, time_column.type), literal(key, id_column.type)
 
 
 def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:

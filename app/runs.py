@@ -6,11 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, func, select, tuple_, update
 
 from app import audit
 from app.database import begin_write, db, rowcount
-from app.jobs import decode_cursor, encode_cursor
+from app.jobs import decode_cursor, encode_cursor, key_values
 from app.models import RUN_STATUSES, Run
 from app.problems import Problem, field_problem, not_found
 
@@ -33,7 +33,8 @@ def list_runs(
     if cursor:
         fired_at, last_id = decode_cursor(cursor)
         query = query.where(
-            or_(Run.fired_at < fired_at, and_(Run.fired_at == fired_at, Run.id < last_id))
+            tuple_(Run.fired_at, Run.id)
+            < tuple_(*key_values(Run.fired_at, Run.id, fired_at, last_id))
         )
     if filters.job_id:
         query = query.where(Run.job_id == filters.job_id)

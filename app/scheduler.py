@@ -62,6 +62,9 @@ def run_scheduler(app: Flask) -> None:
     idle = threading.Lock()
 
     def dispatch_pass() -> None:
+        # A pass lasts until the next tick, or longer while work is due. The next tick's
+        # pass queues on this lock instead of being skipped (max_instances=2): skipping it
+        # would leave the dispatcher idle until the tick after.
         with idle, app.app_context():
             dispatcher.run_pass(interval, waiter)
 
@@ -70,7 +73,7 @@ def run_scheduler(app: Flask) -> None:
         "interval",
         seconds=interval,
         id="dispatch",
-        max_instances=1,
+        max_instances=2,
         coalesce=True,
         misfire_grace_time=None,
         next_run_time=clock_of(app).now(),
