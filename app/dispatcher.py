@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 jobs = Job.__table__
 runs = Run.__table__
 
+MAX_BATCHES_IN_FLIGHT = 4  # leased batches waiting for the delivery threads, at most
 # An occurrence later than this counts as missed for the "all" policy's catch-up per pass.
 MAX_CATCH_UP_PER_PASS = 100
 JOB_COLUMNS = (
@@ -100,6 +102,8 @@ class Dispatcher:
         targets: Mapping[str, Target],
         settings: DispatcherSettings | None = None,
         rng: random.Random | None = None,
+        *,
+        background_delivery: bool = False,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -109,6 +113,14 @@ class Dispatcher:
         self.stopping = threading.Event()
         self.bulk = bulk_for(engine)
         self.counters = CounterWriter(engine)
+        # In the scheduler process, remote deliveries run beside the firing, so a slow
+        # webhook never delays the next fire. Tests step synchronously.
+        self._delivering = (
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="deliver")
+            if background_delivery
+            else None
+        )
+        self._in_flight: set[Future[None]] = set()
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -127,7 +139,7 @@ class Dispatcher:
             if not rows:
                 return 0
             leased = self._write_fires(conn, rows, now)
-        self._deliver(leased)
+        self._hand_off(leased)
         return len(rows)
 
     def deliver_due(self) -> int:
@@ -153,7 +165,7 @@ class Dispatcher:
             if not rows:
                 return 0
             leased = self._lease(conn, rows, now)
-        self._deliver(leased)
+        self._hand_off(leased)
         return len(rows)
 
     def step(self) -> int:
@@ -306,7 +318,33 @@ class Dispatcher:
         )
         return leased
 
-    def _deliver(self, leased: list[Leased]) -> None:
+    def _hand_off(self, leased: list[Leased]) -> None:
+        """Deliver now, or hand the batch to the delivery threads (at most a few batches
+        wait there: beyond that, firing waits, so memory stays bounded)."""
+        if not leased:
+            return
+        if self._delivering is None:
+            self._deliver(leased)
+            return
+        self._in_flight = {f for f in self._in_flight if not f.done()}
+        while len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT:
+            _, self._in_flight = wait(self._in_flight, return_when=FIRST_COMPLETED)
+        self._in_flight.add(self._delivering.submit(self._deliver_in_background, leased))
+
+    def _deliver_in_background(self, leased: list[Leased]) -> None:
+        try:
+            self._deliver(leased, renew_first=True)  # it may have waited for a thread
+        except Exception:  # the leases expire and the runs are delivered again: log only
+            log.exception("delivery failed", extra={"action": "deliver", "runs": len(leased)})
+
+    def finish_deliveries(self, timeout: float = 30.0) -> None:
+        """Wait for the deliveries in hand (at shutdown); unfinished ones are left to
+        their leases."""
+        if self._delivering is not None:
+            wait(self._in_flight, timeout=timeout)
+            self._delivering.shutdown(wait=False, cancel_futures=True)
+
+    def _deliver(self, leased: list[Leased], *, renew_first: bool = False) -> None:
         """Deliver in chunks, recording each chunk's outcomes as soon as it is done.
 
         Before each chunk after the first, its runs are leased again: a batch to a slow
@@ -317,7 +355,7 @@ class Dispatcher:
         size = max(1, self.settings.delivery_chunk)
         for start in range(0, len(leased), size):
             chunk = leased[start : start + size]
-            self._deliver_chunk(self._renew(chunk) if start else chunk)
+            self._deliver_chunk(self._renew(chunk) if start or renew_first else chunk)
 
     def _renew(self, chunk: list[Leased]) -> list[Leased]:
         """Lease these runs again from now; return those still ours (another dispatcher

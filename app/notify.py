@@ -37,8 +37,12 @@ class NotifyWaiter(Waiter):
             if remaining <= 0:
                 return
             try:
-                conn = self._listen()
-                for _ in conn.notifies(timeout=min(SLICE, remaining), stop_after=1):
+                if self.conn is None or self.conn.closed:
+                    self._listen()
+                    # A NOTIFY sent before LISTEN took effect is lost: let the caller look
+                    # for work once more, now that no later one can be missed.
+                    return
+                for _ in self.conn.notifies(timeout=min(SLICE, remaining), stop_after=1):
                     return
             except psycopg.Error:
                 log.warning("LISTEN connection lost; retrying", extra={"action": "listen"})

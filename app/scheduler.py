@@ -34,7 +34,9 @@ def build_targets(app: Flask) -> dict[str, Target]:
     }
 
 
-def build_dispatcher(app: Flask, targets: dict[str, Target] | None = None) -> Dispatcher:
+def build_dispatcher(
+    app: Flask, targets: dict[str, Target] | None = None, *, background_delivery: bool = False
+) -> Dispatcher:
     settings = DispatcherSettings(
         batch_size=int(app.config["DISPATCH_BATCH_SIZE"]),
         delivery_batch_size=int(app.config["DELIVERY_BATCH_SIZE"]),
@@ -42,7 +44,13 @@ def build_dispatcher(app: Flask, targets: dict[str, Target] | None = None) -> Di
         misfire_grace=float(app.config["MISFIRE_GRACE"]),
         default_retry=app.config["DEFAULT_RETRY"],
     )
-    return Dispatcher(db.engine, clock_of(app), targets or build_targets(app), settings)
+    return Dispatcher(
+        db.engine,
+        clock_of(app),
+        targets or build_targets(app),
+        settings,
+        background_delivery=background_delivery,
+    )
 
 
 def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
@@ -56,7 +64,7 @@ def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
 def run_scheduler(app: Flask) -> None:
     """Run dispatch passes until SIGTERM or SIGINT; finish the batch in hand, then exit."""
     interval = float(app.config["DISPATCH_INTERVAL"])
-    dispatcher = build_dispatcher(app)
+    dispatcher = build_dispatcher(app, background_delivery=True)
     waiter = make_waiter(app, dispatcher)
     scheduler = BlockingScheduler(timezone="UTC")
     idle = threading.Lock()
@@ -104,6 +112,7 @@ def run_scheduler(app: Flask) -> None:
     log.info("scheduler started", extra={"action": "start", "interval": interval})
     scheduler.start()
     with idle:  # the pass in hand has finished its batch
+        dispatcher.finish_deliveries()
         for target in dispatcher.targets.values():
             close = getattr(target, "close", None)
             if close is not None:

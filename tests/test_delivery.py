@@ -186,3 +186,24 @@ def test_crash_after_delivery_means_one_redelivery_with_the_same_id(
     assert {r.headers["webhook-id"] for r in requests} == {run["runId"]}
     (run,) = runs_of(client, job["jobId"])
     assert run["status"] == "delivered"
+
+
+def test_a_slow_webhook_does_not_hold_up_firing(
+    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: WebhookTarget,
+    http_target: HttpTarget,
+) -> None:  # fmt: skip
+    """In the scheduler process, deliveries run beside the firing."""
+    http_target.respond("/slow", Response(200, delay=60.0))
+    slow = create(client, {"type": "webhook", "url": http_target.url + "/slow"})
+    quick = create(client, {"type": "queue", "name": "default"}, at="2030-01-01T00:00:02Z")
+    with app.app_context():
+        dispatcher = build_dispatcher(app, {"webhook": webhooks}, background_delivery=True)
+    clock.advance(1)
+    assert dispatcher.fire_due() == 1  # hands the webhook run to a delivery thread
+    assert runs_of(client, slow["jobId"])[0]["status"] == "delivering"  # still in flight
+    clock.advance(1)
+    assert dispatcher.fire_due() == 1  # the next job fires while the webhook waits
+    assert runs_of(client, quick["jobId"])[0]["status"] == "delivered"
+    http_target.stopping.set()  # the endpoint hangs up instead of answering
+    dispatcher.finish_deliveries(timeout=30)
+    assert runs_of(client, slow["jobId"])[0]["status"] == "retrying"  # recorded, to retry
