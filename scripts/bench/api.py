@@ -1,0 +1,309 @@
+"""Parts 3 and 4: the JSON API through gunicorn, and the service with a million jobs stored
+(list pages, and the dispatcher's memory while it works)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+import requests
+from sqlalchemy import Engine, insert, text
+
+from app.bulk import SqliteBulk
+from bench.common import (
+    QUEUE_TARGET,
+    Context,
+    Database,
+    Databases,
+    Goal,
+    count_rows,
+    jobs,
+    percentile,
+    processes,
+    runs,
+    start_dispatcher,
+    start_gunicorn,
+    stop,
+)
+
+CLIENT_THREADS = 8
+BATCH_THREADS = 2
+BATCH_JOBS = 1000
+WARM_UP = 50
+LOAD_CHUNK = 100_000
+TRICKLE_JOBS = 100  # interval jobs of 1 s: 100 fires a second while the RSS is sampled
+RSS_SETTLE = 2.0  # seconds after start-up before the "start" RSS sample
+
+
+# -- part 3: creates -----------------------------------------------------------------------
+
+
+def design_body() -> dict[str, Any]:
+    """The design's example create, due a day from now (so nothing fires meanwhile)."""
+    minute = int(time.time() // 60) + 24 * 60
+    return {"payload": "cool stuff", "minute": minute, "recurring": "none"}
+
+
+def post_many(
+    url: str, body: dict[str, Any], count: int, threads: int
+) -> tuple[list[float], list[str], float]:
+    """POST `body` `count` times from `threads` clients (a Session each).
+    Returns the latencies in ms (sorted), the failures, and the wall time in seconds."""
+    tickets = itertools.count()  # next() on it is atomic under the GIL: a shared work counter
+    latencies: list[float] = []
+    failures: list[str] = []
+    payload = json.dumps(body)
+    headers = {"Content-Type": "application/json"}
+
+    def client() -> None:
+        with requests.Session() as session:
+            while next(tickets) < count:
+                began = time.perf_counter()
+                try:
+                    answer = session.post(url, data=payload, headers=headers, timeout=60)
+                    status = answer.status_code
+                except requests.RequestException as exc:
+                    failures.append(repr(exc)[:200])
+                    continue
+                latencies.append((time.perf_counter() - began) * 1000)
+                if status != 201:
+                    failures.append(f"{status}: {answer.text[:200]}")
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    began = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sorted(latencies), failures, time.perf_counter() - began
+
+
+def creates(ctx: Context, databases: Databases, kind: str) -> None:
+    for run in range(ctx.runs):
+        print(f"  api {kind}: {ctx.sizes.api_creates:,} creates, run {run + 1}")
+        with databases.fresh(kind) as database, processes(ctx) as procs:
+            web, base = start_gunicorn(ctx, database)
+            procs.append(web)
+            _singles(ctx, kind, base)
+            _batches(ctx, kind, base)
+
+
+def _singles(ctx: Context, kind: str, base: str) -> None:
+    url, body, count = f"{base}/schedules", design_body(), ctx.sizes.api_creates
+    post_many(url, body, WARM_UP, CLIENT_THREADS)
+    cpu = psutil.Process().cpu_times()
+    latencies, failures, wall = post_many(url, body, count, CLIENT_THREADS)
+    client_cpu = sum(psutil.Process().cpu_times()[:2]) - sum(cpu[:2])
+    add = ctx.results.add
+    note = f"{len(failures)} failed, e.g. {failures[0]}" if failures else ""
+    add("api", kind, "single creates/s", count / wall, "creates/s", Goal(">=", 1000), note)
+    add("api", kind, "single create p50", percentile(latencies, 50), "ms")
+    add("api", kind, "single create p99", percentile(latencies, 99), "ms", Goal("<=", 50))
+    # The client shares the 2 cores with gunicorn and the database: say how much it took.
+    add("api", kind, "bench client CPU during single creates", 100 * client_cpu / wall, "%")
+
+
+def _batches(ctx: Context, kind: str, base: str) -> None:
+    url, count = f"{base}/schedules:batch", ctx.sizes.api_batches
+    body = {"jobs": [design_body() for _ in range(BATCH_JOBS)]}
+    post_many(url, body, 1, 1)
+    latencies, failures, wall = post_many(url, body, count, BATCH_THREADS)
+    note = f"{len(failures)} failed, e.g. {failures[0]}" if failures else ""
+    ctx.results.add("api", kind, "batch creates (jobs/s)", count * BATCH_JOBS / wall, "jobs/s",
+                    note=note)  # fmt: skip
+    ctx.results.add("api", kind, "batch of 1,000 p50", percentile(latencies, 50), "ms")
+
+
+# -- part 4: scale -------------------------------------------------------------------------
+
+
+class Loader:
+    """Stores jobs fast, straight into the table, each due a day or more ahead.
+
+    created_at is `base` + i ms, so a list page can start at any i without a look-up.
+    """
+
+    def __init__(self, database: Database, engine: Engine) -> None:
+        self.database, self.engine = database, engine
+        now = datetime.now(UTC).replace(microsecond=0)
+        self.base = now - timedelta(days=1)
+        self.ahead = now + timedelta(days=1)
+        self.stored = 0
+
+    def created_at(self, index: int) -> datetime:
+        return self.base + timedelta(milliseconds=index)
+
+    def load_to(self, total: int) -> float:
+        """Store jobs until `total` are; return the seconds it took."""
+        began = time.monotonic()
+        while self.stored < total:
+            stop_at = min(total, self.stored + LOAD_CHUNK)
+            if self.database.kind == "postgresql":
+                self._postgresql(self.stored, stop_at)
+            else:
+                self._sqlite(self.stored, stop_at)
+            self.stored = stop_at
+            print(f"    {stop_at:,} jobs stored, {time.monotonic() - began:.0f} s", flush=True)
+        if self.database.kind == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE jobs"))
+        return time.monotonic() - began
+
+    def _postgresql(self, start: int, stop_at: int) -> None:
+        sql = text(
+            "INSERT INTO jobs (id, payload, recurring, first_at, timezone, target, target_type,"
+            " misfire, status, next_run_at, run_count, created_at, updated_at) "
+            "SELECT gen_random_uuid(), 'scale ' || g, 'none', t.due, 'UTC', CAST(:target AS json),"
+            " 'queue', 'coalesce', 'active', t.due, 0, t.created, t.created "
+            "FROM generate_series(:start, :stop - 1) AS g, LATERAL (SELECT"
+            " CAST(:ahead AS timestamptz) + g * interval '100 milliseconds' AS due,"
+            " CAST(:base AS timestamptz) + g * interval '1 millisecond' AS created) AS t"
+        )
+        params = {"target": json.dumps(QUEUE_TARGET), "start": start, "stop": stop_at}
+        with self.engine.begin() as conn:
+            conn.execute(sql, params | {"ahead": self.ahead, "base": self.base})
+
+    def _sqlite(self, start: int, stop_at: int) -> None:
+        step, target = timedelta(milliseconds=100), json.dumps(QUEUE_TARGET)
+        rows = []
+        for i in range(start, stop_at):
+            due, created = self.ahead + i * step, self.created_at(i)
+            rows.append({
+                "id": uuid.uuid4(), "payload": f"scale {i}", "recurring": "none", "first_at": due,
+                "timezone": "UTC", "target": target, "target_type": "queue",
+                "misfire": "coalesce", "status": "active", "next_run_at": due, "run_count": 0,
+                "created_at": created, "updated_at": created,
+            })  # fmt: skip
+        with self.engine.begin() as conn:
+            SqliteBulk().insert(conn, jobs, rows)
+
+
+def add_trickle(engine: Engine) -> None:
+    """Interval jobs that keep the dispatcher busy: TRICKLE_JOBS fires a second."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = now + timedelta(seconds=2)
+    rows = [
+        {
+            "id": uuid.uuid4(), "payload": f"trickle {i}", "recurring": "interval",
+            "interval": 1, "first_at": first, "timezone": "UTC", "target": QUEUE_TARGET,
+            "target_type": "queue", "misfire": "coalesce", "status": "active",
+            "next_run_at": first, "run_count": 0, "created_at": now, "updated_at": now,
+        }
+        for i in range(TRICKLE_JOBS)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(jobs), rows)
+
+
+def scale(ctx: Context, databases: Databases, kind: str) -> None:
+    sizes = ctx.sizes
+    with databases.fresh(kind) as database:
+        engine = database.engine()
+        loader = Loader(database, engine)
+        print(f"  scale {kind}: loading {sizes.scale_baseline:,} jobs")
+        loader.load_to(sizes.scale_baseline)
+        add_trickle(engine)
+        baseline = [_rss(ctx, database, engine, run) for run in range(ctx.runs)]
+        print(f"  scale {kind}: loading up to {sizes.scale_jobs:,} jobs")
+        seconds = loader.load_to(sizes.scale_jobs)
+        big = f"{sizes.scale_jobs:,} stored"
+        loaded = sizes.scale_jobs - sizes.scale_baseline
+        ctx.results.add("scale", kind, f"load {loaded:,} jobs", seconds, "s")
+        _list_pages(ctx, database, loader, big)
+        large = [_rss(ctx, database, engine, run) for run in range(ctx.runs)]
+        _rss_figures(ctx, kind, sizes, baseline, large)
+
+
+def _list_pages(ctx: Context, database: Database, loader: Loader, label: str) -> None:
+    kind, rng = database.kind, random.Random(4)
+    with processes(ctx) as procs:
+        web, base = start_gunicorn(ctx, database)
+        procs.append(web)
+        with requests.Session() as session:
+            for _ in range(5):  # warm both workers' connections and caches
+                session.get(f"{base}/schedules?limit=100", timeout=30)
+            for run in range(ctx.runs):
+                print(f"  scale {kind}: list pages, run {run + 1}")
+                latencies: list[float] = []
+                for walk in range(ctx.sizes.list_walks):
+                    start = None if walk == 0 else rng.randrange(loader.stored - 2_000)
+                    latencies += _walk(session, base, loader, start, ctx.sizes.list_pages)
+                latencies.sort()
+                add = ctx.results.add
+                add("scale", kind, f"list page p50, {label}", percentile(latencies, 50), "ms")
+                add("scale", kind, f"list page p99, {label}", percentile(latencies, 99), "ms",
+                    Goal("<=", 50))  # fmt: skip
+                add("scale", kind, f"list page max, {label}", latencies[-1], "ms")
+
+
+def _walk(
+    session: requests.Session, base: str, loader: Loader, start: int | None, pages: int
+) -> list[float]:
+    """Follow the Link cursor for `pages` pages from job `start` (None: the first page)."""
+    url = f"{base}/schedules?limit=100"
+    if start is not None:  # a cursor just before job `start`, made as the service makes them
+        url += "&cursor=" + _cursor(loader.created_at(start), uuid.UUID(int=0))
+    latencies = []
+    for _ in range(pages):
+        began = time.perf_counter()
+        answer = session.get(url, timeout=30)
+        latencies.append((time.perf_counter() - began) * 1000)
+        if answer.status_code != 200 or len(answer.json()) != 100:
+            raise RuntimeError(f"list page: {answer.status_code} {answer.text[:300]}")
+        url = answer.links["next"]["url"]
+    return latencies
+
+
+def _cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    # app.jobs and app.api import each other; importing the package first loads them in order.
+    import app.api  # noqa: F401
+    from app.jobs import encode_cursor
+
+    return encode_cursor(created_at, job_id)
+
+
+def _rss(ctx: Context, database: Database, engine: Engine, run: int) -> tuple[float, float]:
+    """The dispatcher's RSS in MB after RSS_SETTLE s and after rss_seconds more, while the
+    trickle fires."""
+    fired = count_rows(engine, runs)
+    proc = start_dispatcher(ctx, database, f"rss-{database.kind}")
+    try:
+        process = psutil.Process(proc.popen.pid)
+        time.sleep(RSS_SETTLE)
+        start = process.memory_info().rss / 2**20
+        end_at = time.monotonic() + ctx.sizes.rss_seconds
+        while time.monotonic() < end_at:
+            time.sleep(0.5)
+            end = process.memory_info().rss / 2**20
+    finally:
+        stop(ctx, proc)
+    fired = count_rows(engine, runs) - fired
+    expected = TRICKLE_JOBS * ctx.sizes.rss_seconds
+    if fired < expected / 2:
+        ctx.results.anomaly(f"rss run {run + 1}: only {fired} trickle fires, expected {expected}")
+    return start, end
+
+
+def _rss_figures(
+    ctx: Context,
+    kind: str,
+    sizes: Any,
+    baseline: list[tuple[float, float]],
+    large: list[tuple[float, float]],
+) -> None:
+    add, after = ctx.results.add, f"after {sizes.rss_seconds:.0f} s"
+    small, big = f"{sizes.scale_baseline:,} stored", f"{sizes.scale_jobs:,} stored"
+    for (base_start, base_end), (start, end) in zip(baseline, large, strict=True):
+        add("scale", kind, f"dispatcher RSS at start, {small}", base_start, "MB")
+        add("scale", kind, f"dispatcher RSS {after}, {small}", base_end, "MB")
+        add("scale", kind, f"dispatcher RSS at start, {big}", start, "MB")
+        add("scale", kind, f"dispatcher RSS {after}, {big}", end, "MB")
+        add("scale", kind, f"RSS growth {after}, {big}", end - start, "MB", Goal("<=", 5))
+        add("scale", kind, f"RSS {big} ÷ RSS {small}", end / base_end, "x", Goal("<=", 1.10))

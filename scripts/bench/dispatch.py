@@ -1,0 +1,144 @@
+"""Parts 1 and 2: a burst of one-shot jobs all due at one instant T, and a steady 1,000 due
+jobs a second; real `flask --app wsgi scheduler run --no-migrate` processes.
+
+A fire is a run committed with its job's next time saved (and, for the built-in queue, the
+message in the same transaction). Definitions, also printed in docs/BENCHMARKS.md:
+- all fired: the wall-clock instant the harness first saw no job left with a next run (it
+  looks every 10 ms, so commits are counted, not claims) minus T;
+- fires/s: N ÷ all fired (the dispatcher's wake-up at T included);
+- lag: runs.fired_at - runs.scheduled_for, read back with SQL; fired_at is stamped by the
+  dispatcher when it claims the batch, before that batch's transaction commits;
+- commit lag (sampled): for 200 random jobs, when the harness first saw the job fired
+  (committed), looking every 10 ms, - its due time. An upper bound, one poll coarse.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from bench.common import (
+    Context,
+    Databases,
+    Goal,
+    count_rows,
+    insert_due,
+    job_row,
+    lags_ms,
+    messages,
+    percentile,
+    processes,
+    retrying,
+    runs,
+    start_dispatcher,
+    wait_all_fired,
+)
+
+SAMPLE = 200  # jobs per run whose commit time the harness observes
+BURST_GOAL_JOBS = 100_000  # "100,000 one-shot jobs due in the same second all fired within 20 s"
+
+
+def burst(ctx: Context, databases: Databases, kind: str) -> None:
+    for count in ctx.sizes.bursts:
+        for dispatchers in (1, 2):
+            for run in range(ctx.runs):
+                print(f"  burst {kind}: N={count:,}, {dispatchers} dispatcher(s), run {run + 1}")
+                profile = ctx.profile and run == 0 and dispatchers == 1
+                profile = profile and count == max(ctx.sizes.bursts)
+                retrying(partial(_burst, ctx, databases, kind, count, dispatchers, profile))
+
+
+def _burst(
+    ctx: Context, databases: Databases, kind: str, count: int, dispatchers: int, profile: bool
+) -> None:
+    label = f"N={count:,}, {dispatchers} dispatcher{'s' if dispatchers > 1 else ''}"
+    with databases.fresh(kind) as database, processes(ctx) as procs:
+        engine = database.engine()
+        for i in range(dispatchers):
+            svg = ctx.profile_path(kind) if profile and i == 0 else None
+            procs.append(start_dispatcher(ctx, database, f"burst-{kind}-{i}", profile_to=svg))
+        now = datetime.now(UTC)
+
+        def rows(due: datetime) -> list[dict[str, Any]]:
+            return [job_row(f"burst {i}", due, now) for i in range(count)]
+
+        due, inserted = insert_due(ctx, database, engine, count, rows)
+        sample = sample_ids(inserted)
+        timeout = 30 + count / 1000
+        observed = wait_all_fired(engine, due, procs, timeout, sample)
+        done = observed.done
+        add = ctx.results.add
+        if done is None:
+            fired = count_rows(engine, runs)
+            note = f"did not finish in {timeout:.0f} s ({fired:,} of {count:,} fired)"
+            add("burst", kind, f"fires/s, {label}", None, "fires/s", Goal(">=", 10_000), note)
+            add("burst", kind, f"all fired, {label}", None, "s", note=note)
+            return
+        elapsed = done - due.timestamp()
+        goal = Goal("<=", 20.0) if count == BURST_GOAL_JOBS else None
+        note = "run 1 under py-spy" if profile else ""
+        add(
+            "burst", kind, f"fires/s, {label}", count / elapsed, "fires/s", Goal(">=", 10_000), note
+        )
+        add("burst", kind, f"all fired, {label}", elapsed, "s", goal)
+        lags = lags_ms(engine)
+        for name, p in (("p50", 50), ("p99", 99), ("max", 100)):
+            add("burst", kind, f"lag {name}, {label}", percentile(lags, p), "ms")
+        committed = sorted((observed.seen[key] - due.timestamp()) * 1000 for key in sample)
+        for name, p in (("p50", 50), ("p99", 99)):
+            value = percentile(committed, p)
+            add("burst", kind, f"commit lag {name} (sampled), {label}", value, "ms")
+        _check_counts(ctx, engine, count, f"burst {kind} {label}")
+
+
+def sample_ids(rows: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """The jobs whose commit the harness watches (a fixed seed: the same picks every run)."""
+    picks = random.Random(SAMPLE).sample(range(len(rows)), min(SAMPLE, len(rows)))
+    return [rows[i]["id"] for i in picks]
+
+
+def _check_counts(ctx: Context, engine: Any, count: int, what: str) -> None:
+    """Exactly one run and one queue message per job."""
+    fired, queued = count_rows(engine, runs), count_rows(engine, messages)
+    if fired != count or queued != count:
+        ctx.results.anomaly(f"{what}: {count:,} jobs, {fired:,} runs, {queued:,} messages")
+
+
+def steady(ctx: Context, databases: Databases, kind: str) -> None:
+    for run in range(ctx.runs):
+        print(f"  lag {kind}: {ctx.sizes.lag_jobs:,} jobs 1 ms apart, run {run + 1}")
+        retrying(partial(_steady, ctx, databases, kind, ctx.sizes.lag_jobs))
+
+
+def _steady(ctx: Context, databases: Databases, kind: str, count: int) -> None:
+    with databases.fresh(kind) as database, processes(ctx) as procs:
+        engine = database.engine()
+        procs.append(start_dispatcher(ctx, database, f"lag-{kind}"))
+        now = datetime.now(UTC)
+
+        def rows(first: datetime) -> list[dict[str, Any]]:
+            step = timedelta(milliseconds=1)
+            return [job_row(f"steady {i}", first + i * step, now) for i in range(count)]
+
+        first, inserted = insert_due(ctx, database, engine, count, rows)
+        sample = sample_ids(inserted)
+        timeout = count / 1000 + 30
+        observed = wait_all_fired(engine, first, procs, timeout, sample)
+        add = ctx.results.add
+        if observed.done is None:
+            note = f"did not finish in {timeout:.0f} s"
+            add("lag", kind, "lag p50 at 1,000 fires/s", None, "ms", Goal("<=", 20), note)
+            return
+        lags = lags_ms(engine)
+        add("lag", kind, "lag p50 at 1,000 fires/s", percentile(lags, 50), "ms", Goal("<=", 20))
+        add("lag", kind, "lag p99 at 1,000 fires/s", percentile(lags, 99), "ms", Goal("<=", 100))
+        add("lag", kind, "lag max at 1,000 fires/s", lags[-1], "ms")
+        due_at = {row["id"]: row["next_run_at"].timestamp() for row in inserted}
+        committed = sorted((observed.seen[key] - due_at[key]) * 1000 for key in sample)
+        for name, p in (("p50", 50), ("p99", 99)):
+            value = percentile(committed, p)
+            add("lag", kind, f"commit lag {name} (sampled) at 1,000 fires/s", value, "ms")
+        _check_counts(ctx, engine, count, f"lag {kind}")
