@@ -12,14 +12,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
 
 from app.database import is_postgresql
 
 
-class Bulk(Protocol):
+class Bulk:
+    """Insert or update many rows (all with the same keys) in one round trip."""
+
     def insert(
         self,
         conn: Connection,
@@ -28,8 +30,14 @@ class Bulk(Protocol):
         *,
         ignore_conflicts: bool = False,
     ) -> int:
-        """Insert rows (all with the same keys); return how many were written."""
-        ...
+        """Insert rows; return how many were written (conflicting ones skipped if asked)."""
+        if not rows:
+            return 0
+        columns = list(rows[0])
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) {self._source(table, columns)}"
+        if ignore_conflicts:
+            sql += " ON CONFLICT DO NOTHING"
+        return self._execute(conn, sql, rows, columns)
 
     def update(
         self,
@@ -39,9 +47,30 @@ class Bulk(Protocol):
         rows: Sequence[Mapping[str, Any]],
         condition: str = "",
     ) -> int:
-        """Set each row's other columns where `key` matches (and the SQL `condition` holds,
-        if given); return how many rows changed."""
-        ...
+        """Set each row's other columns where `key` matches (and the SQL `condition` on the
+        table holds, if given); return how many rows changed."""
+        if not rows:
+            return 0
+        columns = [key, *(c for c in rows[0] if c != key)]
+        sql = self._update_sql(table, columns)
+        if condition:
+            sql += f" AND {table.name}.{condition}"
+        return self._execute(conn, sql, rows, columns)
+
+    def _execute(
+        self, conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]], columns: list[str]
+    ) -> int:
+        return int(conn.exec_driver_sql(sql, self._params(rows, columns)).rowcount)
+
+    def _source(self, table: Table, columns: list[str]) -> str:
+        raise NotImplementedError
+
+    def _update_sql(self, table: Table, columns: list[str]) -> str:
+        """An UPDATE whose parameters are `columns`, the key first."""
+        raise NotImplementedError
+
+    def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
+        raise NotImplementedError
 
 
 def bulk_for(engine: Engine) -> Bulk:
@@ -73,92 +102,44 @@ def _sqlite_params(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> lis
     return [tuple(encode(row[c]) for c in columns) for row in rows]
 
 
-class SqliteBulk:
-    def insert(
-        self,
-        conn: Connection,
-        table: Table,
-        rows: Sequence[Mapping[str, Any]],
-        *,
-        ignore_conflicts: bool = False,
-    ) -> int:
-        if not rows:
-            return 0
-        columns = list(rows[0])
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)})"
-            + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
-        )
-        params = _sqlite_params(rows, columns)
-        return int(conn.exec_driver_sql(sql, params).rowcount)
+class SqliteBulk(Bulk):
+    """One executemany of plain tuples."""
 
-    def update(
-        self,
-        conn: Connection,
-        table: Table,
-        key: str,
-        rows: Sequence[Mapping[str, Any]],
-        condition: str = "",
-    ) -> int:
-        if not rows:
-            return 0
-        columns = [c for c in rows[0] if c != key]
-        assignments = ", ".join(f"{c} = ?" for c in columns)
-        sql = f"UPDATE {table.name} SET {assignments} WHERE {key} = ?"
-        if condition:
-            sql += f" AND {condition}"
-        params = _sqlite_params(rows, [*columns, key])
-        return int(conn.exec_driver_sql(sql, params).rowcount)
+    def _source(self, table: Table, columns: list[str]) -> str:
+        return f"VALUES ({', '.join('?' for _ in columns)})"
+
+    def _update_sql(self, table: Table, columns: list[str]) -> str:
+        key, *rest = columns
+        # Numbered placeholders: the key is the first parameter, as on PostgreSQL.
+        assignments = ", ".join(f"{c} = ?{n}" for n, c in enumerate(rest, start=2))
+        return f"UPDATE {table.name} SET {assignments} WHERE {table.name}.{key} = ?1"
+
+    def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
+        return _sqlite_params(rows, columns)
 
 
-class PostgresBulk:
+class PostgresBulk(Bulk):
+    """One statement over unnest()ed arrays: one round trip, one plan."""
+
     def __init__(self, engine: Engine) -> None:
         self.dialect = engine.dialect
 
-    def _array_type(self, table: Table, column: str) -> str:
-        return f"{table.c[column].type.compile(dialect=self.dialect)}[]"
-
     def _arrays(self, table: Table, columns: list[str]) -> str:
         # %b: binary parameters; text-quoting thousands of array items costs more.
-        return ", ".join(f"%b::{self._array_type(table, c)}" for c in columns)
+        types = [f"{table.c[c].type.compile(dialect=self.dialect)}[]" for c in columns]
+        return ", ".join(f"%b::{array_type}" for array_type in types)
 
-    def insert(
-        self,
-        conn: Connection,
-        table: Table,
-        rows: Sequence[Mapping[str, Any]],
-        *,
-        ignore_conflicts: bool = False,
-    ) -> int:
-        if not rows:
-            return 0
-        columns = list(rows[0])
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"SELECT * FROM unnest({self._arrays(table, columns)})"
-            + (" ON CONFLICT DO NOTHING" if ignore_conflicts else "")
-        )
-        params = tuple([row[c] for row in rows] for c in columns)
-        return int(conn.exec_driver_sql(sql, params).rowcount)
+    def _source(self, table: Table, columns: list[str]) -> str:
+        return f"SELECT * FROM unnest({self._arrays(table, columns)})"
 
-    def update(
-        self,
-        conn: Connection,
-        table: Table,
-        key: str,
-        rows: Sequence[Mapping[str, Any]],
-        condition: str = "",
-    ) -> int:
-        if not rows:
-            return 0
-        columns = [key, *(c for c in rows[0] if c != key)]
-        assignments = ", ".join(f"{c} = v.{c}" for c in columns[1:])
-        sql = (
+    def _update_sql(self, table: Table, columns: list[str]) -> str:
+        key, *rest = columns
+        assignments = ", ".join(f"{c} = v.{c}" for c in rest)
+        return (
             f"UPDATE {table.name} SET {assignments} "
             f"FROM unnest({self._arrays(table, columns)}) AS v({', '.join(columns)}) "
             f"WHERE {table.name}.{key} = v.{key}"
-            + (f" AND {table.name}.{condition}" if condition else "")
         )
-        params = tuple([row[c] for row in rows] for c in columns)
-        return int(conn.exec_driver_sql(sql, params).rowcount)
+
+    def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
+        return tuple([row[c] for row in rows] for c in columns)
