@@ -93,7 +93,10 @@ def _sqlite_params(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> lis
     encoded: dict[Any, Any] = {}
 
     def encode(value: Any) -> Any:
-        if value is None or type(value) in (str, int, float):
+        kind = type(value)
+        if kind is uuid.UUID:
+            return value.hex  # unique per row: nothing to reuse
+        if kind is not datetime:
             return value
         if value not in encoded:
             encoded[value] = _sqlite_value(value)

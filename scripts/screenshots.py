@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.models import Job, Run  # noqa: E402
+from tests.support.browser import ZONE, launch_chromium  # noqa: E402
 from tests.support.processes import (  # noqa: E402
     BIN,
     free_port,
@@ -37,17 +38,6 @@ from tests.support.processes import (  # noqa: E402
     start_web,
     wait_until,
 )
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ZONE = "Europe/Berlin"
 
 
 def main() -> None:
@@ -249,9 +239,7 @@ def history_row(job_id: uuid.UUID, nominal: datetime, rng: random.Random, minute
 
 def photograph(base: str, job_ids: dict[str, str], out: Path) -> None:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        browser = launch_chromium(playwright)
         desktop = browser.new_context(
             viewport={"width": 1280, "height": 900}, timezone_id=ZONE, color_scheme="light"
         )

@@ -11,7 +11,11 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.support.burst import insert_one_shot_jobs
+from tests.support.burst import (
+    assert_all_delivered_to_the_queue,
+    assert_each_job_fired_once,
+    insert_one_shot_jobs,
+)
 from tests.support.processes import (
     free_port,
     process_env,
@@ -66,20 +70,8 @@ def test_kill_9_in_a_burst_loses_and_repeats_nothing(database_url: str, tmp_path
         wait_until(lambda: fired() == jobs, 120, second)
         assert second.terminate() == 0
 
-    with engine.connect() as conn:
-        per_job = conn.execute(
-            text(
-                "SELECT count(*) FROM jobs j LEFT JOIN runs r ON r.job_id = j.id "
-                "GROUP BY j.id HAVING count(r.id) != 1"
-            )
-        ).all()
-        assert per_job == []
-        undelivered = conn.execute(
-            text("SELECT count(*) FROM runs WHERE status != 'delivered'")
-        ).scalar_one()
-        messages = conn.execute(text("SELECT count(DISTINCT run_id) FROM queue_messages"))
-        assert undelivered == 0
-        assert messages.scalar_one() == jobs
+    assert_each_job_fired_once(engine, jobs)
+    assert_all_delivered_to_the_queue(engine, jobs)
     engine.dispose()
 
 

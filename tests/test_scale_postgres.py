@@ -45,7 +45,12 @@ from app.scheduler import build_dispatcher, make_waiter
 from app.targets.base import Delivery, Outcome
 from app.targets.webhook import WebhookTarget
 from tests.conftest import migrate
-from tests.support.burst import QUEUE_TARGET, one_shot_rows
+from tests.support.burst import (
+    QUEUE_TARGET,
+    assert_all_delivered_to_the_queue,
+    assert_each_job_fired_once,
+    one_shot_rows,
+)
 from tests.support.http_target import HttpTarget, Recorded, Response
 from tests.support.pg_cluster import ClusterUnavailable, PgCluster, private_cluster
 from tests.support.processes import (
@@ -118,42 +123,6 @@ def fired(engine: Engine) -> int:
 
 def delivered(engine: Engine) -> int:
     return int(scalar(engine, "SELECT count(*) FROM runs WHERE status = 'delivered'"))
-
-
-def assert_each_job_fired_once(engine: Engine, jobs: int) -> None:
-    with engine.connect() as conn:
-        wrong = conn.execute(
-            text(
-                "SELECT j.payload, count(r.id) FROM jobs j LEFT JOIN runs r ON r.job_id = j.id "
-                "GROUP BY j.id, j.payload HAVING count(r.id) != 1 LIMIT 10"
-            )
-        ).all()
-        assert wrong == [], f"jobs without exactly one run: {wrong}"
-        assert conn.execute(text("SELECT count(*) FROM runs")).scalar_one() == jobs
-        unfinished = conn.execute(
-            text("SELECT count(*) FROM jobs WHERE status != 'completed' OR next_run_at IS NOT NULL")
-        ).scalar_one()
-        assert unfinished == 0
-
-
-def assert_all_delivered_to_the_queue(engine: Engine, jobs: int) -> None:
-    """One message per run, and every run says delivered."""
-    with engine.connect() as conn:
-        undelivered = conn.execute(
-            text("SELECT count(*) FROM runs WHERE status != 'delivered'")
-        ).scalar_one()
-        assert undelivered == 0
-        messages, distinct = conn.execute(
-            text("SELECT count(*), count(DISTINCT run_id) FROM queue_messages")
-        ).one()
-        assert (messages, distinct) == (jobs, jobs)
-        orphans = conn.execute(
-            text(
-                "SELECT count(*) FROM runs r LEFT JOIN queue_messages m ON m.run_id = r.id "
-                "WHERE m.id IS NULL OR m.job_id != r.job_id"
-            )
-        ).scalar_one()
-        assert orphans == 0
 
 
 INSTRUMENTS = """

@@ -16,6 +16,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
+from tests.support.browser import ZONE, launch_chromium
 from tests.support.processes import (
     free_port,
     process_env,
@@ -26,17 +27,6 @@ from tests.support.processes import (
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ZONE = "Europe/Berlin"
-
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
@@ -46,9 +36,7 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(
-        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-    )
+    browser = launch_chromium(playwright)
     yield browser
     browser.close()
 

@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, text
 
 from app.models import Job
 
@@ -56,3 +56,39 @@ def insert_one_shot_jobs(engine: Engine, count: int, due: datetime, **options: A
     with engine.begin() as conn:
         for start in range(0, count, 5000):
             conn.execute(insert(Job.__table__), rows[start : start + 5000])
+
+
+def assert_each_job_fired_once(engine: Engine, jobs: int) -> None:
+    with engine.connect() as conn:
+        wrong = conn.execute(
+            text(
+                "SELECT j.payload, count(r.id) FROM jobs j LEFT JOIN runs r ON r.job_id = j.id "
+                "GROUP BY j.id, j.payload HAVING count(r.id) != 1 LIMIT 10"
+            )
+        ).all()
+        assert wrong == [], f"jobs without exactly one run: {wrong}"
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar_one() == jobs
+        unfinished = conn.execute(
+            text("SELECT count(*) FROM jobs WHERE status != 'completed' OR next_run_at IS NOT NULL")
+        ).scalar_one()
+        assert unfinished == 0
+
+
+def assert_all_delivered_to_the_queue(engine: Engine, jobs: int) -> None:
+    """One message per run, and every run says delivered."""
+    with engine.connect() as conn:
+        undelivered = conn.execute(
+            text("SELECT count(*) FROM runs WHERE status != 'delivered'")
+        ).scalar_one()
+        assert undelivered == 0
+        messages, distinct = conn.execute(
+            text("SELECT count(*), count(DISTINCT run_id) FROM queue_messages")
+        ).one()
+        assert (messages, distinct) == (jobs, jobs)
+        orphans = conn.execute(
+            text(
+                "SELECT count(*) FROM runs r LEFT JOIN queue_messages m ON m.run_id = r.id "
+                "WHERE m.id IS NULL OR m.job_id != r.job_id"
+            )
+        ).scalar_one()
+        assert orphans == 0
