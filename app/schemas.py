@@ -5,13 +5,46 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,80}$"
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def storable_text(cls, value: Any) -> Any:
+        """Refuse text no database stores: NUL characters and lone UTF-16 surrogates
+        (both can arrive through JSON's \\u escapes)."""
+        if not _storable(value):
+            raise ValueError("must not contain NUL characters or unpaired surrogates")
+        return value
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list | tuple):
+        return all(_storable(item) for item in value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    return True  # numbers, None, nested models (checked by their own validators)
 
 
 class RetryIn(Strict):
@@ -61,7 +94,7 @@ class TimingFields(Strict):
     interval: StrictInt | None = Field(None, description="Seconds, for recurring=interval")
     startAt: StrictStr | None = Field(None, description="RFC 3339: no run before")
     endAt: StrictStr | None = Field(None, description="RFC 3339: no run after")
-    maxRuns: Annotated[StrictInt | None, Field(ge=1)] = None
+    maxRuns: Annotated[StrictInt | None, Field(ge=1, le=1_000_000_000)] = None
 
 
 class JobIn(TimingFields):
@@ -206,7 +239,7 @@ class PreviewQuery(Strict):
     interval: int | None = None
     startAt: str | None = None
     endAt: str | None = None
-    maxRuns: Annotated[int | None, Field(ge=1)] = None
+    maxRuns: Annotated[int | None, Field(ge=1, le=1_000_000_000)] = None
     after: str | None = Field(None, description="RFC 3339 instant; default now")
     count: Annotated[int, Field(ge=1, le=100)] = 5
 

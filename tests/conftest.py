@@ -21,12 +21,19 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from hypothesis import settings
 
 from app import create_app
 from app.clock import ManualClock
 from app.database import db
 
 pytest_plugins = ["tests.support.sqs_server", "tests.support.http_target"]
+
+# The same examples on every run: a property test that fails, fails every time (and
+# HYPOTHESIS_PROFILE=explore searches afresh when hunting for new cases).
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 START = datetime(2030, 1, 1, tzinfo=UTC)

@@ -266,3 +266,21 @@ def test_webhook_to_a_literal_private_address_is_refused_on_save(make_app: Any, 
     response = client.post("/schedules", json=body)
     assert response.status_code == 422
     assert response.get_json()["errors"][0]["field"] == "target.url"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("/schedules", '{"payload": "a\\u0000b", "minute": 1}', "payload"),
+        ("/schedules", '{"payload": "\\ud800", "minute": 1}', "payload"),
+        ("/schedules", '{"payload": "p", "minute": 1, "name": "\\u0000"}', "name"),
+        ("/queues/default/ack", '{"receipts": ["ok", "\\u0000"]}', "receipts"),
+    ],
+)
+def test_text_no_database_can_store_is_refused(
+    client: FlaskClient, path: str, raw: str, field: str
+) -> None:
+    """NUL characters and lone surrogates (found by fuzzing on PostgreSQL) are a 422."""
+    response = client.post(path, data=raw, content_type="application/json")
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"][0]["field"] == field
