@@ -5,7 +5,9 @@ step with a moved clock:
 
 - fire_due: claim a batch of due jobs and, in one transaction, write one run per
   occurrence and advance each job's next_run_at. Runs for the built-in queue are
-  enqueued in that same transaction; the others are leased and delivered right after.
+  enqueued in that same transaction; the others are leased and delivered right after
+  (in the scheduler process on delivery threads, so a slow target never delays a fire),
+  in chunks, each outcome recorded as its chunk finishes.
 - deliver_due: claim runs whose next attempt is due (retries, run-now, leases left
   behind by a crashed dispatcher) and deliver them.
 
