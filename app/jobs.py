@@ -18,7 +18,6 @@ from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 
 from app import audit, timing
 from app.database import begin_write, db, is_postgresql
-from app.instants import parse_instant
 from app.models import Job, Run
 from app.problems import Problem, field_problem, not_found
 from app.schemas import JobIn, TimingFields
@@ -30,12 +29,11 @@ JOB_COLUMNS = tuple(Job.__table__.columns)
 
 def make_timing(fields: TimingFields) -> timing.Timing:
     """The timing rules of a request, or a 422 problem naming the field at fault."""
-    bounds = {name: _instant_field(name, getattr(fields, name)) for name in ("startAt", "endAt")}
     minute = fields.minute
     if minute is not None and fields.at is not None:
         # Answers carry both; get-modify-put sends both back. They must agree.
-        at = _instant_field("at", fields.at)
-        if at is not None and math.floor(at.timestamp() / 60) == minute:
+        at = instant_field("at", fields.at)
+        if math.floor(at.timestamp() / 60) == minute:
             minute = None
     try:
         return timing.make_timing(
@@ -45,21 +43,21 @@ def make_timing(fields: TimingFields) -> timing.Timing:
             timezone=fields.timezone,
             cron=fields.cron,
             interval=fields.interval,
-            start_at=bounds["startAt"],
-            end_at=bounds["endAt"],
+            start_at=fields.startAt,
+            end_at=fields.endAt,
             max_runs=fields.maxRuns,
         )
     except timing.TimingError as exc:
         raise field_problem(exc.field, exc.message) from exc
 
 
-def _instant_field(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
+def instant_field(name: str, value: str, status: int = 422) -> datetime:
+    """An RFC 3339 instant from a request (the timing rules' parser), or a problem naming
+    the field."""
     try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise field_problem(name, str(exc)) from exc
+        return timing.parse_instant(value, name)
+    except timing.TimingError as exc:
+        raise field_problem(name, exc.message, status) from exc
 
 
 def job_timing(job: Job) -> timing.Timing:

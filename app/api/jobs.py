@@ -14,8 +14,8 @@ from app import clock_of, jobs, timing
 from app.api import bp
 from app.api.openapi import operation, validate
 from app.api.serialize import job_out, run_out
-from app.instants import format_instant, parse_instant
-from app.problems import Problem, field_problem
+from app.instants import format_instant
+from app.problems import Problem
 from app.runs import RunFilter, list_runs
 from app.schemas import (
     READ_ONLY_JOB_FIELDS,
@@ -93,12 +93,7 @@ def preview(query: PreviewQuery) -> Response:
         **query.model_dump(exclude={"after", "count"}, exclude_unset=False)
     )
     rules = jobs.make_timing(fields)
-    after = now()
-    if query.after:
-        try:
-            after = parse_instant(query.after)
-        except ValueError as exc:
-            raise field_problem("after", str(exc)) from exc
+    after = jobs.instant_field("after", query.after) if query.after else now()
     return jsonify(preview_of(rules, after, query.count))
 
 
@@ -161,11 +156,6 @@ def job_runs(jobId: UUID, query: RunListQuery) -> Response:
 
 
 def run_filter(query: RunListQuery, job_id: Any = None) -> RunFilter:
-    bounds = {}
-    for name in ("since", "until"):
-        value = getattr(query, name)
-        try:
-            bounds[name] = parse_instant(value) if value else None
-        except ValueError as exc:
-            raise field_problem(name, str(exc), 400) from exc
-    return RunFilter(job_id, query.status, bounds["since"], bounds["until"])
+    since = jobs.instant_field("since", query.since, 400) if query.since else None
+    until = jobs.instant_field("until", query.until, 400) if query.until else None
+    return RunFilter(job_id, query.status, since, until)

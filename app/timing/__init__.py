@@ -5,7 +5,14 @@ All datetimes in and out are aware and in UTC; wall time exists only inside eval
 
 from app.timing.errors import TimingError
 from app.timing.sequence import first_fire, latest_fire, next_fire, occurrences
-from app.timing.spec import RECURRING, Timing, TimingSource, make_timing, timing_of
+from app.timing.spec import (
+    RECURRING,
+    Timing,
+    TimingSource,
+    make_timing,
+    parse_instant,
+    timing_of,
+)
 from app.timing.words import describe
 from app.timing.zones import canonical_timezone
 
@@ -21,5 +28,6 @@ __all__ = [
     "make_timing",
     "next_fire",
     "occurrences",
+    "parse_instant",
     "timing_of",
 ]
