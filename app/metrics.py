@@ -23,7 +23,8 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.database import is_postgresql
-from app.models import Counter, Job, QueueMessage, Run
+from app.models import Counter, Job, Run
+from app.queue import counts_by_queue
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0)
 SHARDS = 8
@@ -116,14 +117,7 @@ class DatabaseCollector:
             "scheduler_queue_in_flight", "Built-in queue messages received, not acknowledged",
             labels=["queue"],
         )  # fmt: skip
-        rows = self.conn.execute(
-            select(
-                QueueMessage.queue,
-                func.count().filter(QueueMessage.visible_at <= self.now),
-                func.count().filter(QueueMessage.visible_at > self.now),
-            ).group_by(QueueMessage.queue)
-        )
-        for queue, visible, hidden in rows:
+        for queue, visible, hidden, _oldest in self.conn.execute(counts_by_queue(self.now)):
             depth.add_metric([queue], visible)
             in_flight.add_metric([queue], hidden)
         yield depth

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, select, update
 
 from app.bulk import Bulk
 from app.database import begin_write, db, rowcount
@@ -114,15 +114,21 @@ def ack(queue: str, receipts: Sequence[str]) -> int:
     return int(deleted)
 
 
+def counts_by_queue(now: datetime) -> Select[tuple[str, int, int, datetime]]:
+    """Per queue: messages visible now (depth), received but not acknowledged (in
+    flight), and the oldest one's time. For the API and for /metrics."""
+    return select(
+        QueueMessage.queue,
+        func.count().filter(QueueMessage.visible_at <= now),
+        func.count().filter(QueueMessage.visible_at > now),
+        func.min(QueueMessage.created_at),
+    ).group_by(QueueMessage.queue)
+
+
 def stats(queue: str, now: datetime) -> dict[str, Any]:
-    row = db.session.execute(
-        select(
-            func.count().filter(QueueMessage.visible_at <= now),
-            func.count().filter(QueueMessage.visible_at > now),
-            func.min(QueueMessage.created_at),
-        ).where(QueueMessage.queue == queue)
-    ).one()
-    return {"name": queue, "depth": row[0], "inFlight": row[1], "oldestAt": row[2]}
+    row = db.session.execute(counts_by_queue(now).where(QueueMessage.queue == queue)).one_or_none()
+    _, depth, in_flight, oldest = row or (queue, 0, 0, None)
+    return {"name": queue, "depth": depth, "inFlight": in_flight, "oldestAt": oldest}
 
 
 def queue_names(limit: int = 1000) -> list[str]:
