@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from flask import g, has_request_context
 from sqlalchemy import Select, insert, select
@@ -15,7 +16,8 @@ from sqlalchemy import Select, insert, select
 from app.database import db
 from app.models import AuditEntry
 
-ACTIONS = ("create", "update", "delete", "pause", "resume", "run", "retry")
+ACTIONS = ("create", "update", "delete", "pause", "resume", "run", "retry", "complete", "skip")
+DISPATCHER = "dispatcher"  # the actor of the changes the scheduler process makes
 
 
 def current_actor() -> str:
@@ -45,18 +47,28 @@ def record_many(
 ) -> None:
     """One entry per job, written in the caller's transaction (one statement for a batch)."""
     actor = current_actor()
-    rows = [
-        {
-            "at": now,
-            "actor": actor,
-            "action": action,
-            "job_id": job_id,
-            "run_id": run_id,
-            "detail": detail,
-        }
-        for job_id in job_ids
-    ]
+    rows = [entry(now, actor, action, job_id, run_id=run_id, detail=detail) for job_id in job_ids]
     db.session.execute(insert(AuditEntry), rows)
+
+
+def entry(
+    now: datetime,
+    actor: str,
+    action: str,
+    job_id: uuid.UUID | None,
+    *,
+    run_id: uuid.UUID | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    """One audit row, for whoever writes it (the store's session, the dispatcher's bulk)."""
+    return {
+        "at": now,
+        "actor": actor,
+        "action": action,
+        "job_id": job_id,
+        "run_id": run_id,
+        "detail": detail,
+    }
 
 
 def list_entries(

@@ -18,7 +18,7 @@ scheduler_cli = AppGroup("scheduler", help="The dispatcher process.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations first.")
 def run_command(no_migrate: bool) -> None:
     """Fire due jobs and deliver their runs until stopped (SIGTERM finishes the batch)."""
-    from app.scheduler import run_scheduler
+    from app.scheduler.process import run_scheduler
 
     if not no_migrate:
         upgrade()

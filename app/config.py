@@ -8,14 +8,22 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from app.retry import DEFAULT_RETRY
+
 DEFAULTS: dict[str, Any] = {
     "DISPATCH_INTERVAL": 1.0,  # seconds between dispatch passes
     "DISPATCH_BATCH_SIZE": 1000,  # jobs claimed per transaction
     "DELIVERY_BATCH_SIZE": 500,  # runs claimed per delivery transaction
     "DELIVERY_LEASE": 60.0,  # seconds before a run left in flight by a crash is taken over
+    "DELIVERY_LEASE_MARGIN": 30.0,  # a run's lease is at least its call's timeout plus this
+    "DELIVERY_MAX_IN_FLIGHT": 1000,  # delivery calls in flight at once, all targets
+    "DELIVERY_ORIGIN_IN_FLIGHT": 100,  # ... to one origin (a target's maxInFlight may lower it)
+    "DELIVERY_MAX_HELD": 10000,  # runs held by the delivery loop at once
+    "DELIVERY_ORIGIN_BACKOFF": 60.0,  # longest pause for an origin that cannot be reached, s
+    "MAX_CATCH_UP": 100,  # misfire "all": missed occurrences fired at most, per job
     "MISFIRE_GRACE": 60.0,  # seconds late before an occurrence counts as missed (skip policy)
     "DEFAULT_TARGET": None,  # a target spec; None means the built-in queue "default"
-    "DEFAULT_RETRY": {"attempts": 5, "backoff": 2.0, "maxBackoff": 300.0},
+    "DEFAULT_RETRY": DEFAULT_RETRY.as_spec(),
     "MAX_PAYLOAD_BYTES": 256 * 1024,
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # whole request body; a batch of jobs fits
     "MAX_BATCH_JOBS": 1000,
@@ -49,6 +57,13 @@ ENV_JSON = (
     "DISPATCH_BATCH_SIZE",
     "DELIVERY_BATCH_SIZE",
     "DELIVERY_LEASE",
+    "DELIVERY_LEASE_MARGIN",
+    "DELIVERY_MAX_IN_FLIGHT",
+    "DELIVERY_ORIGIN_IN_FLIGHT",
+    "DELIVERY_MAX_HELD",
+    "DELIVERY_ORIGIN_BACKOFF",
+    "MAX_CATCH_UP",
+    "DEFAULT_RETRY",
     "MAX_PAYLOAD_BYTES",
     "REQUIRE_API_KEYS",
     "RUN_RETENTION_DAYS",

@@ -16,12 +16,15 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 
-from app import audit, timing
+from app import audit, jobstate, timing
 from app.database import begin_write, db, is_postgresql
+from app.jobstate import JobState
 from app.models import Job, Run
+from app.netguard import check_address, parse_ip_literal
 from app.problems import Problem, field_problem, not_found
+from app.retry import RetryPolicy
 from app.schemas import JobIn, TimingFields
-from app.targets.webhook import check_address, generate_secret, parse_ip_literal
+from app.targets.webhook import generate_secret
 
 NOTIFY_CHANNEL = "scheduler_due"
 JOB_COLUMNS = tuple(Job.__table__.columns)
@@ -122,28 +125,31 @@ def _apply(job: Job, data: JobIn, now: datetime) -> None:
     job.max_runs = rules.max_runs
     job.target = _resolve_target(data, job.target)
     job.target_type = job.target["type"]
-    job.retry = (data.retry.model_dump() if data.retry else None) or dict(
-        current_app.config["DEFAULT_RETRY"]
-    )
+    defaults = RetryPolicy.of(current_app.config["DEFAULT_RETRY"])
+    asked = data.retry.model_dump(exclude_none=True) if data.retry else None
+    job.retry = RetryPolicy.of(asked, defaults).as_spec()
     job.misfire = data.misfire
+    job.max_catch_up = data.maxCatchUp
     job.updated_at = now
-    job.status = "paused" if data.status == "paused" else "active"
-    _schedule(job, now)
+    state = jobstate.schedule(rules, JobState.of(job), now, paused=data.status == "paused")
+    _set_state(job, state)
 
 
-def _schedule(job: Job, now: datetime) -> None:
-    """Set next_run_at from the rules and the runs so far; complete a finished job."""
-    rules = job_timing(job)
-    if job.last_run_at is None:
-        upcoming = timing.first_fire(rules, now)
-    else:
-        upcoming = timing.next_fire(rules, job.last_run_at, fired=job.run_count)
-    if upcoming is None or (job.max_runs is not None and job.run_count >= job.max_runs):
-        job.status, job.next_run_at = "completed", None
-    elif job.status == "active":
-        job.next_run_at = upcoming
-    else:
-        job.next_run_at = None
+def _set_state(job: Job, state: JobState) -> None:
+    for column, value in state.columns().items():
+        setattr(job, column, value)
+
+
+def _change(
+    job: Job, change: jobstate.Change, now: datetime, *, touch: bool = True, **audit_fields: Any
+) -> None:
+    """Write a transition decided by app.jobstate, and its audit entries (`touch`: it
+    changes the job itself, so updatedAt moves)."""
+    _set_state(job, change.state)
+    if change.audits and touch:
+        job.updated_at = now
+    for entry in change.audits:
+        audit.record(entry.action, now, job_id=job.id, detail=entry.detail, **audit_fields)
 
 
 def _notify_if_due_soon(jobs: Sequence[Job], now: datetime) -> None:
@@ -167,7 +173,8 @@ def create_jobs(items: Sequence[JobIn], now: datetime) -> list[Job]:
     """Create jobs all-or-nothing; per-item errors are reported with the item's index."""
     jobs, errors = [], []
     for index, data in enumerate(items):
-        job = Job(id=uuid.uuid4(), created_at=now, run_count=0, target=None)
+        job = Job(id=uuid.uuid4(), created_at=now, target=None)
+        _set_state(job, JobState(status=jobstate.ACTIVE))
         try:
             _apply(job, data, now)
         except Problem as problem:
@@ -214,10 +221,8 @@ def _locked_job(job_id: str) -> Job:
 
 def update_job(job_id: str, data: JobIn, now: datetime) -> Job:
     job = _locked_job(job_id)
-    timing_changed = _timing_key(job) != _timing_key_of(data)
-    if timing_changed:
-        # A new rule starts a new sequence: the runs so far no longer decide the next one.
-        job.last_run_at, job.run_count = None, 0
+    if _timing_key(job) != _timing_key_of(data):
+        _set_state(job, jobstate.new_rule(JobState.of(job)))
     _apply(job, data, now)
     audit.record("update", now, job_id=job.id)
     _notify_if_due_soon([job], now)
@@ -243,9 +248,7 @@ def delete_job(job_id: str, now: datetime) -> None:
 
 def pause_job(job_id: str, now: datetime) -> Job:
     job = _locked_job(job_id)
-    if job.status == "active":
-        job.status, job.next_run_at, job.updated_at = "paused", None, now
-        audit.record("pause", now, job_id=job.id)
+    _change(job, jobstate.pause(JobState.of(job)), now)
     db.session.commit()
     return job
 
@@ -253,24 +256,14 @@ def pause_job(job_id: str, now: datetime) -> Job:
 def resume_job(job_id: str, now: datetime) -> Job:
     """Resume from now: occurrences that fell while paused are not fired."""
     job = _locked_job(job_id)
-    if job.status == "paused":
-        job.status, job.updated_at = "active", now
-        rules = job_timing(job)
-        first = timing.first_fire(rules, now)
-        if job.last_run_at is None and first is not None and first >= now:
-            job.next_run_at = first
-        else:
-            job.next_run_at = timing.next_fire(rules, now, fired=job.run_count)
-            if job.next_run_at is None:
-                job.status = "completed"
-        audit.record("resume", now, job_id=job.id)
-        _notify_if_due_soon([job], now)
+    _change(job, jobstate.resume(job_timing(job), JobState.of(job), now), now)
+    _notify_if_due_soon([job], now)
     db.session.commit()
     return job
 
 
 def run_job_now(job_id: str, now: datetime) -> Run:
-    """Fire once, now, outside the job's rules (it does not count towards maxRuns)."""
+    """Fire once, now, outside the job's rules (it counts as a run, not towards maxRuns)."""
     job = _locked_job(job_id)
     run = Run(
         id=uuid.uuid4(),
@@ -282,7 +275,7 @@ def run_job_now(job_id: str, now: datetime) -> Run:
         next_attempt_at=now,
     )
     db.session.add(run)
-    audit.record("run", now, job_id=job.id, run_id=run.id)
+    _change(job, jobstate.run_now(JobState.of(job), now), now, touch=False, run_id=run.id)
     if is_postgresql(db.engine):
         db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
     db.session.commit()

@@ -92,6 +92,12 @@ class DatabaseCollector:
         for outcome in ("delivered", "retrying", "dead"):
             deliveries.add_metric([outcome], totals.get(f"deliveries_{outcome}", 0.0))
         yield deliveries
+        skipped = CounterMetricFamily(
+            "scheduler_skipped",
+            "Occurrences skipped instead of fired (misfire skip, catch-up bound)",
+        )
+        skipped.add_metric([], totals.get("skipped", 0.0))
+        yield skipped
         retries = CounterMetricFamily("scheduler_retries", "Delivery attempts after the first")
         retries.add_metric([], totals.get("retries", 0.0))
         yield retries

@@ -53,8 +53,16 @@ class Job(db.Model):  # type: ignore[name-defined]
     misfire: Mapped[str] = mapped_column(String(16), default="coalesce")
     status: Mapped[str] = mapped_column(String(16), default="active")
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every run, scheduled or run now: what people see as "runs" and "last run".
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     run_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The rule's own sequence: occurrences fired under the current rule (maxRuns counts
+    # these) and the nominal time of the latest, from which the rule goes on.
+    occurrence_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_occurrence_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Occurrences skipped instead of fired (the skip policy, the catch-up bound).
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    max_catch_up: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -1,4 +1,5 @@
-"""The built-in queue: the dispatcher enqueues, consumers receive and acknowledge.
+"""The built-in queue: the dispatcher enqueues (app.targets.queue), consumers receive and
+acknowledge.
 
 A received message stays hidden for its visibility timeout; unacknowledged, it comes back.
 Each receive gives a fresh receipt, so a late ack of an earlier receive cannot delete a
@@ -13,36 +14,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 
-from app.bulk import Bulk
 from app.database import begin_write, db, rowcount
 from app.models import QueueMessage
 
 table = QueueMessage.__table__
 POLL_SECONDS = 0.05
-
-
-def enqueue(conn: Connection, bulk: Bulk, messages: Sequence[dict[str, Any]]) -> None:
-    """Add messages inside the caller's transaction (the dispatcher's fire transaction)."""
-    bulk.insert(conn, table, messages)
-
-
-def message_row(
-    queue: str, payload: str, job_id: Any, run_id: Any, scheduled_for: datetime, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": run_id,  # one message per run: the run id is the message id
-        "queue": queue,
-        "payload": payload,
-        "job_id": job_id,
-        "run_id": run_id,
-        "scheduled_for": scheduled_for,
-        "created_at": now,
-        "visible_at": now,
-        "receipt": None,
-        "receive_count": 0,
-    }
 
 
 def receive(

@@ -48,13 +48,19 @@ def _storable(value: Any) -> bool:
 
 
 class RetryIn(Strict):
-    attempts: Annotated[StrictInt, Field(ge=1, le=100, description="Attempts before dead")] = 5
-    backoff: Annotated[StrictFloat, Field(ge=0.1, le=3600, description="First retry delay, s")] = (
-        2.0
+    """Missing fields take the configured defaults (DEFAULT_RETRY)."""
+
+    attempts: Annotated[StrictInt | None, Field(ge=1, le=100, description="Attempts in all")] = None
+    backoff: Annotated[StrictFloat | None, Field(ge=0.1, le=3600, description="First delay, s")] = (
+        None
     )
-    maxBackoff: Annotated[StrictFloat, Field(ge=1, le=86400, description="Longest delay, s")] = (
-        300.0
+    maxBackoff: Annotated[StrictFloat | None, Field(ge=1, le=86400, description="Longest, s")] = (
+        None
     )
+
+
+# Calls in flight to this target's origin at most (DELIVERY_ORIGIN_IN_FLIGHT when absent).
+MaxInFlight = Annotated[StrictInt | None, Field(ge=1, le=10_000)]
 
 
 class QueueTarget(Strict):
@@ -66,6 +72,7 @@ class SqsTarget(Strict):
     type: Literal["sqs"]
     queueUrl: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^https?://")]
     region: Annotated[str | None, Field(max_length=64)] = None
+    maxInFlight: MaxInFlight = None
 
 
 class WebhookTarget(Strict):
@@ -77,6 +84,7 @@ class WebhookTarget(Strict):
     )
     timeout: Annotated[StrictFloat, Field(gt=0, le=120)] = 10.0
     secret: StrictStr | list[StrictStr] | None = None
+    maxInFlight: MaxInFlight = None
 
 
 Target = Annotated[QueueTarget | SqsTarget | WebhookTarget, Field(discriminator="type")]
@@ -103,6 +111,10 @@ class JobIn(TimingFields):
     target: Target | None = None
     retry: RetryIn | None = None
     misfire: Literal["coalesce", "skip", "all"] = "coalesce"
+    maxCatchUp: Annotated[
+        StrictInt | None,
+        Field(ge=1, le=10_000, description='misfire "all": missed occurrences fired at most'),
+    ] = None
     # "completed" is accepted so get-modify-put works; the rules decide whether it still is.
     status: Literal["active", "paused", "completed"] = "active"
 
@@ -123,11 +135,13 @@ class JobOut(BaseModel):
     target: dict[str, Any]
     retry: dict[str, Any]
     misfire: str
+    maxCatchUp: int | None
     status: Literal["active", "paused", "completed"]
     description: str = Field(description="The rule in words")
     nextRunAt: str | None
     lastRunAt: str | None
     runCount: int
+    skippedCount: int = Field(description="Occurrences skipped instead of fired")
     createdAt: str
     updatedAt: str
 

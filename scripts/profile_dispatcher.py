@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import create_app
 from app.database import db
-from app.scheduler import build_dispatcher
+from app.scheduler.process import build_dispatcher
 from tests.support.burst import insert_one_shot_jobs
 
 

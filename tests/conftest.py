@@ -26,8 +26,10 @@ from hypothesis import settings
 from app import create_app
 from app.clock import ManualClock
 from app.database import db
+from app.scheduler.dispatcher import Dispatcher
+from app.scheduler.process import build_dispatcher
 
-pytest_plugins = ["tests.support.sqs_server", "tests.support.http_target"]
+pytest_plugins = ["tests.support.sqs_server", "tests.support.http_target", "tests.support.aio"]
 
 # The same examples on every run: a property test that fails, fails every time (and
 # HYPOTHESIS_PROFILE=explore searches afresh when hunting for new cases).
@@ -130,6 +132,22 @@ def make_app(app_config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
 @pytest.fixture
 def app(make_app: Callable[..., Flask]) -> Flask:
     return make_app()
+
+
+@pytest.fixture
+def make_dispatcher(app: Flask) -> Iterator[Callable[..., Dispatcher]]:
+    """Dispatchers on the test's app (targets replaced if given); closed after the test."""
+    made: list[Dispatcher] = []
+
+    def make(targets: dict[str, Any] | None = None, **options: Any) -> Dispatcher:
+        with app.app_context():
+            made.append(build_dispatcher(app, targets, **options))
+        return made[-1]
+
+    yield make
+    for dispatcher in made:
+        dispatcher.stop()
+        dispatcher.close(timeout=5)
 
 
 @pytest.fixture

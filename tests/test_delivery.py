@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,9 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.clock import ManualClock
-from app.dispatcher import Dispatcher
-from app.scheduler import build_dispatcher
-from app.targets.base import Outcome
+from app.scheduler.dispatcher import Dispatcher
 from app.targets.sqs import SqsTarget
 from app.targets.webhook import WebhookTarget
 from tests.support.http_target import HttpTarget, Response
@@ -22,10 +22,14 @@ from tests.support.sqs_server import TcpProxy, receive_all
 NO_RETRIES = {"retries": {"max_attempts": 1, "mode": "standard"}}
 
 
+Webhooks = Callable[[], WebhookTarget]
+
+
 @pytest.fixture
-def webhooks() -> Iterator[WebhookTarget]:
-    with WebhookTarget(allow_networks=["127.0.0.0/8"]) as target:
-        yield target
+def webhooks() -> Webhooks:
+    """A new webhook target for each dispatcher (it lives on that dispatcher's event loop,
+    which closes it)."""
+    return lambda: WebhookTarget(allow_networks=["127.0.0.0/8"])
 
 
 @pytest.fixture
@@ -35,9 +39,12 @@ def sqs_via_proxy(sqs_proxy: TcpProxy, sqs_client_factory: Any) -> Iterator[SqsT
         yield target
 
 
-def dispatcher_for(app: Flask, **targets: Any) -> Dispatcher:
-    with app.app_context():
-        return build_dispatcher(app, targets=targets)
+@pytest.fixture
+def dispatcher_for(make_dispatcher: Callable[..., Dispatcher]) -> Callable[..., Dispatcher]:
+    def make(**targets: Any) -> Dispatcher:
+        return make_dispatcher(targets)
+
+    return make
 
 
 def create(client: FlaskClient, target: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -53,11 +60,11 @@ def runs_of(client: FlaskClient, job_id: str) -> list[dict[str, Any]]:
 
 def test_sqs_delivery_carries_the_run(
     client: FlaskClient, app: Flask, clock: ManualClock, sqs_via_proxy: SqsTarget,
-    sqs_client: Any, sqs_queue: str,
+    sqs_client: Any, sqs_queue: str, dispatcher_for: Callable[..., Dispatcher],
 ) -> None:  # fmt: skip
     job = create(client, {"type": "sqs", "queueUrl": sqs_queue})
     clock.advance(1)
-    dispatcher_for(app, sqs=sqs_via_proxy).fire_due()
+    dispatcher_for(sqs=sqs_via_proxy).step()
     (run,) = runs_of(client, job["jobId"])
     assert run["status"] == "delivered" and run["attempts"] == 1
     (message,) = receive_all(sqs_client, sqs_queue, 1)
@@ -73,14 +80,15 @@ def test_sqs_delivery_carries_the_run(
 def test_sqs_outage_retries_and_loses_nothing(
     client: FlaskClient, app: Flask, clock: ManualClock, sqs_via_proxy: SqsTarget,
     sqs_proxy: TcpProxy, sqs_client: Any, sqs_queue: str,
+    dispatcher_for: Callable[..., Dispatcher],
 ) -> None:  # fmt: skip
     target = {"type": "sqs", "queueUrl": sqs_queue}
     jobs = [{"payload": f"m{i}", "at": "2030-01-01T00:00:01Z", "target": target} for i in range(30)]
     client.post("/schedules:batch", json={"jobs": jobs})
-    dispatcher = dispatcher_for(app, sqs=sqs_via_proxy)
+    dispatcher = dispatcher_for(sqs=sqs_via_proxy)
     sqs_proxy.disable()
     clock.advance(1)
-    dispatcher.fire_due()
+    dispatcher.step()
     for _ in range(3):  # still down: every attempt fails and is rescheduled
         clock.advance(400)
         dispatcher.deliver_due()
@@ -97,14 +105,15 @@ def test_sqs_outage_retries_and_loses_nothing(
 
 
 def test_webhook_retries_with_the_same_id_then_delivers(
-    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: WebhookTarget,
+    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: Webhooks,
+    dispatcher_for: Callable[..., Dispatcher],
     http_target: HttpTarget,
 ) -> None:  # fmt: skip
     http_target.respond("/hook", Response(503, {"Retry-After": "7"}), Response(200, body=b"ok"))
     job = create(client, {"type": "webhook", "url": http_target.url + "/hook"})
-    dispatcher = dispatcher_for(app, webhook=webhooks)
+    dispatcher = dispatcher_for(webhook=webhooks())
     clock.advance(1)
-    dispatcher.fire_due()
+    dispatcher.step()
     (run,) = runs_of(client, job["jobId"])
     assert run["status"] == "retrying" and run["responseStatus"] == 503
     assert run["nextAttemptAt"] == "2030-01-01T00:00:08Z"  # Retry-After: 7 beats the backoff
@@ -118,14 +127,15 @@ def test_webhook_retries_with_the_same_id_then_delivers(
 
 
 def test_webhook_gone_disables_the_job(
-    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: WebhookTarget,
+    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: Webhooks,
+    dispatcher_for: Callable[..., Dispatcher],
     http_target: HttpTarget,
 ) -> None:  # fmt: skip
     http_target.respond("/gone", Response(410))
     target = {"type": "webhook", "url": http_target.url + "/gone"}
     job = create(client, target, recurring="interval", interval=60)
     clock.advance(1)
-    dispatcher_for(app, webhook=webhooks).fire_due()
+    dispatcher_for(webhook=webhooks()).step()
     (run,) = runs_of(client, job["jobId"])
     assert run["status"] == "dead"
     after = client.get(f"/schedules/{job['jobId']}").get_json()
@@ -133,15 +143,16 @@ def test_webhook_gone_disables_the_job(
 
 
 def test_dead_run_is_retried_from_the_api(
-    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: WebhookTarget,
+    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: Webhooks,
+    dispatcher_for: Callable[..., Dispatcher],
     http_target: HttpTarget,
 ) -> None:  # fmt: skip
     http_target.respond("/flaky", Response(500), Response(500), Response(200))
     target = {"type": "webhook", "url": http_target.url + "/flaky"}
     job = create(client, target, retry={"attempts": 2, "backoff": 1.0})
-    dispatcher = dispatcher_for(app, webhook=webhooks)
+    dispatcher = dispatcher_for(webhook=webhooks())
     clock.advance(1)
-    dispatcher.fire_due()
+    dispatcher.step()
     clock.advance(10)
     dispatcher.deliver_due()
     (run,) = runs_of(client, job["jobId"])
@@ -156,28 +167,21 @@ def test_dead_run_is_retried_from_the_api(
     assert run["status"] == "delivered"
 
 
-class CrashBeforeRecording(Dispatcher):
-    """A dispatcher that dies after handing runs to the target, before recording them."""
-
-    def _record(self, leased: Any, outcomes: list[Outcome]) -> None:
-        raise SystemExit("crash")
-
-
 def test_crash_after_delivery_means_one_redelivery_with_the_same_id(
-    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: WebhookTarget,
+    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: Webhooks,
+    dispatcher_for: Callable[..., Dispatcher],
     http_target: HttpTarget,
 ) -> None:  # fmt: skip
     job = create(client, {"type": "webhook", "url": http_target.url + "/once"})
-    first = dispatcher_for(app, webhook=webhooks)
-    crashing = CrashBeforeRecording(first.engine, clock, first.targets, first.settings)
+    crashing = dispatcher_for(webhook=webhooks())
+    crashing.lanes.record = lambda outcomes: None  # it dies after the call, before recording
     clock.advance(1)
-    with pytest.raises(SystemExit):
-        crashing.fire_due()
+    crashing.step()
     assert len(http_target.requests_to("/once")) == 1
     (run,) = runs_of(client, job["jobId"])
     assert run["status"] == "delivering"  # in flight as far as the database knows
 
-    survivor = dispatcher_for(app, webhook=webhooks)
+    survivor = dispatcher_for(webhook=webhooks())
     assert survivor.deliver_due() == 0  # the lease still holds
     clock.advance(app.config["DELIVERY_LEASE"] + 1)
     assert survivor.deliver_due() == 1
@@ -189,21 +193,135 @@ def test_crash_after_delivery_means_one_redelivery_with_the_same_id(
 
 
 def test_a_slow_webhook_does_not_hold_up_firing(
-    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: WebhookTarget,
-    http_target: HttpTarget,
+    client: FlaskClient, clock: ManualClock, webhooks: Webhooks, http_target: HttpTarget,
+    make_dispatcher: Callable[..., Dispatcher],
 ) -> None:  # fmt: skip
     """In the scheduler process, deliveries run beside the firing."""
     http_target.respond("/slow", Response(200, delay=60.0))
     slow = create(client, {"type": "webhook", "url": http_target.url + "/slow"})
     quick = create(client, {"type": "queue", "name": "default"}, at="2030-01-01T00:00:02Z")
-    with app.app_context():
-        dispatcher = build_dispatcher(app, {"webhook": webhooks}, background_delivery=True)
+    dispatcher = make_dispatcher({"webhook": webhooks()}, background=True)
     clock.advance(1)
-    assert dispatcher.fire_due() == 1  # hands the webhook run to a delivery thread
+    assert dispatcher.fire_due() == 1  # a pending run: firing never calls a target
+    assert dispatcher.deliver_due() == 1  # handed to the lanes, and back at once
     assert runs_of(client, slow["jobId"])[0]["status"] == "delivering"  # still in flight
     clock.advance(1)
     assert dispatcher.fire_due() == 1  # the next job fires while the webhook waits
     assert runs_of(client, quick["jobId"])[0]["status"] == "delivered"
     http_target.stopping.set()  # the endpoint hangs up instead of answering
-    dispatcher.finish_deliveries(timeout=30)
+    dispatcher.settle(timeout=30)
     assert runs_of(client, slow["jobId"])[0]["status"] == "retrying"  # recorded, to retry
+
+
+def attempts_at(client: FlaskClient, job_id: str) -> dict[str, Any]:
+    (run,) = runs_of(client, job_id)
+    return run
+
+
+def test_a_jobs_own_retry_policy_holds_from_the_first_failure(
+    client: FlaskClient, clock: ManualClock, dispatcher_for: Callable[..., Dispatcher],
+    webhooks: Webhooks, http_target: HttpTarget,
+) -> None:  # fmt: skip
+    http_target.respond("/once", Response(500))
+    http_target.respond("/slow", Response(500))
+    http_target.respond("/capped", Response(503, {"Retry-After": "86400"}))
+    hook = {"type": "webhook", "url": http_target.url}
+    once = create(client, hook | {"url": hook["url"] + "/once"}, retry={"attempts": 1})
+    slow = create(client, hook | {"url": hook["url"] + "/slow"}, retry={"backoff": 30.0})
+    capped = create(client, hook | {"url": hook["url"] + "/capped"}, retry={"maxBackoff": 5.0})
+    dispatcher = dispatcher_for(webhook=webhooks())
+    clock.advance(1)
+    dispatcher.step()
+    assert attempts_at(client, once["jobId"])["status"] == "dead"  # one attempt means one
+    retry_at = attempts_at(client, slow["jobId"])["nextAttemptAt"]
+    assert "2030-01-01T00:00:16Z" <= retry_at <= "2030-01-01T00:00:31Z"  # 15-30 s after
+    assert attempts_at(client, capped["jobId"])["nextAttemptAt"] == "2030-01-01T00:00:06Z"
+    assert client.get(f"/schedules/{slow['jobId']}").get_json()["retry"] == {
+        "attempts": 5, "backoff": 30.0, "maxBackoff": 300.0,
+    }  # fmt: skip
+
+
+def test_a_410_pauses_the_job_audited_and_it_fires_no_more(
+    client: FlaskClient, clock: ManualClock, dispatcher_for: Callable[..., Dispatcher],
+    webhooks: Webhooks, http_target: HttpTarget,
+) -> None:  # fmt: skip
+    http_target.respond("/gone", Response(410))
+    target = {"type": "webhook", "url": http_target.url + "/gone"}
+    job = create(client, target, recurring="interval", interval=1)
+    dispatcher = dispatcher_for(webhook=webhooks())
+    clock.advance(1)
+    dispatcher.step()
+    entries = client.get(f"/audit?jobId={job['jobId']}").get_json()
+    assert (entries[0]["actor"], entries[0]["action"]) == ("dispatcher", "pause")
+    assert "410" in entries[0]["detail"]
+    for _ in range(3):
+        clock.advance(1)
+        assert dispatcher.step() == 0
+    assert len(http_target.requests_to("/gone")) == 1
+
+
+def test_an_unreachable_origin_is_backed_off_as_a_whole(
+    client: FlaskClient, clock: ManualClock, dispatcher_for: Callable[..., Dispatcher],
+    webhooks: Webhooks,
+) -> None:  # fmt: skip
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/hook"
+    target = {"type": "webhook", "url": url, "maxInFlight": 1}
+    jobs = [{"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": target} for i in range(5)]
+    client.post("/schedules:batch", json={"jobs": jobs})
+    dispatcher = dispatcher_for(webhook=webhooks())
+    clock.advance(1)
+    dispatcher.step()
+    errors = sorted(r["lastError"] for r in client.get("/runs?status=retrying").get_json())
+    # Four held for the origin (4 x its maxInFlight of 1); the fifth waits in the database.
+    assert len(errors) == 4 and len(client.get("/runs?status=pending").get_json()) == 1
+    assert errors[0] == "connection to 127.0.0.1 failed: Connection refused"
+    # One call found the origin down; the three behind it were not even tried.
+    assert sum("could not be reached; not tried again before" in e for e in errors) == 3
+
+
+def test_a_slow_run_does_not_hold_its_neighbours_outcomes(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    webhooks: Webhooks, http_target: HttpTarget,
+) -> None:  # fmt: skip
+    """Each outcome is written when its own call ends, not when a chunk's slowest does."""
+    http_target.respond("/slow", Response(200, delay=10.0))
+    slow = {"type": "webhook", "url": http_target.url + "/slow", "timeout": 30.0}
+    fast = {"type": "webhook", "url": http_target.url + "/fast"}
+    jobs = [{"payload": "s", "at": "2030-01-01T00:00:01Z", "target": slow}]
+    jobs += [{"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": fast} for i in range(30)]
+    client.post("/schedules:batch", json={"jobs": jobs})
+    dispatcher = make_dispatcher({"webhook": webhooks()}, background=True)
+    clock.advance(1)
+    dispatcher.fire_due()
+    started = time.monotonic()
+    dispatcher.deliver_due()
+    while len(client.get("/runs?status=delivered").get_json()) < 30:
+        assert time.monotonic() - started < 3, "fast runs waited for the slow one"
+        time.sleep(0.05)
+    (in_flight,) = client.get("/runs?status=delivering").get_json()
+    assert in_flight["jobId"] != "" and len(http_target.requests_to("/fast")) == 30
+    # The slow run's own lease covers its 30 s timeout (plus the margin).
+    assert in_flight["nextAttemptAt"] == "2030-01-01T00:01:01Z"
+    http_target.stopping.set()
+
+
+def test_a_peer_never_takes_over_a_run_whose_lease_is_renewed(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    webhooks: Webhooks, http_target: HttpTarget,
+) -> None:  # fmt: skip
+    http_target.respond("/slow", Response(200, delay=3.0))
+    target = {"type": "webhook", "url": http_target.url + "/slow", "timeout": 30.0}
+    create(client, target)
+    holder = make_dispatcher({"webhook": webhooks()}, background=True)
+    peer = make_dispatcher({"webhook": webhooks()})
+    clock.advance(1)
+    holder.step()
+    for _ in range(4):  # 4 x 40 s: far beyond the first lease, renewed each time
+        clock.advance(40)
+        assert holder.renew_leases() == 1
+        assert peer.deliver_due() == 0
+    holder.settle(timeout=10)
+    assert len(http_target.requests_to("/slow")) == 1
+    assert client.get("/runs?status=delivered").get_json()[0]["attempts"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -9,20 +10,19 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from app.clock import ManualClock
 from app.database import db
-from app.dispatcher import Dispatcher
 from app.models import QueueMessage, Run
-from app.scheduler import build_dispatcher
+from app.scheduler.dispatcher import Dispatcher
 from tests.conftest import START
 
 
 @pytest.fixture
-def dispatcher(app: Flask) -> Dispatcher:
-    with app.app_context():
-        return build_dispatcher(app)
+def dispatcher(make_dispatcher: Callable[..., Dispatcher]) -> Dispatcher:
+    return make_dispatcher()
 
 
 def create(client: FlaskClient, **fields: Any) -> dict[str, Any]:
@@ -153,25 +153,14 @@ def test_seconds_until_due(client: FlaskClient, dispatcher: Dispatcher) -> None:
     assert dispatcher.seconds_until_due() == pytest.approx(10)
 
 
-def test_backoff_grows_with_jitter_and_honours_retry_after(dispatcher: Dispatcher) -> None:
-    retry = {"backoff": 2.0, "maxBackoff": 60.0}
-    delays = [dispatcher.backoff(retry, attempt, None) for attempt in range(1, 10)]
-    for attempt, delay in enumerate(delays, start=1):
-        step = min(60.0, 2.0 * 2 ** (attempt - 1))
-        assert step / 2 <= delay <= step
-    assert dispatcher.backoff(retry, 1, 30.0) == 30.0
-    assert dispatcher.backoff(retry, 1, 3600.0) == 60.0  # capped at maxBackoff
-
-
 def test_no_job_fires_twice_when_two_dispatchers_share_the_database(
-    client: FlaskClient, app: Flask, clock: ManualClock
+    client: FlaskClient, app: Flask, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher]
 ) -> None:
     jobs = [{"payload": str(i), "at": "2030-01-01T00:00:05Z"} for i in range(300)]
     client.post("/schedules:batch", json={"jobs": jobs})
-    with app.app_context():
-        first, second = build_dispatcher(app), build_dispatcher(app)
+    first, second = make_dispatcher(), make_dispatcher()
     clock.advance(timedelta(seconds=5).total_seconds())
-    first.settings = replace(first.settings, batch_size=50)
+    first.firing.settings = replace(first.settings, fire_batch=50)
     total = 0
     while step := first.fire_due() + second.fire_due():
         total += step
@@ -201,3 +190,84 @@ def test_a_busy_sqlite_database_delays_a_fire_but_loses_nothing(
         released.join()
         holder.close()
     assert count(app, Run) == 1
+
+
+def audit_of(client: FlaskClient, job_id: str) -> list[tuple[str, str, str | None]]:
+    entries = client.get(f"/audit?jobId={job_id}").get_json()
+    return [(e["actor"], e["action"], e.get("detail")) for e in entries]
+
+
+def test_catch_up_is_bounded_and_the_skip_is_visible(
+    client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock, app: Flask
+) -> None:
+    """One request (every second since 2000, misfire all) must not fill the database."""
+    body = {"recurring": "interval", "interval": 1, "at": "2000-01-01T00:00:00Z"}
+    job = create(client, **body, misfire="all")
+    while dispatcher.fire_due():
+        pass
+    runs = sorted(runs_of(client, job["jobId"]), key=lambda run: run["scheduledFor"])
+    assert len(runs) == 100  # MAX_CATCH_UP, the oldest first
+    assert runs[0]["scheduledFor"] == "2000-01-01T00:00:00Z"
+    assert runs[-1]["scheduledFor"] == "2000-01-01T00:01:39Z"
+    after = client.get(f"/schedules/{job['jobId']}").get_json()
+    missed = int(START.timestamp() - 946684800) + 1 - 100  # every second up to now, less 100
+    assert after["skippedCount"] == missed
+    assert after["nextRunAt"] == "2030-01-01T00:00:01Z"  # on from now
+    assert (
+        "dispatcher",
+        "skip",
+        f"{missed} occurrences missed beyond the catch-up limit of 100",
+    ) in audit_of(client, job["jobId"])
+    metrics = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+    (skipped,) = [m for m in metrics if m.name == "scheduler_skipped"]
+    assert skipped.samples[0].value == missed
+
+
+def test_a_job_may_set_its_own_catch_up_bound(
+    client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock
+) -> None:
+    job = create(client, recurring="interval", interval=60, misfire="all", maxCatchUp=3)
+    assert job["maxCatchUp"] == 3
+    clock.advance(600)
+    while dispatcher.fire_due():
+        pass
+    assert len(runs_of(client, job["jobId"])) == 3
+    assert client.get(f"/schedules/{job['jobId']}").get_json()["skippedCount"] == 7
+    page = client.get(f"/ui/jobs/{job['jobId']}").get_data(as_text=True)
+    assert 'id="job-skipped-count">7 missed times not fired<' in page
+    assert client.post("/schedules", json={"payload": "x", "maxCatchUp": 0}).status_code == 422
+
+
+def test_one_job_catching_up_does_not_crowd_out_the_others(
+    client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock
+) -> None:
+    """A fire transaction writes about one batch of runs: a backlog waits for the next."""
+    dispatcher.firing.settings = replace(dispatcher.settings, fire_batch=50)
+    backlog = create(
+        client, recurring="interval", interval=1, misfire="all", at="2029-12-31T00:00:00Z"
+    )
+    others = [create(client, payload=f"other {i}") for i in range(60)]
+    clock.advance(10)
+    assert dispatcher.fire_due() == 1  # the backlog's 100 runs fill this transaction
+    assert len(runs_of(client, backlog["jobId"])) == 100
+    assert dispatcher.fire_due() == 50 and dispatcher.fire_due() == 10
+    assert all(len(runs_of(client, job["jobId"])) == 1 for job in others)
+
+
+def test_completion_is_audited_as_the_dispatcher(
+    client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock
+) -> None:
+    job = create(client)
+    clock.advance(10)
+    dispatcher.fire_due()
+    assert audit_of(client, job["jobId"])[0] == ("dispatcher", "complete", None)
+
+
+def test_run_now_is_counted(client: FlaskClient, dispatcher: Dispatcher) -> None:
+    job = create(client, recurring="interval", interval=60, maxRuns=1)
+    run = client.post(f"/schedules/{job['jobId']}/run").get_json()
+    after = client.get(f"/schedules/{job['jobId']}").get_json()
+    assert after["runCount"] == 1 and after["lastRunAt"] == run["scheduledFor"]
+    # Outside the rule: the job's own sequence (and maxRuns) is untouched.
+    assert after["status"] == "active" and after["nextRunAt"] == "2030-01-01T00:00:10Z"
+    assert dispatcher.deliver_due() == 1

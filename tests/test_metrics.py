@@ -7,7 +7,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.clock import ManualClock
-from app.scheduler import build_dispatcher
+from app.scheduler.process import build_dispatcher
 
 
 def samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,6 +31,7 @@ def test_metrics_count_fires_lag_deliveries_and_depth(
         dispatcher = build_dispatcher(app)
     while dispatcher.fire_due():
         pass
+    dispatcher.close()
     found = samples(client)
     assert found[("scheduler_fires_total", ())] == 5
     assert found[("scheduler_deliveries_total", (("outcome", "delivered"),))] == 5

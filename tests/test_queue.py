@@ -6,8 +6,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.clock import ManualClock
-from app.dispatcher import Dispatcher
-from app.scheduler import build_dispatcher
+from app.scheduler.dispatcher import Dispatcher
+from app.scheduler.process import build_dispatcher
 
 
 def fire_jobs(client: FlaskClient, app: Flask, clock: ManualClock, n: int, queue: str) -> None:
@@ -19,6 +19,7 @@ def fire_jobs(client: FlaskClient, app: Flask, clock: ManualClock, n: int, queue
         dispatcher: Dispatcher = build_dispatcher(app)
     while dispatcher.fire_due():
         pass
+    dispatcher.close()
 
 
 def receive(client: FlaskClient, queue: str, **body: float) -> list[dict[str, object]]:

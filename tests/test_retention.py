@@ -7,11 +7,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from app import retention
 from app.clock import ManualClock
 from app.database import db
 from app.models import AuditEntry, QueueMessage, Run
-from app.scheduler import build_dispatcher
+from app.scheduler import retention
+from app.scheduler.process import build_dispatcher
 
 
 def test_prune_old_runs_messages_and_audit(
@@ -25,13 +25,18 @@ def test_prune_old_runs_messages_and_audit(
         dispatcher = build_dispatcher(app)
         while dispatcher.fire_due():
             pass
+        dispatcher.close()
     clock.set(clock.now().replace(month=2))
     client.post(f"/schedules/{recent.get_json()['jobId']}/run")  # pending: must survive
 
     monkeypatch.setattr(retention, "BATCH", 10)  # several batches
     with app.app_context():
         pruned = retention.prune(db.engine, clock.now(), run_days=30, queue_days=30, audit_days=30)
-        assert pruned == {"runs": 25, "queue_messages": 25, "audit_log": 26}
+        assert pruned == {
+            "runs": 25,
+            "queue_messages": 25,
+            "audit_log": 51,
+        }  # 26 creates, 25 completions
         left = db.session.execute(select(Run.status)).scalars().all()
         assert left == ["pending"]
         assert db.session.scalar(select(func.count()).select_from(QueueMessage)) == 0

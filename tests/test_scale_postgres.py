@@ -8,8 +8,8 @@
   committed is lost (a private cluster the test owns; the shared server is never touched).
 - LISTEN/NOTIFY wakes an idle dispatcher; a batch create sends one NOTIFY; a NOTIFY sent
   just before the dispatcher (re)opens its LISTEN connection is not slept through.
-- A run leased by a crashed dispatcher is taken over by another when the lease expires, and
-  a live dispatcher whose batch outlasts the lease delivers nothing twice.
+- A run leased by a crashed dispatcher is taken over by another when the lease expires (a
+  live dispatcher renews the leases of what it holds: tests/test_delivery.py).
 
 Which process did what is told by the database itself: each process connects with its own
 application_name, and triggers this test adds to its own database count the runs each
@@ -38,11 +38,10 @@ from sqlalchemy import Engine, create_engine, event, insert, text
 
 from app.clock import ManualClock
 from app.database import db
-from app.dispatcher import Dispatcher, DispatcherSettings
 from app.models import Job
-from app.notify import CHANNEL, NotifyWaiter
-from app.scheduler import build_dispatcher, make_waiter
-from app.targets.base import Delivery, Outcome
+from app.scheduler.dispatcher import Dispatcher
+from app.scheduler.process import build_dispatcher, make_waiter
+from app.scheduler.wake import CHANNEL, NotifyWaiter
 from app.targets.webhook import WebhookTarget
 from tests.conftest import migrate
 from tests.support.burst import (
@@ -609,110 +608,36 @@ def test_a_batch_of_1000_jobs_sends_one_notify(
 # -- 5. lease takeover ---------------------------------------------------------------------
 
 
-class Crash(BaseException):
-    """The process dies: nothing after this point runs (not even `except Exception`)."""
-
-
-class CrashingTarget:
-    def __init__(self) -> None:
-        self.handed: list[Delivery] = []
-
-    def deliver(self, deliveries: list[Delivery]) -> list[Outcome]:
-        self.handed += deliveries
-        raise Crash
-
-
 def test_a_run_left_leased_by_a_crashed_dispatcher_is_delivered_by_another(
-    app: Flask, client: FlaskClient, clock: ManualClock, http_target: HttpTarget
-) -> None:
+    client: FlaskClient, clock: ManualClock, http_target: HttpTarget,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:  # fmt: skip
     http_target.respond("/hook", Response(200))
-    job = client.post(
-        "/schedules",
-        json={
-            "payload": "hello",
-            "at": "2030-01-01T00:00:10Z",
-            "target": {"type": "webhook", "url": f"{http_target.url}/hook"},
-        },
-    ).get_json()
-    settings = DispatcherSettings(lease=30.0)
-    with app.app_context():
-        app_engine = db.engine
-    crashing = CrashingTarget()
-    first = Dispatcher(app_engine, clock, {"webhook": crashing}, settings)
+    hook = {"type": "webhook", "url": f"{http_target.url}/hook"}
+    body = {"payload": "hello", "at": "2030-01-01T00:00:10Z", "target": hook}
+    job = client.post("/schedules", json=body).get_json()
+    webhook = lambda: WebhookTarget(allow_networks=["127.0.0.0/8"])  # noqa: E731
+    first = make_dispatcher({"webhook": webhook()})
+    first.lanes.record = lambda outcomes: None  # delivered, then died before recording
     clock.advance(10)
-    with pytest.raises(Crash):  # fired and committed, then died while delivering
-        first.fire_due()
+    first.step()
     (run,) = client.get(f"/schedules/{job['jobId']}/runs").get_json()
-    assert [d.run_id for d in crashing.handed] == [run["runId"]]
     assert (run["status"], run["attempts"]) == ("delivering", 1)
+    lease = run["nextAttemptAt"]
+    assert lease == "2030-01-01T00:01:10Z"  # DELIVERY_LEASE: 60 s covers a 10 s timeout
 
-    with WebhookTarget(allow_networks=["127.0.0.0/8"]) as webhook:
-        second = Dispatcher(app_engine, clock, {"webhook": webhook}, settings)
-        clock.advance(29)
-        assert second.deliver_due() == 0, "took over a lease that was still running"
-        assert second.fire_due() == 0, "fired the occurrence again"
-        clock.advance(1)
-        assert second.deliver_due() == 1
-        assert second.deliver_due() == 0
+    second = make_dispatcher({"webhook": webhook()})
+    clock.advance(59)
+    assert second.deliver_due() == 0, "took over a lease that was still running"
+    assert second.fire_due() == 0, "fired the occurrence again"
+    clock.advance(1)
+    assert second.deliver_due() == 1
+    assert second.deliver_due() == 0
 
-    (request,) = http_target.requests_to("/hook")
-    assert request.headers["webhook-id"] == run["runId"]
+    requests_seen = http_target.requests_to("/hook")
+    assert [r.headers["webhook-id"] for r in requests_seen] == [run["runId"]] * 2
     (after,) = client.get(f"/schedules/{job['jobId']}/runs").get_json()
     assert (after["runId"], after["status"], after["attempts"]) == (run["runId"], "delivered", 2)
-
-
-class SlowTarget:
-    """Takes `seconds` of the manual clock per delivery; when done, lets another dispatcher
-    take a delivery step, as a second process would have meanwhile."""
-
-    def __init__(self, clock: ManualClock, seconds: float, meanwhile: Callable[[], int]) -> None:
-        self.clock = clock
-        self.seconds = seconds
-        self.meanwhile = meanwhile
-        self.delivered: list[str] = []
-
-    def deliver(self, deliveries: list[Delivery]) -> list[Outcome]:
-        self.delivered += [d.run_id for d in deliveries]
-        self.clock.advance(self.seconds * len(deliveries))
-        self.meanwhile()
-        return [Outcome(d.run_id, ok=True) for d in deliveries]
-
-
-class RecordingTarget:
-    def __init__(self) -> None:
-        self.delivered: list[str] = []
-
-    def deliver(self, deliveries: list[Delivery]) -> list[Outcome]:
-        self.delivered += [d.run_id for d in deliveries]
-        return [Outcome(d.run_id, ok=True) for d in deliveries]
-
-
-def test_a_batch_slower_than_its_lease_is_not_delivered_twice(
-    app: Flask, client: FlaskClient, clock: ManualClock
-) -> None:
-    """A live dispatcher whose batch takes twice the lease: the other dispatcher takes over
-    only runs not yet handed to the target, and every run is delivered once."""
-    target = {"type": "webhook", "url": "https://hooks.example.com/in"}
-    jobs = [
-        {"payload": f"job {i}", "at": "2030-01-01T00:00:10Z", "target": target} for i in range(6)
-    ]
-    assert client.post("/schedules:batch", json={"jobs": jobs}).status_code == 201
-    settings = DispatcherSettings(lease=30.0, delivery_chunk=2)
-    with app.app_context():
-        app_engine = db.engine
-    quick = RecordingTarget()
-    other = Dispatcher(app_engine, clock, {"webhook": quick}, settings)
-    slow = SlowTarget(clock, seconds=10, meanwhile=other.deliver_due)
-    busy = Dispatcher(app_engine, clock, {"webhook": slow}, settings)
-    clock.advance(10)
-
-    assert busy.fire_due() == 6  # delivering takes 60 s of a 30 s lease
-    with app.app_context():
-        runs = db.session.execute(text("SELECT id, status FROM runs")).all()
-    assert {status for _, status in runs} == {"delivered"}
-    everything = slow.delivered + quick.delivered
-    assert sorted(everything) == sorted(str(run_id) for run_id, _ in runs)  # each once
-    assert len(quick.delivered) == 2  # the last chunk, whose lease ran out while it waited
 
 
 def test_a_notify_sent_before_the_dispatcher_listens_is_not_missed(

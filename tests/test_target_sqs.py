@@ -57,7 +57,7 @@ def test_message_carries_payload_and_attributes(
 ) -> None:
     d = delivery(sqs_queue, payload='{"drink": "water"}')
 
-    [outcome] = target.deliver([d])
+    [outcome] = target.send([d])
 
     assert outcome.ok and outcome.run_id == d.run_id and outcome.extra["messageId"]
     [message] = receive_all(sqs_client, sqs_queue, 1)
@@ -77,7 +77,7 @@ def test_fifo_uses_job_as_group_and_run_as_dedup_id(
     job = str(uuid.uuid4())
     batch = [delivery(sqs_fifo_queue, payload=str(i), job_id=job) for i in range(15)]
 
-    outcomes = target.deliver(batch)
+    outcomes = target.send(batch)
 
     assert all(o.ok for o in outcomes)
     messages = receive_all(sqs_client, sqs_fifo_queue, 15)
@@ -94,7 +94,7 @@ def test_25_deliveries_make_3_batch_calls(
     calls = count_batch_calls(sqs_client)
     batch = [delivery(sqs_queue, payload=f"m{i}") for i in range(25)]
 
-    outcomes = target.deliver(batch)
+    outcomes = target.send(batch)
 
     assert sorted(calls) == [5, 10, 10]
     assert [o.run_id for o in outcomes] == [d.run_id for d in batch]  # one each, in order
@@ -109,7 +109,7 @@ def test_batches_stay_under_the_size_limit(
     calls = count_batch_calls(sqs_client)
     big = "x" * 100_000  # three of these exceed 256 KiB together
 
-    outcomes = target.deliver([delivery(sqs_queue, payload=big) for _ in range(5)])
+    outcomes = target.send([delivery(sqs_queue, payload=big) for _ in range(5)])
 
     assert all(o.ok for o in outcomes)
     assert sorted(calls) == [1, 2, 2]
@@ -120,7 +120,7 @@ def test_groups_by_queue(
 ) -> None:
     batch = [delivery(sqs_queue if i % 2 else sqs_fifo_queue, payload=str(i)) for i in range(6)]
 
-    outcomes = target.deliver(batch)
+    outcomes = target.send(batch)
 
     assert all(o.ok for o in outcomes)
     assert sorted(m["Body"] for m in receive_all(sqs_client, sqs_queue, 3)) == ["1", "3", "5"]
@@ -133,7 +133,7 @@ def test_nonexistent_queue_is_permanent_and_spares_the_others(
     missing = f"{sqs_endpoint}/123456789012/no-such-queue-{uuid.uuid4().hex[:8]}"
     good, bad = delivery(sqs_queue), delivery(missing)
 
-    ok, failed = target.deliver([good, bad])
+    ok, failed = target.send([good, bad])
 
     assert ok.ok
     assert not failed.ok and failed.permanent
@@ -145,7 +145,7 @@ def test_missing_queue_url_is_permanent_without_a_call(sqs_client: Any) -> None:
     d = Delivery("r", "j", WHEN, "p", {"type": "sqs"}, 1)
 
     with SqsTarget(lambda region: sqs_client) as target:
-        [outcome] = target.deliver([d])
+        [outcome] = target.send([d])
 
     assert outcome.permanent and not outcome.ok and calls == []
 
@@ -158,13 +158,13 @@ def test_unreachable_endpoint_retries_then_delivers_everything_once(
     batch = [delivery(sqs_queue, payload=f"m{i}") for i in range(25)]
     with SqsTarget(lambda region: via_proxy) as target:
         sqs_proxy.disable()
-        down = target.deliver(batch)
+        down = target.send(batch)
         assert [o.run_id for o in down] == [d.run_id for d in batch]
         assert all(not o.ok and not o.permanent for o in down)
         assert all("unreachable" in (o.error or "") for o in down)
 
         sqs_proxy.enable()
-        up = target.deliver(batch)  # the dispatcher's retry
+        up = target.send(batch)  # the dispatcher's retry
 
     assert all(o.ok for o in up)
     received = receive_all(sqs_client, sqs_queue, 26)
@@ -187,7 +187,7 @@ def test_default_client_factory_reads_the_environment(
     try:
         assert default_client_factory(None) is default_client_factory(None)  # cached
         with SqsTarget() as target:
-            [outcome] = target.deliver([d])
+            [outcome] = target.send([d])
     finally:
         for client in sqs._clients.values():
             client.close()
@@ -227,7 +227,7 @@ class StubClient:
 
 def deliver_with(client: StubClient, batch: list[Delivery]) -> list[Outcome]:
     with SqsTarget(lambda region: client) as target:
-        return target.deliver(batch)
+        return target.send(batch)
 
 
 def test_per_entry_failures_follow_sender_fault() -> None:
@@ -283,14 +283,25 @@ def test_whole_call_failures(error: Exception, permanent: bool) -> None:
     assert all(not o.ok and o.permanent is permanent and o.error for o in outcomes)
 
 
-def test_an_unreachable_endpoint_is_tried_once_per_batch() -> None:
+def test_an_unreachable_endpoint_says_so_for_the_origin_back_off() -> None:
     client = StubClient(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
 
-    with SqsTarget(lambda region: client, max_in_flight=1) as target:
-        outcomes = target.deliver([delivery("https://q/1") for _ in range(30)])
+    outcomes = deliver_with(client, [delivery("https://q/1") for _ in range(3)])
 
-    assert len(client.calls) == 1
-    assert all(not o.ok and not o.permanent and "unreachable" in (o.error or "") for o in outcomes)
+    assert all(o.unreachable and not o.permanent for o in outcomes)
+    assert all("unreachable" in (o.error or "") for o in outcomes)
+    [throttled] = deliver_with(StubClient(ClientError({"Error": {"Code": "Throttling"}}, "op")),
+                               [delivery("https://q/1")])  # fmt: skip
+    assert not throttled.unreachable  # the endpoint answered
+
+
+def test_origin_is_the_endpoint_and_a_fifo_queue_goes_one_call_at_a_time() -> None:
+    with SqsTarget(lambda region: None) as target:
+        standard = delivery("https://sqs.eu-west-1.amazonaws.com/1/a", region="eu-west-1")
+        fifo = delivery("https://sqs.eu-west-1.amazonaws.com/1/a.fifo", region="eu-west-1")
+        assert target.origin(standard) == "sqs:eu-west-1:https://sqs.eu-west-1.amazonaws.com"
+        assert target.max_in_flight(standard) is None
+        assert target.origin(fifo).endswith("/1/a.fifo") and target.max_in_flight(fifo) == 1
 
 
 def test_error_text_never_echoes_signature_details() -> None:
@@ -300,17 +311,6 @@ def test_error_text_never_echoes_signature_details() -> None:
     [outcome] = deliver_with(StubClient(error), [delivery("https://q/1")])
 
     assert outcome.error == "SQS SignatureDoesNotMatch"
-
-
-def test_sends_several_batches_at_once() -> None:
-    client = StubClient(delay=0.05)
-
-    started = time.monotonic()
-    outcomes = deliver_with(client, [delivery("https://q/1") for _ in range(160)])
-
-    assert all(o.ok for o in outcomes) and len(client.calls) == 16
-    assert 1 < client.max_in_flight <= sqs.MAX_IN_FLIGHT
-    assert time.monotonic() - started < 16 * 0.05  # not one after the other
 
 
 def test_fifo_batches_go_in_sequence() -> None:

@@ -1,7 +1,12 @@
-"""WebhookTarget against a real local HTTP server: signing, status handling, SSRF guard."""
+"""WebhookTarget against a real local HTTP server: signing, status handling, SSRF guard.
+
+Each test drives its targets on one event loop in a thread (tests/support/aio.py), as the
+delivery loop does in production.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime as dt
@@ -12,33 +17,30 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from app.clock import ManualClock
+from app.netguard import AddressRefused, GuardedResolver, check_address, parse_ip_literal
 from app.targets.base import Delivery, Outcome
-from app.targets.webhook import (
-    WebhookTarget,
-    check_address,
-    generate_secret,
-    parse_ip_literal,
-    parse_retry_after,
-    sign,
-)
+from app.targets.webhook import WebhookTarget, generate_secret, parse_retry_after, sign
+from tests.support.aio import LoopThread
 from tests.support.http_target import HttpTarget, Response
 
 LOOPBACK = ["127.0.0.0/8"]
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+MakeTarget = Callable[..., WebhookTarget]
+Deliver = Callable[[WebhookTarget, Delivery], Outcome]
 
 
 def delivery(url: str, payload: str = '{"n": 1}', attempt: int = 1, **target: Any) -> Delivery:
@@ -61,21 +63,53 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
     return any(v == "v1" and hmac.compare_digest(sig, expected) for v, sig in listed)
 
 
+def closed_port() -> int:
+    """A port on 127.0.0.1 with nobody listening."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @pytest.fixture
 def wall() -> ManualClock:
     return ManualClock(T0)
 
 
 @pytest.fixture
-def webhook(wall: ManualClock) -> Iterator[WebhookTarget]:
-    with WebhookTarget(allow_networks=LOOPBACK, clock=wall) as target:
-        yield target
+def make_target(loop_thread: LoopThread, wall: ManualClock) -> Iterator[MakeTarget]:
+    """Makes WebhookTargets (loopback allowed unless told otherwise), closed on the loop."""
+    made: list[WebhookTarget] = []
+
+    def make(allow_networks: Sequence[str] = LOOPBACK, **kwargs: Any) -> WebhookTarget:
+        kwargs.setdefault("clock", wall)
+        made.append(WebhookTarget(allow_networks, **kwargs))
+        return made[-1]
+
+    yield make
+    for target in made:
+        loop_thread.run(target.aclose())
 
 
-def deliver_one(target: WebhookTarget, d: Delivery) -> Outcome:
-    [outcome] = target.deliver([d])
-    assert outcome.run_id == d.run_id
-    return outcome
+@pytest.fixture
+def webhook(make_target: MakeTarget) -> WebhookTarget:
+    return make_target()
+
+
+@pytest.fixture
+def guarded(make_target: MakeTarget) -> WebhookTarget:
+    return make_target(())  # no allow-list: loopback is forbidden
+
+
+@pytest.fixture
+def deliver(loop_thread: LoopThread) -> Deliver:
+    """Delivers one Delivery, as the delivery loop does (batch_size is 1)."""
+
+    def deliver_one(target: WebhookTarget, d: Delivery) -> Outcome:
+        [outcome] = loop_thread.run(target.deliver([d]))
+        assert outcome.run_id == d.run_id
+        return outcome
+
+    return deliver_one
 
 
 # --- signing ---------------------------------------------------------------------------------
@@ -99,9 +133,9 @@ def test_generated_secret_is_24_random_bytes() -> None:
 
 
 def test_malformed_secret_is_a_permanent_error(
-    webhook: WebhookTarget, http_target: HttpTarget
+    webhook: WebhookTarget, deliver: Deliver, http_target: HttpTarget
 ) -> None:
-    outcome = deliver_one(webhook, delivery(http_target.url + "/h", secret="whsec_not base64!"))
+    outcome = deliver(webhook, delivery(http_target.url + "/h", secret="whsec_not base64!"))
 
     assert outcome.permanent and "invalid target" in (outcome.error or "")
     assert "not base64" not in (outcome.error or "")  # the secret never shows
@@ -109,14 +143,14 @@ def test_malformed_secret_is_a_permanent_error(
 
 
 def test_every_attempt_is_signed_with_the_same_id(
-    webhook: WebhookTarget, http_target: HttpTarget, wall: ManualClock
+    webhook: WebhookTarget, deliver: Deliver, http_target: HttpTarget, wall: ManualClock
 ) -> None:
     http_target.respond("/hook", Response(500), Response(200))
     first = delivery(http_target.url + "/hook", secret=SECRET)
 
-    assert not deliver_one(webhook, first).ok
+    assert not deliver(webhook, first).ok
     wall.advance(42)
-    assert deliver_one(webhook, dataclasses.replace(first, attempt=2)).ok
+    assert deliver(webhook, dataclasses.replace(first, attempt=2)).ok
 
     one, two = http_target.requests
     assert one.headers["webhook-id"] == two.headers["webhook-id"] == first.run_id
@@ -126,10 +160,12 @@ def test_every_attempt_is_signed_with_the_same_id(
     assert one.body == two.body == b'{"n": 1}'
 
 
-def test_each_secret_of_a_rotation_signs(webhook: WebhookTarget, http_target: HttpTarget) -> None:
+def test_each_secret_of_a_rotation_signs(
+    webhook: WebhookTarget, deliver: Deliver, http_target: HttpTarget
+) -> None:
     old, new = generate_secret(), generate_secret()
 
-    assert deliver_one(webhook, delivery(http_target.url + "/h", secret=[new, old])).ok
+    assert deliver(webhook, delivery(http_target.url + "/h", secret=[new, old])).ok
 
     [request] = http_target.requests
     assert len(request.headers["webhook-signature"].split(" ")) == 2
@@ -138,14 +174,14 @@ def test_each_secret_of_a_rotation_signs(webhook: WebhookTarget, http_target: Ht
     assert not verify(generate_secret(), request.headers, request.body)
 
 
-def test_request_shape(webhook: WebhookTarget, http_target: HttpTarget) -> None:
+def test_request_shape(webhook: WebhookTarget, deliver: Deliver, http_target: HttpTarget) -> None:
     d = delivery(
         http_target.url + "/put?x=1",
         method="PUT",
         headers={"X-Team": "ops", "webhook-id": "forged", "Content-Length": "1"},
     )
 
-    assert deliver_one(webhook, d).ok
+    assert deliver(webhook, d).ok
 
     [request] = http_target.requests
     assert (request.method, request.path, request.body) == ("PUT", "/put?x=1", b'{"n": 1}')
@@ -156,22 +192,99 @@ def test_request_shape(webhook: WebhookTarget, http_target: HttpTarget) -> None:
     assert "webhook-signature" not in request.headers  # no secret, no signature
 
 
-def test_content_type(webhook: WebhookTarget, http_target: HttpTarget) -> None:
+def test_content_type(webhook: WebhookTarget, deliver: Deliver, http_target: HttpTarget) -> None:
     url = http_target.url + "/h"
-    deliver_one(webhook, delivery(url, payload="drink more water"))
-    deliver_one(webhook, delivery(url, payload="<a/>", headers={"Content-Type": "text/xml"}))
+    deliver(webhook, delivery(url, payload="drink more water"))
+    deliver(webhook, delivery(url, payload="<a/>", headers={"Content-Type": "text/xml"}))
 
     plain, xml = http_target.requests
     assert plain.headers["content-type"].startswith("text/plain")
     assert xml.headers["content-type"] == "text/xml"
 
 
-def test_get_sends_no_body(webhook: WebhookTarget, http_target: HttpTarget) -> None:
-    assert deliver_one(webhook, delivery(http_target.url + "/h", method="GET", secret=SECRET)).ok
+def test_get_sends_no_body(
+    webhook: WebhookTarget, deliver: Deliver, http_target: HttpTarget
+) -> None:
+    assert deliver(webhook, delivery(http_target.url + "/h", method="GET", secret=SECRET)).ok
 
     [request] = http_target.requests
     assert request.method == "GET" and request.body == b""
+    assert "content-type" not in request.headers
     assert verify(SECRET, request.headers, b"")
+
+
+# --- the contract: origin, timeout, never raising --------------------------------------------
+
+
+def test_origin_and_timeout(webhook: WebhookTarget) -> None:
+    assert webhook.origin(delivery("https://Hooks.Example/a?t=1")) == "https://hooks.example:443"
+    assert webhook.origin(delivery("http://hooks.example/a")) == "http://hooks.example:80"
+    assert webhook.origin(delivery("http://hooks.example:8080/")) == "http://hooks.example:8080"
+    assert webhook.origin(delivery("http://[::1]:81/")) == "http://[::1]:81"
+    # one server, one origin, however its address is spelled
+    assert webhook.origin(delivery("http://0x7f.1/")) == "http://127.0.0.1:80"
+    assert webhook.timeout(delivery("http://hooks.example/")) == 10.0
+    assert webhook.timeout(delivery("http://hooks.example/", timeout=2.5)) == 2.5
+    assert (webhook.in_transaction, webhook.batch_size) == (False, 1)
+
+
+BAD_TARGETS = [
+    delivery("ftp://127.0.0.1/x"),
+    delivery("http://127.0.0.1:99999/x"),
+    delivery("http://127.0.0.1:1/x", method="TRACE"),
+    Delivery("r", "j", T0, "p", {"type": "webhook"}, 1),
+    delivery("http://127.0.0.1:1/x", headers={"X-Bad": "a\r\nInjected: 1"}),
+    delivery("http://127.0.0.1:1/x", headers={"X Bad": "a"}),
+    delivery("http://127.0.0.1:1/x", headers=["X-Bad"]),
+    delivery("http://127.0.0.1:1/x", timeout="soon"),
+    delivery("http://127.0.0.1:1/x", timeout=0),
+    delivery("http://127.0.0.1:1/x", secret=12345),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_TARGETS)
+def test_invalid_targets_are_permanent(
+    webhook: WebhookTarget, deliver: Deliver, bad: Delivery
+) -> None:
+    outcome = deliver(webhook, bad)
+
+    assert not outcome.ok and outcome.permanent and not outcome.unreachable, outcome
+    assert "invalid target" in (outcome.error or "")
+    assert isinstance(webhook.origin(bad), str)  # the loop asks both before delivering
+    assert webhook.timeout(bad) > 0
+
+
+def test_an_error_inside_deliver_becomes_a_failed_outcome(
+    make_target: MakeTarget, deliver: Deliver, http_target: HttpTarget
+) -> None:
+    class BrokenClock:
+        def now(self) -> dt.datetime:
+            raise RuntimeError("clock broke")
+
+    target = make_target(clock=BrokenClock())
+
+    outcome = deliver(target, delivery(http_target.url + "/h"))
+
+    assert not outcome.ok and not outcome.permanent
+    assert outcome.error == "internal error while delivering"
+
+
+def test_200_deliveries_in_flight_at_once(
+    webhook: WebhookTarget, loop_thread: LoopThread, http_target: HttpTarget
+) -> None:
+    http_target.respond("/slow", Response(200, delay=0.5))
+    batch = [delivery(http_target.url + "/slow") for _ in range(200)]
+
+    async def all_at_once() -> list[list[Outcome]]:
+        return await asyncio.gather(*(webhook.deliver([d]) for d in batch))
+
+    started = time.monotonic()
+    results = loop_thread.run(all_at_once())
+
+    assert time.monotonic() - started < 10  # one after the other: 100 s
+    assert [o.run_id for [o] in results] == [d.run_id for d in batch]
+    assert all(o.ok for [o] in results)
+    assert len(http_target.requests) == 200
 
 
 # --- status handling -------------------------------------------------------------------------
@@ -194,6 +307,7 @@ def test_get_sends_no_body(webhook: WebhookTarget, http_target: HttpTarget) -> N
 )
 def test_status_classification(
     webhook: WebhookTarget,
+    deliver: Deliver,
     http_target: HttpTarget,
     response: Response,
     ok: bool,
@@ -203,12 +317,13 @@ def test_status_classification(
 ) -> None:
     http_target.respond("/h", response)
 
-    outcome = deliver_one(webhook, delivery(http_target.url + "/h"))
+    outcome = deliver(webhook, delivery(http_target.url + "/h"))
 
     assert (outcome.ok, outcome.permanent, outcome.disable_job) == (ok, permanent, disable)
     assert outcome.retry_after == retry_after
     assert outcome.response_status == response.status
     assert outcome.response_ms is not None and outcome.response_ms >= 0
+    assert not outcome.unreachable  # it answered, whatever it said
     assert [r.path for r in http_target.requests] == ["/h"]  # redirects not followed
     assert ok == (outcome.error is None)
 
@@ -223,88 +338,84 @@ def test_retry_after_http_date() -> None:
     assert parse_retry_after(None, now) is None
 
 
-def test_response_body_is_truncated(http_target: HttpTarget) -> None:
+def test_response_body_is_truncated(
+    make_target: MakeTarget, deliver: Deliver, http_target: HttpTarget
+) -> None:
     http_target.respond("/h", Response(500, body=b"\xff" + b"e" * 5000))
 
-    with WebhookTarget(LOOPBACK, max_body_keep=100) as target:
-        outcome = deliver_one(target, delivery(http_target.url + "/h"))
+    outcome = deliver(make_target(max_body_keep=100), delivery(http_target.url + "/h"))
 
     assert outcome.response_body == "\ufffd" + "e" * 99
 
 
-def test_timeout_is_retryable(webhook: WebhookTarget, http_target: HttpTarget) -> None:
+def test_a_huge_body_is_not_read_to_the_end(
+    webhook: WebhookTarget, deliver: Deliver, http_target: HttpTarget
+) -> None:
+    http_target.respond("/big", Response(200, body=b"x" * (8 << 20)))
+
+    first = deliver(webhook, delivery(http_target.url + "/big"))
+    again = deliver(webhook, delivery(http_target.url + "/h"))  # a new connection works
+
+    assert first.ok and first.response_body == "x" * 512
+    assert again.ok
+
+
+def test_timeout_is_retryable(
+    webhook: WebhookTarget, deliver: Deliver, http_target: HttpTarget
+) -> None:
     http_target.respond("/slow", Response(200, delay=2))
 
     started = time.monotonic()
-    outcome = deliver_one(webhook, delivery(http_target.url + "/slow", timeout=0.2))
+    outcome = deliver(webhook, delivery(http_target.url + "/slow", timeout=0.2))
 
     assert time.monotonic() - started < 1.5
     assert not outcome.ok and not outcome.permanent
+    assert not outcome.unreachable  # connected, then too slow: the host is up
     assert outcome.error == "timeout after 0.2s talking to 127.0.0.1"
 
 
-def test_connection_refused_is_retryable(webhook: WebhookTarget) -> None:
-    with socket.socket() as s:  # a port with nobody listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_a_refused_connection_is_unreachable(webhook: WebhookTarget, deliver: Deliver) -> None:
+    outcome = deliver(webhook, delivery(f"http://127.0.0.1:{closed_port()}/h?token=SECRET"))
 
-    outcome = deliver_one(webhook, delivery(f"http://127.0.0.1:{port}/h?token=SECRET"))
-
-    assert not outcome.ok and not outcome.permanent
+    assert not outcome.ok and not outcome.permanent and outcome.unreachable
     assert outcome.error == "connection to 127.0.0.1 failed: Connection refused"
 
 
-def test_an_unreachable_host_is_tried_once_per_batch(http_target: HttpTarget) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    batch = [delivery(f"http://127.0.0.1:{port}/{i}") for i in range(3)]
-    batch.append(delivery(http_target.url + "/h"))  # other hosts are not affected
+def test_a_connect_timeout_is_unreachable(webhook: WebhookTarget, deliver: Deliver) -> None:
+    # Linux drops the SYNs to a listener whose accept queue is full: connecting hangs.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = [socket.socket() for _ in range(3)]
+        for s in queued:
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+        try:
+            outcome = deliver(webhook, delivery(f"http://127.0.0.1:{port}/h", timeout=0.3))
+        finally:
+            for s in queued:
+                s.close()
 
-    with WebhookTarget(LOOPBACK, max_workers=1) as target:
-        first, *others, elsewhere = target.deliver(batch)
-
-    assert first.error == "connection to 127.0.0.1 failed: Connection refused"
-    assert all("not tried again" in (o.error or "") and not o.permanent for o in others)
-    assert elsewhere.ok
-
-
-def test_a_batch_is_delivered_concurrently(webhook: WebhookTarget, http_target: HttpTarget) -> None:
-    http_target.respond("/h", Response(200, delay=0.2))
-    batch = [delivery(http_target.url + "/h") for _ in range(16)]
-
-    started = time.monotonic()
-    outcomes = webhook.deliver(batch)
-
-    assert [o.run_id for o in outcomes] == [d.run_id for d in batch]
-    assert all(o.ok for o in outcomes)
-    assert time.monotonic() - started < 1.0  # 16 x 0.2 s one after the other would be 3.2 s
+    assert not outcome.ok and not outcome.permanent and outcome.unreachable
+    assert outcome.error == "timeout after 0.3s connecting to 127.0.0.1"
 
 
-def test_invalid_targets_are_permanent(webhook: WebhookTarget) -> None:
-    bad = [
-        delivery("ftp://127.0.0.1/x"),
-        delivery("http://127.0.0.1:1/x", method="TRACE"),
-        Delivery("r", "j", T0, "p", {"type": "webhook"}, 1),
-        delivery("http://127.0.0.1:1/x", headers={"X-Bad": "a\r\nInjected: 1"}),
-        delivery("http://127.0.0.1:1/x", headers=["X-Bad"]),
-        delivery("http://127.0.0.1:1/x", timeout="soon"),
-        delivery("http://127.0.0.1:1/x", timeout=0),
-        delivery("http://127.0.0.1:1/x", secret=12345),
-    ]
+def test_a_name_that_does_not_resolve_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch, webhook: WebhookTarget, deliver: Deliver
+) -> None:
+    def no_such_name(host: Any, *args: Any, **kwargs: Any) -> Any:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    outcomes = webhook.deliver(bad)
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
 
-    assert all(not o.ok and o.permanent for o in outcomes), outcomes
+    outcome = deliver(webhook, delivery("http://nowhere.test/h"))
+
+    assert not outcome.ok and not outcome.permanent and outcome.unreachable
+    assert outcome.error == "connection to nowhere.test failed: name resolution failed"
 
 
 # --- SSRF guard ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def guarded(wall: ManualClock) -> Iterator[WebhookTarget]:
-    with WebhookTarget(clock=wall) as target:  # no allow-list: loopback is forbidden
-        yield target
 
 
 @pytest.mark.parametrize(
@@ -322,21 +433,26 @@ def guarded(wall: ManualClock) -> Iterator[WebhookTarget]:
     ],
 )
 def test_loopback_is_refused_in_every_spelling(
-    guarded: WebhookTarget, http_target: HttpTarget, host: str
+    guarded: WebhookTarget, deliver: Deliver, http_target: HttpTarget, host: str
 ) -> None:
-    outcome = deliver_one(guarded, delivery(f"http://{host}:{http_target.port}/h"))
+    outcome = deliver(guarded, delivery(f"http://{host}:{http_target.port}/h"))
 
-    assert not outcome.ok and outcome.permanent
+    assert not outcome.ok and outcome.permanent and not outcome.unreachable
     assert (outcome.error or "").startswith(f"refused: {host.strip('[]')} resolves to a private")
     assert http_target.requests == []
 
 
-def test_allow_networks_lets_loopback_through(http_target: HttpTarget) -> None:
-    with WebhookTarget(allow_networks=["127.0.0.1/32"]) as target:
-        ok = deliver_one(target, delivery(f"http://0x7f.1:{http_target.port}/h"))
-        refused = deliver_one(target, delivery(f"http://127.0.0.2:{http_target.port}/h"))
+@pytest.mark.parametrize("host", ["127.0.0.1", "0x7f.1", "2130706433", "127.1"])
+def test_allow_networks_lets_loopback_through(
+    make_target: MakeTarget, deliver: Deliver, http_target: HttpTarget, host: str
+) -> None:
+    target = make_target(["127.0.0.1/32"])
 
-    assert ok.ok and not refused.ok and refused.permanent
+    ok = deliver(target, delivery(f"http://{host}:{http_target.port}/h"))
+    refused = deliver(target, delivery(f"http://127.0.0.2:{http_target.port}/h"))
+
+    assert ok.ok, ok.error
+    assert not refused.ok and refused.permanent
     assert len(http_target.requests) == 1
 
 
@@ -411,6 +527,25 @@ def test_parse_ip_literal(host: str, expected: str | None) -> None:
     assert (str(parsed) if parsed else None) == expected
 
 
+def test_the_resolver_checks_legacy_literals_without_dns(
+    monkeypatch: pytest.MonkeyPatch, loop_thread: LoopThread
+) -> None:
+    """aiohttp hands a name like 0x7f.1 to the resolver: it is read as the address it spells."""
+    lookups = fake_dns(monkeypatch, {"0x7f.1": ["10.0.0.1"]})  # DNS would say otherwise
+
+    async def resolve(allow: list[str]) -> list[str]:
+        resolver = GuardedResolver(allow)
+        try:
+            return [r["host"] for r in await resolver.resolve("0x7f.1", 80)]
+        finally:
+            await resolver.close()
+
+    assert loop_thread.run(resolve(["127.0.0.1/32"])) == ["127.0.0.1"]
+    with pytest.raises(AddressRefused, match=r"0x7f\.1 resolves to a private address"):
+        loop_thread.run(resolve([]))
+    assert lookups == []
+
+
 def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> list[str]:
     """Resolve the names in `answers` (one answer per lookup, the last repeating)."""
     real = socket.getaddrinfo
@@ -429,14 +564,17 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> 
 
 
 def test_connects_to_the_checked_address(
-    monkeypatch: pytest.MonkeyPatch, http_target: HttpTarget
+    monkeypatch: pytest.MonkeyPatch,
+    make_target: MakeTarget,
+    deliver: Deliver,
+    http_target: HttpTarget,
 ) -> None:
     """DNS rebinding: the first answer is checked and used; a later lookup would get a forbidden
     address (127.0.0.9, nobody listening) and fail this test."""
     lookups = fake_dns(monkeypatch, {"hooks.test": ["127.0.0.1", "127.0.0.9"]})
 
-    with WebhookTarget(allow_networks=["127.0.0.1/32"]) as target:
-        outcome = deliver_one(target, delivery(f"http://hooks.test:{http_target.port}/h"))
+    target = make_target(["127.0.0.1/32"])
+    outcome = deliver(target, delivery(f"http://hooks.test:{http_target.port}/h"))
 
     assert outcome.ok, outcome.error
     assert lookups == ["hooks.test"]
@@ -444,7 +582,10 @@ def test_connects_to_the_checked_address(
 
 
 def test_a_name_with_any_private_address_is_refused(
-    monkeypatch: pytest.MonkeyPatch, http_target: HttpTarget
+    monkeypatch: pytest.MonkeyPatch,
+    make_target: MakeTarget,
+    deliver: Deliver,
+    http_target: HttpTarget,
 ) -> None:
     real = socket.getaddrinfo
 
@@ -454,23 +595,33 @@ def test_a_name_with_any_private_address_is_refused(
         return real("127.0.0.1", port, *args, **kwargs) + real("10.0.0.1", port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", two_answers)
-    with WebhookTarget(allow_networks=["127.0.0.1/32"]) as target:
-        outcome = deliver_one(target, delivery(f"http://mixed.test:{http_target.port}/h"))
+    target = make_target(["127.0.0.1/32"])
+    outcome = deliver(target, delivery(f"http://mixed.test:{http_target.port}/h"))
 
     assert outcome.permanent and "10.0.0.1 is private" in (outcome.error or "")
     assert http_target.requests == []
 
 
-def test_proxies_are_refused(http_target: HttpTarget) -> None:
-    def with_proxy() -> requests.Session:
-        session = requests.Session()
-        session.proxies = {"http": "http://127.0.0.1:9"}
-        return session
+def test_environment_proxies_are_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+    webhook: WebhookTarget,
+    deliver: Deliver,
+    http_target: HttpTarget,
+) -> None:
+    """Through a proxy we could not check the address finally connected to."""
+    proxy = HttpTarget()  # would record the request if it were used as a proxy
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        outcome = deliver(webhook, delivery(http_target.url + "/h"))
+    finally:
+        proxy.stop()
 
-    with WebhookTarget(LOOPBACK, session_factory=with_proxy) as target:
-        outcome = deliver_one(target, delivery(http_target.url + "/h"))
-
-    assert outcome.permanent and "proxies" in (outcome.error or "")
+    assert outcome.ok, outcome.error
+    assert [r.path for r in http_target.requests] == ["/h"]
+    assert proxy.requests == []
 
 
 # --- TLS: SNI and certificate checks use the host name, not the connected IP ------------------
@@ -518,24 +669,25 @@ def make_certificates(folder: Path, name: str) -> tuple[Path, ssl.SSLContext]:
 
 @pytest.mark.parametrize(("name", "ok"), [("hooks.test", True), ("other.test", False)])
 def test_tls_verifies_the_host_name(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, ok: bool
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    make_target: MakeTarget,
+    deliver: Deliver,
+    name: str,
+    ok: bool,
 ) -> None:
     ca_file, context = make_certificates(tmp_path, "hooks.test")
     fake_dns(monkeypatch, {"hooks.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
     server = HttpTarget(ssl_context=context)
-
-    def trusting_our_ca() -> requests.Session:
-        session = requests.Session()
-        session.verify = str(ca_file)
-        return session
+    target = make_target(ssl_context=ssl.create_default_context(cafile=ca_file))
 
     try:
-        with WebhookTarget(LOOPBACK, session_factory=trusting_our_ca) as target:
-            outcome = deliver_one(target, delivery(f"https://{name}:{server.port}/h"))
+        outcome = deliver(target, delivery(f"https://{name}:{server.port}/h"))
     finally:
         server.stop()
 
     assert outcome.ok is ok, outcome.error
     if not ok:  # the certificate is for hooks.test: a mismatch must fail, and may be fixed later
         assert not outcome.permanent and outcome.error == "TLS error with other.test"
+        assert not outcome.unreachable  # the host answered
         assert server.requests == []

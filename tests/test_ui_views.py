@@ -363,6 +363,7 @@ def test_a_daily_job_created_through_the_form(client: FlaskClient) -> None:
         ),
         ({"attempts": "3", "backoff": "1.5"}, {"retry": {"attempts": 3, "backoff": 1.5}}),
         ({"paused": "on", "max_runs": "2"}, {"status": "paused", "maxRuns": 2}),
+        ({"misfire": "all", "max_catch_up": "12"}, {"misfire": "all", "maxCatchUp": 12}),
     ],
 )
 def test_each_kind_of_rule_and_target_through_the_form(
@@ -390,10 +391,12 @@ def test_field_errors_show_next_to_their_field(client: FlaskClient) -> None:
             target_type="webhook",
             webhook_url="ftp://example.com",
             attempts="0",
+            max_catch_up="0",
         ),
     )
     assert response.status_code == 422
     html = text(response)
+    assert "1" in element(html, "error-max_catch_up")
     assert 'id="error-summary"' in html
     assert "61" in element(html, "error-cron")
     assert "does not parse" in element(html, "error-payload")

@@ -29,11 +29,13 @@ def job_out(job: Job, *, show_secret: bool = False) -> dict[str, Any]:
         "target": target_out(job.target, show_secret=show_secret),
         "retry": job.retry,
         "misfire": job.misfire,
+        "maxCatchUp": job.max_catch_up,
         "status": job.status,
         "description": timing.describe(job_timing(job)),
         "nextRunAt": format_instant(job.next_run_at),
         "lastRunAt": format_instant(job.last_run_at),
         "runCount": job.run_count,
+        "skippedCount": job.skipped_count,
         "createdAt": format_instant(job.created_at),
         "updatedAt": format_instant(job.updated_at),
     }

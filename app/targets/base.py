@@ -1,13 +1,22 @@
-"""What every target speaks: a batch of deliveries in, one outcome per delivery out.
+"""What every target speaks.
 
-Targets do no database work; the dispatcher records the outcomes.
+A remote target (SQS, webhook, ...) takes a small batch of deliveries and answers one
+Outcome per delivery; the delivery loop calls it on its event loop, many calls in flight
+at once, at most `max_in_flight` for one origin. Targets do no database work: the
+delivery loop records the outcomes.
+
+A target that delivers inside the fire transaction (the built-in queue) says so with
+`in_transaction = True` and writes its deliveries with the firing's connection instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+from sqlalchemy import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +39,7 @@ class Outcome:
     permanent: bool = False  # True: retrying cannot help, the run goes dead at once
     retry_after: float | None = None  # seconds the target asked us to wait
     disable_job: bool = False  # the target said the job should stop (webhook 410)
+    unreachable: bool = False  # no connection could be made: back the whole origin off
     response_status: int | None = None
     response_ms: float | None = None
     response_body: str | None = None
@@ -46,6 +56,35 @@ class DeliveryError(Exception):
 
 
 class Target(Protocol):
-    def deliver(self, deliveries: list[Delivery]) -> list[Outcome]:
-        """Deliver a batch; return exactly one Outcome per Delivery (any order). Never raises."""
+    """A remote destination, driven by the delivery loop's event loop."""
+
+    in_transaction: bool  # False: delivered by the delivery loop
+    batch_size: int  # the most deliveries one call takes (SQS: 10, webhook: 1)
+
+    def origin(self, delivery: Delivery) -> str:
+        """The destination this delivery goes to (e.g. 'https://host:443'): deliveries to one
+        origin share its in-flight limit and its back-off when it cannot be reached."""
+        ...
+
+    def timeout(self, delivery: Delivery) -> float:
+        """The longest one call for this delivery may take, in seconds (its lease covers it)."""
+        ...
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Deliver a batch (at most batch_size, all to one origin); exactly one Outcome per
+        Delivery, any order. Never raises."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called on the event loop that delivered."""
+        ...
+
+
+class InTransactionTarget(Protocol):
+    """A target whose delivery is a row written in the fire transaction itself."""
+
+    in_transaction: bool  # True
+
+    def write(self, conn: Connection, deliveries: Sequence[Delivery], now: datetime) -> None:
+        """Write these deliveries with the caller's connection, in its transaction."""
         ...

@@ -1,12 +1,12 @@
 """SQS target: runs go out with SendMessageBatch, up to 10 entries per call.
 
-Batches for one endpoint are sent a few at a time in parallel so that throughput stays close to
-(or above) a bare boto3 loop. boto3 clients are thread-safe, so one client per region is shared.
+The delivery loop keeps many calls in flight, so throughput stays close to a bare boto3
+loop. boto3 clients are thread-safe, so one client per region is shared.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import logging
 import threading
 import time
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -39,9 +40,11 @@ ClientFactory = Callable[[str | None], Any]
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch limit
 # Every SQS-compatible endpoint accepts 256 KiB per batch (AWS itself now takes 1 MiB).
 MAX_BATCH_BYTES = 256 * 1024
-MAX_IN_FLIGHT = 8
+MAX_THREADS = 32  # calls blocked in boto3 at once; more wait for a thread
 MAX_ERROR_CHARS = 200
-SKIPPED = "SQS endpoint unreachable (not tried again in this batch)"
+CONNECT_TIMEOUT = READ_TIMEOUT = 5
+MAX_ATTEMPTS = 3  # botocore's standard retry mode, inside one call
+CALL_TIMEOUT = float(MAX_ATTEMPTS * (CONNECT_TIMEOUT + READ_TIMEOUT) + 10)  # + its backoff
 
 # Errors about the job's target itself: retrying cannot help until someone changes the job.
 PERMANENT_CODES = frozenset(
@@ -72,10 +75,10 @@ _QUIET_CODES = frozenset(
 )
 
 _CONFIG = Config(
-    retries={"mode": "standard"},
-    connect_timeout=5,
-    read_timeout=5,
-    max_pool_connections=20,
+    retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+    connect_timeout=CONNECT_TIMEOUT,
+    read_timeout=READ_TIMEOUT,
+    max_pool_connections=MAX_THREADS,
 )
 _clients: dict[str | None, Any] = {}
 _clients_lock = threading.Lock()
@@ -95,16 +98,46 @@ Item = tuple[int, Delivery]  # (position in the deliver() batch, delivery)
 
 
 class SqsTarget:
+    """Calls go out on a small thread pool (boto3 is blocking); the delivery loop decides
+    how many are in flight."""
+
+    in_transaction = False
+    batch_size = MAX_BATCH_ENTRIES
+
     def __init__(
         self,
         client_factory: ClientFactory = default_client_factory,
-        max_in_flight: int = MAX_IN_FLIGHT,
+        max_threads: int = MAX_THREADS,
     ) -> None:
         self._client_factory = client_factory
-        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="sqs-send")
+        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="sqs-send")
+
+    def origin(self, delivery: Delivery) -> str:
+        """The SQS endpoint (region and host) a run goes to; a FIFO queue is an origin of
+        its own, so that it can be held to one call at a time."""
+        queue_url = str(delivery.target.get("queueUrl") or "")
+        url = urlsplit(queue_url)
+        region = delivery.target.get("region") or ""
+        if _is_fifo(queue_url):
+            return f"sqs:{region}:{queue_url}"
+        return f"sqs:{region}:{url.scheme}://{url.netloc}"
+
+    def max_in_flight(self, delivery: Delivery) -> int | None:
+        """A FIFO queue takes one call at a time, so its messages keep their order."""
+        return 1 if _is_fifo(str(delivery.target.get("queueUrl") or "")) else None
+
+    def timeout(self, delivery: Delivery) -> float:
+        return CALL_TIMEOUT
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.send, list(deliveries))
+
+    async def aclose(self) -> None:
+        self.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> SqsTarget:
         return self
@@ -112,44 +145,25 @@ class SqsTarget:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def deliver(self, deliveries: list[Delivery]) -> list[Outcome]:
+    def send(self, deliveries: list[Delivery]) -> list[Outcome]:
+        """Send a batch with SendMessageBatch calls, one queue after another (blocking)."""
         outcomes: dict[int, Outcome] = {}
-        # Regions whose endpoint could not be reached during this call: their remaining chunks
-        # fail at once instead of each waiting out connect timeouts and botocore's retries.
-        unreachable: set[str | None] = set()
-        tasks: list[list[list[Item]]] = []  # each task: chunks sent one after the other
-        for (_, url), items in _group(deliveries, outcomes).items():
-            chunks = list(_chunks(items))
-            if url.endswith(".fifo"):
-                tasks.append(chunks)  # keep FIFO order: this queue's chunks go in sequence
-            else:
-                tasks.extend([chunk] for chunk in chunks)
-        run = functools.partial(self._run_task, unreachable=unreachable)
-        # One task runs inline: no thread hop for the common small batch.
-        results = map(run, tasks) if len(tasks) == 1 else self._pool.map(run, tasks)
-        for result in results:
-            outcomes.update(result)
+        for items in _group(deliveries, outcomes).values():
+            for chunk in _chunks(items):
+                outcomes.update(self._send_safely(chunk))
         return [outcomes[i] for i in range(len(deliveries))]
 
-    def _run_task(
-        self, chunks: list[list[Item]], unreachable: set[str | None]
-    ) -> dict[int, Outcome]:
-        result: dict[int, Outcome] = {}
-        for chunk in chunks:
-            try:
-                result.update(self._send(chunk, unreachable))
-            except Exception:  # a bug here must not lose the batch: report it, let it retry
-                logger.exception("sqs send failed unexpectedly")
-                for index, d in chunk:
-                    result[index] = _failure(d, "internal error while sending", permanent=False)
-        return result
+    def _send_safely(self, chunk: list[Item]) -> dict[int, Outcome]:
+        try:
+            return self._send(chunk)
+        except Exception:  # a bug here must not lose the batch: report it, let it retry
+            logger.exception("sqs send failed unexpectedly")
+            return {index: _failure(d, "internal error while sending", False) for index, d in chunk}
 
-    def _send(self, chunk: list[Item], unreachable: set[str | None]) -> dict[int, Outcome]:
+    def _send(self, chunk: list[Item]) -> dict[int, Outcome]:
         target = chunk[0][1].target
         region, url = target.get("region") or None, target["queueUrl"]
-        if region in unreachable:
-            return {index: _failure(d, SKIPPED, permanent=False) for index, d in chunk}
-        fifo = url.endswith(".fifo")
+        fifo = _is_fifo(url)
         entries = [_entry(str(pos), d, fifo) for pos, (_, d) in enumerate(chunk)]
         started = time.monotonic()
         try:
@@ -157,15 +171,18 @@ class SqsTarget:
             response = client.send_message_batch(QueueUrl=url, Entries=entries)
         except Exception as exc:
             permanent, error = classify_call_error(exc)
-            if isinstance(exc, BotoConnectionError):
-                unreachable.add(region)
             logger.warning(
                 "sqs batch failed",
                 extra={"queue_url": url, "entries": len(chunk), "error": error},
             )
-            return {index: _failure(d, error, permanent) for index, d in chunk}
+            unreachable = isinstance(exc, BotoConnectionError)
+            return {index: _failure(d, error, permanent, unreachable) for index, d in chunk}
         elapsed_ms = (time.monotonic() - started) * 1000
         return _map_results(chunk, response, elapsed_ms)
+
+
+def _is_fifo(queue_url: str) -> bool:
+    return queue_url.endswith(".fifo")
 
 
 def _group(
@@ -274,8 +291,8 @@ def classify_call_error(exc: Exception) -> tuple[bool, str]:
     return False, f"SQS call failed ({type(exc).__name__})"
 
 
-def _failure(d: Delivery, error: str, permanent: bool) -> Outcome:
-    return Outcome(d.run_id, ok=False, error=error, permanent=permanent)
+def _failure(d: Delivery, error: str, permanent: bool, unreachable: bool = False) -> Outcome:
+    return Outcome(d.run_id, ok=False, error=error, permanent=permanent, unreachable=unreachable)
 
 
 def _short(text: str) -> str:

@@ -4,7 +4,7 @@ All datetimes in and out are aware and in UTC; wall time exists only inside eval
 """
 
 from app.timing.errors import TimingError
-from app.timing.sequence import first_fire, latest_fire, next_fire, occurrences
+from app.timing.sequence import count_between, first_fire, latest_fire, next_fire, occurrences
 from app.timing.spec import (
     RECURRING,
     Timing,
@@ -22,6 +22,7 @@ __all__ = [
     "TimingError",
     "TimingSource",
     "canonical_timezone",
+    "count_between",
     "describe",
     "first_fire",
     "latest_fire",

@@ -74,6 +74,30 @@ def occurrences(timing: Timing, after: datetime, count: int, *, fired: int = 0) 
     return found
 
 
+def count_between(
+    timing: Timing, after: datetime, until: datetime, *, cap: int
+) -> tuple[int, bool]:
+    """(how many occurrences fall in (after, until], whether that is exact). An interval is
+    counted by arithmetic; other kinds step through, at most `cap` steps (then: not exact)."""
+    after, until = _utc(after), _utc(until)
+    if timing.end_at is not None:
+        until = min(until, timing.end_at)
+    if until <= after:
+        return 0, True
+    if timing.recurring == "interval" and timing.first_at is not None:
+        start = max(after, (timing.start_at or after) - _TICK, timing.first_at - _TICK)
+        step = timedelta(seconds=timing.interval or 1)
+        first = timing.first_at
+        return max(0, (until - first) // step - (start - first) // step), True
+    found, cursor = 0, after
+    while found < cap:
+        following = _next_in_window(timing, cursor)
+        if following is None or following > until:
+            break
+        found, cursor = found + 1, following
+    return found, found < cap
+
+
 def _next_in_window(timing: Timing, after: datetime) -> datetime | None:
     if timing.start_at is not None and after < timing.start_at:
         after = timing.start_at - _TICK

@@ -164,7 +164,9 @@ def fire_times(job: Job, before: datetime, limit: int) -> list[datetime]:
     if job.next_run_at is None or job.next_run_at >= before:
         return []
     rules = job_timing(job)
-    following = timing.occurrences(rules, job.next_run_at, limit - 1, fired=job.run_count + 1)
+    following = timing.occurrences(
+        rules, job.next_run_at, limit - 1, fired=job.occurrence_count + 1
+    )
     return [job.next_run_at, *(t for t in following if t < before)]
 
 

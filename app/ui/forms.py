@@ -58,6 +58,7 @@ _API_FIELDS = {
     "payload": "payload",
     "name": "name",
     "misfire": "misfire",
+    "maxCatchUp": "max_catch_up",
     "status": "paused",
 }
 _TARGET_FIELDS = {
@@ -98,6 +99,7 @@ class JobForm:
     start_at: str = ""
     end_at: str = ""
     misfire: str = "coalesce"
+    max_catch_up: str = ""
     paused: bool = False
 
     @classmethod
@@ -144,6 +146,7 @@ class JobForm:
             start_at=_wall_text(job.start_at, zone),
             end_at=_wall_text(job.end_at, zone),
             misfire=job.misfire,
+            max_catch_up=str(job.max_catch_up or ""),
             paused=job.status == "paused",
         )
 
@@ -196,6 +199,7 @@ FIELD_LABELS = {
     "attempts": "Attempts",
     "backoff": "First retry after",
     "misfire": "After downtime",
+    "max_catch_up": "Missed times fired at most",
     "paused": "Paused",
     "form": "Job",
 }
@@ -276,6 +280,9 @@ def job_in(form: JobForm, now: datetime, old_target: dict[str, Any] | None = Non
     if retry:
         data["retry"] = retry
     data["misfire"] = form.misfire
+    catch_up = _integer(form.max_catch_up, "max_catch_up", errors, "a whole number of runs")
+    if catch_up is not None:
+        data["maxCatchUp"] = catch_up
     data["status"] = "paused" if form.paused else "active"
     try:
         checked = JobIn.model_validate(data)

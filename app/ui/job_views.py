@@ -191,8 +191,8 @@ def next_times(job: Job, current: datetime, count: int) -> list[datetime]:
     if job.status == "completed":
         return []
     if job.status == "paused" or job.next_run_at is None:
-        return timing.occurrences(rules, current, count, fired=job.run_count)
-    later = timing.occurrences(rules, job.next_run_at, count - 1, fired=job.run_count + 1)
+        return timing.occurrences(rules, current, count, fired=job.occurrence_count)
+    later = timing.occurrences(rules, job.next_run_at, count - 1, fired=job.occurrence_count + 1)
     return [job.next_run_at, *later]
 
 

@@ -16,7 +16,7 @@ import psutil
 import requests
 from sqlalchemy import Engine, insert, text
 
-from app.bulk import SqliteBulk
+from app.scheduler.bulk import SqliteBulk
 from bench.common import (
     QUEUE_TARGET,
     Context,

@@ -46,13 +46,14 @@ class Bulk:
         key: str,
         rows: Sequence[Mapping[str, Any]],
         condition: str = "",
+        match: Sequence[str] = (),
     ) -> int:
-        """Set each row's other columns where `key` matches (and the SQL `condition` on the
-        table holds, if given); return how many rows changed."""
+        """Set each row's other columns where `key` and the `match` columns equal the row's
+        (and the SQL `condition` on the table holds, if given); return how many changed."""
         if not rows:
             return 0
-        columns = [key, *(c for c in rows[0] if c != key)]
-        sql = self._update_sql(table, columns)
+        columns = [key, *(c for c in rows[0] if c != key and c not in match), *match]
+        sql = self._update_sql(table, columns, len(match))
         if condition:
             sql += f" AND {table.name}.{condition}"
         return self._execute(conn, sql, rows, columns)
@@ -65,8 +66,9 @@ class Bulk:
     def _source(self, table: Table, columns: list[str]) -> str:
         raise NotImplementedError
 
-    def _update_sql(self, table: Table, columns: list[str]) -> str:
-        """An UPDATE whose parameters are `columns`, the key first."""
+    def _update_sql(self, table: Table, columns: list[str], matched: int) -> str:
+        """An UPDATE whose parameters are `columns`: the key first, the last `matched`
+        compared rather than set."""
         raise NotImplementedError
 
     def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
@@ -111,11 +113,16 @@ class SqliteBulk(Bulk):
     def _source(self, table: Table, columns: list[str]) -> str:
         return f"VALUES ({', '.join('?' for _ in columns)})"
 
-    def _update_sql(self, table: Table, columns: list[str]) -> str:
-        key, *rest = columns
+    def _update_sql(self, table: Table, columns: list[str], matched: int) -> str:
         # Numbered placeholders: the key is the first parameter, as on PostgreSQL.
-        assignments = ", ".join(f"{c} = ?{n}" for n, c in enumerate(rest, start=2))
-        return f"UPDATE {table.name} SET {assignments} WHERE {table.name}.{key} = ?1"
+        numbered = [(c, n) for n, c in enumerate(columns, start=1)]
+        where, sets = (
+            [numbered[0], *numbered[len(numbered) - matched :]],
+            numbered[1 : len(numbered) - matched],
+        )
+        assignments = ", ".join(f"{c} = ?{n}" for c, n in sets)
+        condition = " AND ".join(f"{table.name}.{c} = ?{n}" for c, n in where)
+        return f"UPDATE {table.name} SET {assignments} WHERE {condition}"
 
     def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
         return _sqlite_params(rows, columns)
@@ -135,13 +142,14 @@ class PostgresBulk(Bulk):
     def _source(self, table: Table, columns: list[str]) -> str:
         return f"SELECT * FROM unnest({self._arrays(table, columns)})"
 
-    def _update_sql(self, table: Table, columns: list[str]) -> str:
-        key, *rest = columns
-        assignments = ", ".join(f"{c} = v.{c}" for c in rest)
+    def _update_sql(self, table: Table, columns: list[str], matched: int) -> str:
+        where = [columns[0], *columns[len(columns) - matched :]]
+        assignments = ", ".join(f"{c} = v.{c}" for c in columns[1 : len(columns) - matched])
+        condition = " AND ".join(f"{table.name}.{c} = v.{c}" for c in where)
         return (
             f"UPDATE {table.name} SET {assignments} "
             f"FROM unnest({self._arrays(table, columns)}) AS v({', '.join(columns)}) "
-            f"WHERE {table.name}.{key} = v.{key}"
+            f"WHERE {condition}"
         )
 
     def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:

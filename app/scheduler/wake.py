@@ -1,5 +1,9 @@
-"""PostgreSQL LISTEN/NOTIFY: wake the dispatchers when a job becomes due sooner than
-their next pass. The web process sends NOTIFY (app.jobs); the dispatcher waits here."""
+"""Waiting between passes, and being woken early.
+
+A pass sleeps until work is due; it wakes sooner when told (the firing loop tells the
+delivery loop it wrote runs) and, on PostgreSQL, when the web process sends NOTIFY for a
+job due before the next pass (app.jobs sends it; the firing loop listens here).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,33 @@ import time
 import psycopg
 from sqlalchemy import Engine
 
-from app.dispatcher import Waiter
-
 log = logging.getLogger(__name__)
 CHANNEL = "scheduler_due"
-SLICE = 0.25  # seconds: how soon a stop request is noticed while waiting
+SLICE = 0.25  # seconds: how soon a stop request is noticed while listening
+
+
+class Waiter:
+    """Sleeps until a deadline, until woken, or until stopped."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+        self._woken = threading.Event()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._woken.wait(min(SLICE, remaining)):
+                break
+        self._woken.clear()
 
 
 class NotifyWaiter(Waiter):
+    """Also wakes on a NOTIFY on CHANNEL (PostgreSQL)."""
+
     def __init__(self, engine: Engine, stopping: threading.Event) -> None:
         super().__init__(stopping)
         url = engine.url.set(drivername="postgresql")
@@ -32,19 +55,22 @@ class NotifyWaiter(Waiter):
 
     def wait(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while not self.stopping.is_set():
+        while not self.stopping.is_set() and not self._woken.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                break
             try:
                 if self.conn is None or self.conn.closed:
                     self._listen()
                     # A NOTIFY sent before LISTEN took effect is lost: let the caller look
                     # for work once more, now that no later one can be missed.
-                    return
-                for _ in self.conn.notifies(timeout=min(SLICE, remaining), stop_after=1):
-                    return
+                    break
+                if any(
+                    True for _ in self.conn.notifies(timeout=min(SLICE, remaining), stop_after=1)
+                ):
+                    break
             except psycopg.Error:
                 log.warning("LISTEN connection lost; retrying", extra={"action": "listen"})
                 self.conn = None
                 self.stopping.wait(min(SLICE, remaining))
+        self._woken.clear()

@@ -1,0 +1,226 @@
+"""Delivery: runs whose attempt is due are claimed, leased and handed to the lanes.
+
+A step claims runs due for an attempt (new, retrying, or left behind by a crashed
+dispatcher), as many as the lanes have room for. In the claim's transaction, runs of an
+in-transaction target (the built-in queue) are delivered on the spot; runs of a target
+this process lacks go dead; runs whose origin already has its share held are put back a
+little later (a slow origin's backlog waits in the database); the rest are leased, each
+for its own call's timeout plus a margin, and handed to the lanes. Leases of runs still
+held are renewed, so a run waiting for a slot or in a long call is never taken over by
+a live peer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, func, select, tuple_, update
+
+from app.clock import Clock
+from app.database import write_connection
+from app.metrics import CounterWriter
+from app.models import Job, Run
+from app.retry import RetryPolicy
+from app.scheduler.bulk import Bulk
+from app.scheduler.firing import delivery_of
+from app.scheduler.lanes import Held, Lanes
+from app.scheduler.settings import DispatcherSettings
+from app.targets.base import Delivery, Target
+
+jobs, runs = Job.__table__, Run.__table__
+PUT_BACK = 1.0  # seconds a run whose origin is full waits before it is claimed again
+RENEW_CHUNK = 500
+
+
+class Delivering:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        local_targets: Mapping[str, Any],
+        remote_targets: Mapping[str, Target],
+        settings: DispatcherSettings,
+        bulk: Bulk,
+        counters: CounterWriter,
+        lanes: Lanes,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.local_targets = local_targets
+        self.remote_targets = remote_targets
+        self.settings = settings
+        self.bulk = bulk
+        self.counters = counters
+        self.lanes = lanes
+
+    def deliver_due(self) -> int:
+        """Claim one batch of runs due for an attempt. Returns how many were claimed (0:
+        none due, or the lanes are full)."""
+        room = min(self.settings.max_held - self.lanes.held_count(), self.settings.delivery_batch)
+        if room <= 0:
+            return 0
+        now = self.clock.now()
+        with write_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(
+                    runs.c.id,
+                    runs.c.job_id,
+                    runs.c.scheduled_for,
+                    runs.c.attempts,
+                    jobs.c.payload,
+                    jobs.c.target,
+                    jobs.c.retry,
+                )
+                .join(jobs, jobs.c.id == runs.c.job_id)
+                .where(runs.c.next_attempt_at <= now)
+                .order_by(runs.c.next_attempt_at)
+                .limit(room)
+                .with_for_update(skip_locked=True, of=runs)
+            ).all()
+            if not rows:
+                return 0
+            held = self._take(conn, rows, now)
+        self.lanes.submit(held)
+        return len(rows)
+
+    def seconds_until_due(self) -> float | None:
+        with self.engine.connect() as conn:
+            soonest = conn.scalar(select(func.min(runs.c.next_attempt_at)))
+        return None if soonest is None else max(0.0, (soonest - self.clock.now()).total_seconds())
+
+    def _take(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> list[Held]:
+        local: dict[str, list[Delivery]] = defaultdict(list)
+        held: list[Held] = []
+        dead: list[tuple[Delivery, str]] = []
+        put_back: list[Any] = []
+        taken: Counter[str] = Counter()
+        for row in rows:
+            kind = row.target["type"]
+            run = {"id": row.id, "job_id": row.job_id, "scheduled_for": row.scheduled_for}
+            delivery = delivery_of(run, row.payload, row.target, row.attempts + 1)
+            if kind in self.local_targets:
+                local[kind].append(delivery)
+                continue
+            target = self.remote_targets.get(kind)
+            if target is None:
+                dead.append((delivery, f"no {kind} target configured in this scheduler"))
+                continue
+            item = self._held(target, delivery, row.retry, now)
+            if self.lanes.held_for(item.origin) + taken[item.origin] >= (
+                self.settings.origin_held(item.limit)
+            ):
+                put_back.append(row.id)
+                continue
+            taken[item.origin] += 1
+            held.append(item)
+        self._write_local(conn, local, now)
+        self._write_dead(conn, dead)
+        later = now + timedelta(seconds=PUT_BACK)
+        self.bulk.update(conn, runs, "id", [{"id": k, "next_attempt_at": later} for k in put_back])
+        self._write_leases(conn, held)
+        retries = sum(1 for row in rows if row.attempts >= 1)
+        delivered = sum(len(d) for d in local.values())
+        counts = {"deliveries_delivered": delivered, "deliveries_dead": len(dead)}
+        self.counters.add(conn, counts | {"retries": retries})
+        return held
+
+    def _held(
+        self, target: Target, delivery: Delivery, retry: Mapping[str, Any] | None, now: datetime
+    ) -> Held:
+        lease = max(self.settings.lease, target.timeout(delivery) + self.settings.lease_margin)
+        try:
+            origin = target.origin(delivery)
+        except Exception:  # a stored spec that no longer parses: the target reports it
+            origin = f"{delivery.target['type']}:invalid"
+        limit = delivery.target.get("maxInFlight") or self.settings.origin_in_flight
+        # A destination may impose its own limit (a FIFO queue: one call at a time).
+        imposed = getattr(target, "max_in_flight", lambda _: None)(delivery)
+        limit = min(limit, imposed or limit)
+        return Held(
+            delivery=delivery,
+            policy=RetryPolicy.of(retry, self.settings.default_retry),
+            lease=lease,
+            lease_until=now + timedelta(seconds=lease),
+            origin=origin,
+            limit=min(int(limit), self.settings.max_in_flight),
+        )
+
+    def _write_local(
+        self, conn: Connection, local: Mapping[str, list[Delivery]], now: datetime
+    ) -> None:
+        for kind, deliveries in local.items():
+            self.local_targets[kind].write(conn, deliveries, now)
+        delivered = [
+            {
+                "id": uuid.UUID(d.run_id),
+                "status": "delivered",
+                "attempts": d.attempt,
+                "next_attempt_at": None,
+                "delivered_at": now,
+                "last_error": None,
+            }
+            for deliveries in local.values()
+            for d in deliveries
+        ]
+        self.bulk.update(conn, runs, "id", delivered)
+
+    def _write_dead(self, conn: Connection, dead: list[tuple[Delivery, str]]) -> None:
+        rows = [
+            {
+                "id": uuid.UUID(d.run_id),
+                "status": "dead",
+                "attempts": d.attempt,
+                "next_attempt_at": None,
+                "last_error": error,
+            }
+            for d, error in dead
+        ]
+        self.bulk.update(conn, runs, "id", rows)
+
+    def _write_leases(self, conn: Connection, held: list[Held]) -> None:
+        rows = [
+            {
+                "id": uuid.UUID(item.delivery.run_id),
+                "status": "delivering",
+                "attempts": item.delivery.attempt,
+                "next_attempt_at": item.lease_until,
+            }
+            for item in held
+        ]
+        self.bulk.update(conn, runs, "id", rows)
+
+    def renew_leases(self) -> int:
+        """Renew the leases of held runs past half their length; forget the runs whose
+        lease another dispatcher has taken over. Returns how many were renewed."""
+        now = self.clock.now()
+        due = [h for h in self.lanes.held() if h.lease_until - now < timedelta(seconds=h.lease / 2)]
+        by_length: dict[float, list[Held]] = defaultdict(list)
+        for item in due:
+            by_length[item.lease].append(item)
+        renewed: set[str] = set()
+        for lease, items in by_length.items():
+            for start in range(0, len(items), RENEW_CHUNK):
+                renewed |= self._renew(items[start : start + RENEW_CHUNK], now, lease)
+        for item in due:
+            if item.delivery.run_id in renewed:
+                item.lease_until = now + timedelta(seconds=item.lease)
+        self.lanes.forget(
+            item.delivery.run_id for item in due if item.delivery.run_id not in renewed
+        )
+        return len(renewed)
+
+    def _renew(self, items: list[Held], now: datetime, lease: float) -> set[str]:
+        keys = [(uuid.UUID(item.delivery.run_id), item.delivery.attempt) for item in items]
+        with write_connection(self.engine) as conn:
+            ours = conn.execute(
+                update(runs)
+                .where(tuple_(runs.c.id, runs.c.attempts).in_(keys))
+                .where(runs.c.status == "delivering")
+                .values(next_attempt_at=now + timedelta(seconds=lease))
+                .returning(runs.c.id)
+            ).scalars()
+            return {str(key) for key in ours}

@@ -1,0 +1,156 @@
+"""The dispatcher: the firing and delivery loops of the scheduler process, put together.
+
+Its steps say whether they found work, so a test can run one step with a moved clock:
+
+- fire_due (app.scheduler.firing): due jobs become runs; never waits on a target.
+- deliver_due (app.scheduler.delivery): runs due for an attempt are leased and handed to
+  the lanes (app.scheduler.lanes), whose outcomes the recorder writes as they come
+  (app.scheduler.outcomes). Stepping by hand, it waits for those outcomes; in the
+  scheduler process it returns at once and the lanes deliver beside the next steps.
+- renew_leases: keeps the leases of runs still held.
+
+Each loop runs in passes: work until nothing is due, then sleep until something is (or
+until woken), for at most one window; APScheduler starts a pass every window.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Engine
+
+from app.clock import Clock
+from app.metrics import CounterWriter
+from app.scheduler.bulk import bulk_for
+from app.scheduler.delivery import Delivering
+from app.scheduler.firing import Firing
+from app.scheduler.lanes import Lanes
+from app.scheduler.outcomes import OutcomeRecorder
+from app.scheduler.settings import DispatcherSettings
+from app.scheduler.wake import Waiter
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        targets: Mapping[str, Any],
+        settings: DispatcherSettings,
+        rng: random.Random | None = None,
+        *,
+        background: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.settings = settings
+        self.background = background
+        self.stopping = threading.Event()
+        self.delivery_waiter = Waiter(self.stopping)
+        bulk = bulk_for(engine)
+        counters = CounterWriter(engine)
+        local = {kind: t for kind, t in targets.items() if t.in_transaction}
+        remote = {kind: t for kind, t in targets.items() if not t.in_transaction}
+        self.recorder = OutcomeRecorder(
+            engine, clock, bulk, counters, rng or random.Random(), linger=settings.outcome_linger
+        )
+        self.lanes = Lanes(
+            remote,
+            clock,
+            self.recorder.put,
+            max_in_flight=settings.max_in_flight,
+            backoff_ceiling=settings.origin_backoff,
+            grace=settings.lease_margin / 2,
+        )
+        self.lanes.on_free = self.delivery_waiter.wake
+        self.firing = Firing(
+            engine, clock, local, settings, bulk, counters, self.delivery_waiter.wake
+        )
+        self.delivering = Delivering(
+            engine, clock, local, remote, settings, bulk, counters, self.lanes
+        )
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def fire_due(self) -> int:
+        return self.firing.fire_due()
+
+    def deliver_due(self) -> int:
+        claimed = self.delivering.deliver_due()
+        if claimed and not self.background:
+            self.settle()
+        return claimed
+
+    def step(self) -> int:
+        return self.fire_due() + self.deliver_due()
+
+    def renew_leases(self) -> int:
+        return self.delivering.renew_leases()
+
+    def settle(self, timeout: float | None = 120.0) -> None:
+        """Wait until the runs handed to the lanes are delivered and recorded."""
+        self.lanes.wait_idle(timeout)
+        self.recorder.flush()
+
+    def seconds_until_due(self) -> float | None:
+        """How long until the next job is due to fire; None when none is."""
+        return self.firing.seconds_until_due()
+
+    def seconds_until_delivery(self) -> float | None:
+        """How long until the next run is due for an attempt; None when none is."""
+        return self.delivering.seconds_until_due()
+
+    # -- the passes ----------------------------------------------------------------------
+
+    def run_pass(self, window: float, waiter: Waiter | None = None) -> None:
+        """The firing loop's pass. On PostgreSQL its waiter also wakes on NOTIFY."""
+        self._pass(lambda: self.fire_due(), lambda: self.seconds_until_due(), window, waiter)
+
+    def run_delivery_pass(self, window: float) -> None:
+        """The delivery loop's pass; woken when runs are fired or lanes have room again."""
+
+        def due() -> float | None:
+            if self.lanes.held_count() >= self.settings.max_held:
+                return None  # full: wait to be woken by a lane
+            return self.seconds_until_delivery()
+
+        self._pass(self.delivering.deliver_due, due, window, self.delivery_waiter)
+
+    def _pass(
+        self,
+        step: Callable[[], int],
+        soonest: Callable[[], float | None],
+        window: float,
+        waiter: Waiter | None,
+    ) -> None:
+        waiter = waiter or Waiter(self.stopping)
+        deadline = time.monotonic() + window
+        while not self.stopping.is_set():
+            try:
+                if step():
+                    continue
+                wake = soonest()
+            except Exception:  # a database outage must not kill the process: retry next pass
+                log.exception("dispatch pass failed", extra={"action": "dispatch"})
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            waiter.wait(remaining if wake is None else min(wake, remaining))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.delivery_waiter.wake()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Finish the calls in flight (up to `timeout` s), record them, close the targets."""
+        self.lanes.close(timeout)
+        self.recorder.flush()
+        self.recorder.close()

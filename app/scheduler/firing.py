@@ -1,0 +1,187 @@
+"""Firing: due jobs become runs.
+
+One step claims a batch of due jobs and, in one transaction, writes one run per
+occurrence, advances each job by the job-state rules (app.jobstate), writes their audit
+entries, and delivers the runs of in-transaction targets (the built-in queue). Runs for
+remote targets are left `pending` for the delivery loop: firing never waits on a target.
+
+The unique key on (job, scheduled_for) lets the database refuse a second run of one
+occurrence, however many dispatchers claim side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, func, select
+
+from app import audit, jobstate, timing
+from app.clock import Clock
+from app.database import write_connection
+from app.jobstate import JobState, MisfirePolicy
+from app.metrics import CounterWriter, lag_counts
+from app.models import AuditEntry, Job, Run
+from app.scheduler.bulk import Bulk
+from app.scheduler.settings import DispatcherSettings
+from app.targets.base import Delivery
+
+log = logging.getLogger(__name__)
+
+jobs, runs, audit_log = Job.__table__, Run.__table__, AuditEntry.__table__
+JOB_COLUMNS = (
+    jobs.c.id,
+    jobs.c.payload,
+    jobs.c.recurring,
+    jobs.c.first_at,
+    jobs.c.timezone,
+    jobs.c.cron,
+    jobs.c.interval,
+    jobs.c.start_at,
+    jobs.c.end_at,
+    jobs.c.max_runs,
+    jobs.c.target,
+    jobs.c.misfire,
+    jobs.c.max_catch_up,
+    jobs.c.status,
+    jobs.c.next_run_at,
+    jobs.c.run_count,
+    jobs.c.last_run_at,
+    jobs.c.occurrence_count,
+    jobs.c.last_occurrence_at,
+    jobs.c.skipped_count,
+)
+
+
+class Firing:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        local_targets: Mapping[str, Any],
+        settings: DispatcherSettings,
+        bulk: Bulk,
+        counters: CounterWriter,
+        wrote_remote_runs: Callable[[], None],
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.local_targets = local_targets  # type -> InTransactionTarget
+        self.settings = settings
+        self.bulk = bulk
+        self.counters = counters
+        self.wrote_remote_runs = wrote_remote_runs
+
+    def fire_due(self) -> int:
+        """Fire one batch of due jobs. Returns how many jobs fired (0: nothing was due)."""
+        now = self.clock.now()
+        with write_connection(self.engine) as conn:
+            rows = conn.execute(
+                select(*JOB_COLUMNS)
+                .where(jobs.c.next_run_at <= now)
+                .order_by(jobs.c.next_run_at)
+                .limit(self.settings.fire_batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return 0
+            fired, remote = self._fire(conn, rows, now)
+        if remote:
+            self.wrote_remote_runs()
+        return fired
+
+    def seconds_until_due(self) -> float | None:
+        with self.engine.connect() as conn:
+            soonest = conn.scalar(select(func.min(jobs.c.next_run_at)))
+        return None if soonest is None else max(0.0, (soonest - self.clock.now()).total_seconds())
+
+    def _fire(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> tuple[int, int]:
+        """Write the runs, jobs and audit entries of a claimed batch; (jobs fired, remote
+        runs written). A batch writes about fire_batch runs: jobs catching up on many missed
+        occurrences beyond that are left for the next step (their claim ends with this
+        transaction), so one job's backlog cannot crowd out the others."""
+        run_rows: list[dict[str, Any]] = []
+        job_rows: list[dict[str, Any]] = []
+        audits: list[dict[str, Any]] = []
+        skipped = 0
+        for row in rows:
+            if len(run_rows) >= self.settings.fire_batch:
+                break
+            change = jobstate.fire(timing.timing_of(row), JobState.of(row), now, self._misfire(row))
+            run_rows += [self._run_row(row, at, now) for at in change.fire_times]
+            job_rows.append({"id": row.id, **change.state.columns()})
+            skipped += change.state.skipped_count - (row.skipped_count or 0)
+            audits += [
+                audit.entry(now, audit.DISPATCHER, a.action, row.id, detail=a.detail)
+                for a in change.audits
+            ]
+        self.bulk.update(conn, jobs, "id", job_rows)
+        self.bulk.insert(conn, audit_log, audits)
+        written = [r for r in run_rows if r["id"] in self._insert_runs(conn, run_rows)]
+        delivered = self._deliver_local(conn, rows, written, now)
+        lags = [(now - r["scheduled_for"]).total_seconds() for r in written]
+        increments = {"fires": len(written), "deliveries_delivered": delivered}
+        self.counters.add(conn, increments | {"skipped": skipped} | lag_counts(lags))
+        log.debug("fired", extra={"action": "fire", "jobs": len(job_rows), "runs": len(written)})
+        return len(job_rows), len(written) - delivered
+
+    def _misfire(self, row: Row[Any]) -> MisfirePolicy:
+        return MisfirePolicy(
+            row.misfire,
+            self.settings.misfire_grace,
+            row.max_catch_up or self.settings.catch_up_limit,
+        )
+
+    def _run_row(self, job: Row[Any], scheduled_for: datetime, now: datetime) -> dict[str, Any]:
+        local = job.target["type"] in self.local_targets
+        return {
+            "id": uuid.uuid4(),
+            "job_id": job.id,
+            "scheduled_for": scheduled_for,
+            "fired_at": now,
+            "status": "delivered" if local else "pending",
+            "attempts": 1 if local else 0,
+            "next_attempt_at": None if local else now,
+            "delivered_at": now if local else None,
+        }
+
+    def _insert_runs(self, conn: Connection, rows: list[dict[str, Any]]) -> set[Any]:
+        """Insert runs, skipping an occurrence already fired; return the ids written."""
+        written = self.bulk.insert(conn, runs, rows, ignore_conflicts=True)
+        ids = [row["id"] for row in rows]
+        if written == len(rows):
+            return set(ids)
+        # Rare: some occurrence had a run already (a run now at the very same instant).
+        return set(conn.execute(select(runs.c.id).where(runs.c.id.in_(ids))).scalars())
+
+    def _deliver_local(
+        self, conn: Connection, jobs_rows: Sequence[Row[Any]], written: list[dict[str, Any]],
+        now: datetime,
+    ) -> int:  # fmt: skip
+        """Deliver the runs of in-transaction targets with this transaction."""
+        by_job = {row.id: row for row in jobs_rows}
+        by_type: dict[str, list[Delivery]] = defaultdict(list)
+        for run in written:
+            job = by_job[run["job_id"]]
+            if job.target["type"] in self.local_targets:
+                by_type[job.target["type"]].append(delivery_of(run, job.payload, job.target, 1))
+        for kind, deliveries in by_type.items():
+            self.local_targets[kind].write(conn, deliveries, now)
+        return sum(len(d) for d in by_type.values())
+
+
+def delivery_of(
+    run: Mapping[str, Any], payload: str, target: dict[str, Any], attempt: int
+) -> Delivery:
+    return Delivery(
+        run_id=str(run["id"]),
+        job_id=str(run["job_id"]),
+        scheduled_for=run["scheduled_for"],
+        payload=payload,
+        target=target,
+        attempt=attempt,
+    )

@@ -1,0 +1,118 @@
+"""The scheduler process: APScheduler drives the dispatcher's periodic work.
+
+Run it with `flask --app wsgi scheduler run`. Never start it inside web workers: one
+scheduler per worker would mean as many timers (the unique run key would still keep
+fires exact, but the work would be wasted).
+
+APScheduler runs, each on its own schedule and thread: the firing pass, the delivery
+pass, lease renewal and retention. The delivery calls themselves run on the lanes' event
+loop, so neither pass ever waits for a target.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask
+
+from app import clock_of
+from app.database import db, is_postgresql
+from app.jobs import allowed_networks
+from app.scheduler.bulk import bulk_for
+from app.scheduler.dispatcher import Dispatcher
+from app.scheduler.retention import prune
+from app.scheduler.settings import DispatcherSettings
+from app.scheduler.wake import Waiter
+from app.targets.queue import QueueTarget
+from app.targets.sqs import SqsTarget, default_client_factory
+from app.targets.webhook import WebhookTarget
+
+log = logging.getLogger(__name__)
+SHUTDOWN_GRACE = 10.0  # seconds calls in flight may take to finish at shutdown
+
+
+def build_targets(app: Flask) -> dict[str, Any]:
+    return {
+        "sqs": SqsTarget(default_client_factory),
+        "webhook": WebhookTarget(allow_networks=allowed_networks()),
+    }
+
+
+def build_dispatcher(
+    app: Flask, targets: dict[str, Any] | None = None, *, background: bool = False
+) -> Dispatcher:
+    """The dispatcher of this app's database; `targets` replaces the remote ones."""
+    every = {"queue": QueueTarget(bulk_for(db.engine))} | (targets or build_targets(app))
+    settings = DispatcherSettings.from_config(app.config)
+    return Dispatcher(db.engine, clock_of(app), every, settings, background=background)
+
+
+def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
+    if is_postgresql(db.engine):
+        from app.scheduler.wake import NotifyWaiter
+
+        return NotifyWaiter(db.engine, dispatcher.stopping)
+    return Waiter(dispatcher.stopping)
+
+
+def run_scheduler(app: Flask) -> None:
+    """Run until SIGTERM or SIGINT; finish the calls in hand, then exit."""
+    interval = float(app.config["DISPATCH_INTERVAL"])
+    dispatcher = build_dispatcher(app, background=True)
+    waiter = make_waiter(app, dispatcher)
+    scheduler = BlockingScheduler(timezone="UTC")
+    now = clock_of(app).now()
+
+    def every(seconds: float, name: str, work: Callable[[], Any], *, passes: bool) -> None:
+        # A pass lasts until the next tick, or longer while work is due. The next tick's
+        # pass queues on this lock instead of being skipped (max_instances=2): skipping it
+        # would leave the loop idle until the tick after.
+        lock = threading.Lock()
+
+        def run() -> None:
+            with lock, app.app_context():
+                try:
+                    work()
+                except Exception:  # the database may be briefly away: try again next time
+                    log.exception(f"{name} failed", extra={"action": name})
+
+        # Passes start at once; the rest first run one interval from now.
+        start = {"next_run_time": now} if passes else {}
+        scheduler.add_job(
+            run, "interval", seconds=seconds, id=name, max_instances=2 if passes else 1,
+            coalesce=True, misfire_grace_time=None, **start,
+        )  # fmt: skip
+
+    every(interval, "fire", lambda: dispatcher.run_pass(interval, waiter), passes=True)
+    every(interval, "deliver", lambda: dispatcher.run_delivery_pass(interval), passes=True)
+    every(dispatcher.settings.lease / 4, "renew", dispatcher.renew_leases, passes=False)
+    every(60, "prune", lambda: prune_history(app), passes=False)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping", extra={"action": "stop", "signal": signum})
+        dispatcher.stop()
+        if scheduler.running:  # a second signal while finishing changes nothing
+            scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("scheduler started", extra={"action": "start", "interval": interval})
+    scheduler.start()
+    dispatcher.close(SHUTDOWN_GRACE)
+    log.info("scheduler stopped", extra={"action": "stop"})
+
+
+def prune_history(app: Flask) -> None:
+    prune(
+        db.engine,
+        clock_of(app).now(),
+        run_days=float(app.config["RUN_RETENTION_DAYS"]),
+        queue_days=float(app.config["QUEUE_RETENTION_DAYS"]),
+        audit_days=float(app.config["AUDIT_RETENTION_DAYS"]),
+    )

@@ -1,0 +1,46 @@
+"""The scheduler process's settings, read once from the application's configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    fire_batch: int  # jobs claimed per fire transaction (and about as many runs written)
+    delivery_batch: int  # runs claimed per delivery transaction
+    lease: float  # the shortest lease of a run in flight, seconds
+    lease_margin: float  # a lease is at least the call's timeout plus this
+    misfire_grace: float  # seconds late before an occurrence counts as missed (skip)
+    catch_up_limit: int  # misfire "all" fires at most this many missed occurrences
+    max_in_flight: int  # delivery calls in flight, all origins together
+    origin_in_flight: int  # delivery calls in flight to one origin (a target may lower it)
+    max_held: int  # runs the delivery loop holds at once (waiting for a slot or in flight)
+    origin_backoff: float  # the longest an unreachable origin is left alone, seconds
+    default_retry: RetryPolicy
+    outcome_linger: float = 0.005  # outcomes arriving this close together share a write
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DispatcherSettings:
+        return cls(
+            fire_batch=int(config["DISPATCH_BATCH_SIZE"]),
+            delivery_batch=int(config["DELIVERY_BATCH_SIZE"]),
+            lease=float(config["DELIVERY_LEASE"]),
+            lease_margin=float(config["DELIVERY_LEASE_MARGIN"]),
+            misfire_grace=float(config["MISFIRE_GRACE"]),
+            catch_up_limit=int(config["MAX_CATCH_UP"]),
+            max_in_flight=int(config["DELIVERY_MAX_IN_FLIGHT"]),
+            origin_in_flight=int(config["DELIVERY_ORIGIN_IN_FLIGHT"]),
+            max_held=int(config["DELIVERY_MAX_HELD"]),
+            origin_backoff=float(config["DELIVERY_ORIGIN_BACKOFF"]),
+            default_retry=RetryPolicy.of(config["DEFAULT_RETRY"]),
+        )
+
+    def origin_held(self, limit: int) -> int:
+        """Runs held for one origin at most: a few rounds of its in-flight limit, so a slow
+        origin's backlog waits in the database, not in memory, and leaves room for others."""
+        return min(self.max_held, 4 * limit)
