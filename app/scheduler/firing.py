@@ -121,7 +121,8 @@ class Firing:
             ]
         self.bulk.update(conn, jobs, "id", job_rows)
         self.bulk.insert(conn, audit_log, audits)
-        written = [r for r in run_rows if r["id"] in self._insert_runs(conn, run_rows)]
+        inserted = self._insert_runs(conn, run_rows)  # once: it writes the whole batch
+        written = [r for r in run_rows if r["id"] in inserted]
         delivered = self._deliver_local(conn, rows, written, now)
         lags = [(now - r["scheduled_for"]).total_seconds() for r in written]
         increments = {"fires": len(written), "deliveries_delivered": delivered}
