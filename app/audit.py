@@ -6,7 +6,7 @@ Entries are added to the caller's session, so they commit (or roll back) with th
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from flask import g, has_request_context
 from sqlalchemy import Select, insert, select
 
 from app.database import db
+from app.jobstate import Audit
 from app.models import AuditEntry
 
 ACTIONS = ("create", "update", "delete", "pause", "resume", "run", "retry", "complete", "skip")
@@ -49,6 +50,13 @@ def record_many(
     actor = current_actor()
     rows = [entry(now, actor, action, job_id, run_id=run_id, detail=detail) for job_id in job_ids]
     db.session.execute(insert(AuditEntry), rows)
+
+
+def dispatcher_entries(
+    now: datetime, job_id: uuid.UUID, audits: Iterable[Audit]
+) -> list[dict[str, Any]]:
+    """The rows of the dispatcher's own transitions of one job (app.jobstate's audits)."""
+    return [entry(now, DISPATCHER, a.action, job_id, detail=a.detail) for a in audits]
 
 
 def entry(

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, Row, select, tuple_, update
 
 from app.clock import Clock
 from app.database import write_connection
@@ -29,6 +29,7 @@ from app.scheduler.bulk import Bulk
 from app.scheduler.firing import delivery_of
 from app.scheduler.lanes import Held, Lanes
 from app.scheduler.settings import DispatcherSettings
+from app.scheduler.wake import seconds_until_soonest
 from app.targets.base import Delivery, Target
 
 jobs, runs = Job.__table__, Run.__table__
@@ -88,9 +89,7 @@ class Delivering:
         return len(rows)
 
     def seconds_until_due(self) -> float | None:
-        with self.engine.connect() as conn:
-            soonest = conn.scalar(select(func.min(runs.c.next_attempt_at)))
-        return None if soonest is None else max(0.0, (soonest - self.clock.now()).total_seconds())
+        return seconds_until_soonest(self.engine, runs.c.next_attempt_at, self.clock.now())
 
     def _take(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> list[Held]:
         local: dict[str, list[Delivery]] = defaultdict(list)

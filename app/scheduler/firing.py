@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row, select
 
 from app import audit, jobstate, timing
 from app.clock import Clock
@@ -28,6 +28,7 @@ from app.metrics import CounterWriter, lag_counts
 from app.models import AuditEntry, Job, Run
 from app.scheduler.bulk import Bulk
 from app.scheduler.settings import DispatcherSettings
+from app.scheduler.wake import seconds_until_soonest
 from app.targets.base import Delivery
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,7 @@ class Firing:
         return fired
 
     def seconds_until_due(self) -> float | None:
-        with self.engine.connect() as conn:
-            soonest = conn.scalar(select(func.min(jobs.c.next_run_at)))
-        return None if soonest is None else max(0.0, (soonest - self.clock.now()).total_seconds())
+        return seconds_until_soonest(self.engine, jobs.c.next_run_at, self.clock.now())
 
     def _fire(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> tuple[int, int]:
         """Write the runs, jobs and audit entries of a claimed batch; (jobs fired, remote
@@ -115,10 +114,7 @@ class Firing:
             run_rows += [self._run_row(row, at, now) for at in change.fire_times]
             job_rows.append({"id": row.id, **change.state.columns()})
             skipped += change.state.skipped_count - (row.skipped_count or 0)
-            audits += [
-                audit.entry(now, audit.DISPATCHER, a.action, row.id, detail=a.detail)
-                for a in change.audits
-            ]
+            audits += audit.dispatcher_entries(now, row.id, change.audits)
         self.bulk.update(conn, jobs, "id", job_rows)
         self.bulk.insert(conn, audit_log, audits)
         inserted = self._insert_runs(conn, run_rows)  # once: it writes the whole batch

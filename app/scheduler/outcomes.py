@@ -166,8 +166,4 @@ class OutcomeRecorder:
                 .where(jobs.c.id == row.id)
                 .values(**change.state.columns(), updated_at=now)
             )
-            entries = [
-                audit.entry(now, audit.DISPATCHER, a.action, row.id, detail=a.detail)
-                for a in change.audits
-            ]
-            self.bulk.insert(conn, audit_log, entries)
+            self.bulk.insert(conn, audit_log, audit.dispatcher_entries(now, row.id, change.audits))

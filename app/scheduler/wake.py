@@ -10,13 +10,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
+from typing import Any
 
 import psycopg
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 log = logging.getLogger(__name__)
 CHANNEL = "scheduler_due"
 SLICE = 0.25  # seconds: how soon a stop request is noticed while listening
+
+
+def seconds_until_soonest(engine: Engine, column: Any, now: datetime) -> float | None:
+    """Seconds until the earliest instant in `column` (0 if past); None when it is empty."""
+    with engine.connect() as conn:
+        soonest = conn.scalar(select(func.min(column)))
+    return None if soonest is None else max(0.0, (soonest - now).total_seconds())
 
 
 class Waiter:

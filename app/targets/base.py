@@ -46,15 +46,6 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class DeliveryError(Exception):
-    """A delivery failed; `permanent` says whether a retry could help."""
-
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after = retry_after
-
-
 class Target(Protocol):
     """A remote destination, driven by the delivery loop's event loop."""
 
