@@ -212,3 +212,34 @@ def test_pause_resume_and_delete_from_the_jobs_list(service: Service) -> None:
     expect(page).to_have_url(f"{service.base}/ui/jobs")
     expect(page.locator(".flash")).to_contain_text("Job deleted: keep")
     assert service.api("/schedules").json() == []
+
+
+def press_and_release(page: Page, selector: str) -> None:
+    """A person's click: the pointer moves there, the button goes down, is held, comes up."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None, f"{selector} is not on screen"
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.down()
+    page.wait_for_timeout(120)
+    page.mouse.up()
+
+
+def test_the_catch_up_bound_typed_into_the_form(service: Service) -> None:
+    """Typed as a person types it, the focus left in the field, then one press of Submit."""
+    page = service.page
+    page.goto(f"{service.base}/ui/jobs/new")
+    press_and_release(page, "#payload")
+    page.keyboard.type("catch up", delay=40)
+    press_and_release(page, "#when-interval")
+    press_and_release(page, "#interval")
+    page.keyboard.type("60", delay=40)
+    page.focus("#misfire")
+    page.keyboard.press("End")  # the last choice: every missed time fires
+    expect(page.locator("#misfire")).to_have_value("all")
+    press_and_release(page, "#max_catch_up")
+    page.keyboard.type("12", delay=40)
+    expect(page.locator("#max_catch_up")).to_be_focused()  # left there, as a person would
+    press_and_release(page, "#submit")
+    expect(page.locator(".flash")).to_contain_text("Job created")
+    (job,) = service.api("/schedules").json()
+    assert (job["payload"], job["misfire"], job["maxCatchUp"]) == ("catch up", "all", 12)
