@@ -1,14 +1,16 @@
-"""The service's benchmark (`make bench`): fires, lag, API, scale, a peer and SQS.
+"""The service's benchmark (`make bench`): fires, lag, API, scale, a peer, SQS and webhooks.
 
 Everything runs against real processes on SQLite and PostgreSQL; docs/BENCHMARKS.md says how
 each figure is defined.
 
     .venv/bin/python scripts/bench.py [--quick] [--db sqlite|postgresql|both]
-        [--only burst,lag,api,scale,peer,sqs] [--runs 3] [--jobs-scale 1000000]
+        [--only burst,lag,api,scale,peer,sqs,delivery] [--runs 3] [--jobs-scale 1000000]
         [--profile] [--write]
 
 --quick: small sizes, one run each (a smoke check, under 2 minutes).
---write: replace the service section of docs/BENCHMARKS.md (the timing section stays).
+--write: write the service section of docs/BENCHMARKS.md (the timing section stays): a run of
+every part on both databases replaces it; a partial run (--only, one --db) replaces only the
+rows of the parts and databases it ran, keeping the others, their sources and the notes.
 --profile: the first 1-dispatcher run of the largest burst runs under py-spy, writing
 docs/profile-<db>.svg.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # app and tests.support; this folder (bench/) is already there
 
-from bench import api, dispatch, peer, report, sqs  # noqa: E402
+from bench import api, delivery, dispatch, peer, report, sqs  # noqa: E402
 from bench.common import FULL, QUICK, Context, Databases, Results  # noqa: E402
 
 Part = Callable[[Context, Databases, str], None]
@@ -41,6 +43,7 @@ PARTS: dict[str, Part] = {
     "scale": api.scale,
     "peer": peer.peer,
     "sqs": sqs.sqs,
+    "delivery": delivery.delivery,
 }
 
 
@@ -90,13 +93,12 @@ def main() -> int:
         sqs.stop_endpoint(ctx)
         if not ctx.results.anomalies:  # keep the logs only when there is something to read
             shutil.rmtree(workdir, ignore_errors=True)
-    text = report.section(ctx.results, command, kinds, runs, args.quick)
     print(f"\n{report.table(ctx.results)}\n\ntook {time.monotonic() - began:.0f} s")
     if ctx.results.anomalies:
         print("anomalies:\n" + "\n".join(f"  {line}" for line in ctx.results.anomalies))
         print(f"logs kept in {workdir}")
     if args.write:
-        report.write(text)
+        report.write(ctx.results, command, kinds, runs, args.quick, parts, list(PARTS))
         print(f"wrote {report.BENCHMARKS.relative_to(ROOT)}")
     return 0
 

@@ -127,6 +127,10 @@ class Sizes:
     peer_sizes: list[int]
     peer_timeout: float
     sqs_messages: int
+    delivery_fast: int  # webhook jobs due at once, to one fast receiver
+    delivery_slow: int  # ... spread over four receivers answering after 1 s
+    delivery_hang: int  # webhook jobs hanging beside the queue lag series
+    delivery_due: int  # webhook jobs due at once, fired by the dispatcher (end to end)
 
 
 QUICK = Sizes(
@@ -142,6 +146,10 @@ QUICK = Sizes(
     peer_sizes=[2_000],
     peer_timeout=30,
     sqs_messages=400,
+    delivery_fast=2_000,
+    delivery_slow=800,
+    delivery_hang=1_000,
+    delivery_due=1_000,
 )
 FULL = Sizes(
     bursts=[10_000, 100_000],
@@ -156,6 +164,10 @@ FULL = Sizes(
     peer_sizes=[10_000, 100_000],
     peer_timeout=180,
     sqs_messages=5_000,
+    delivery_fast=20_000,
+    delivery_slow=4_000,
+    delivery_hang=1_000,
+    delivery_due=2_000,
 )
 
 
@@ -398,18 +410,25 @@ def insert_due(
     engine: Engine,
     count: int,
     make_rows: Callable[[datetime], list[dict[str, Any]]],
+    runs_of: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
 ) -> tuple[datetime, list[dict[str, Any]]]:
     """Insert `count` jobs (in one transaction, Core) due from an instant T chosen far enough
-    ahead for the insert to finish; return T and the rows. Raises Overrun when it ran late."""
+    ahead for the insert to finish; return T and the rows. Raises Overrun when it ran late.
+    `runs_of`: runs to insert with them (jobs already fired, their runs due for delivery)."""
     lead = MIN_LEAD + 0.2 + 1.5 * ctx.insert_cost[database.kind] * count
     due = datetime.now(UTC) + timedelta(seconds=lead)
     began = time.monotonic()
     rows = make_rows(due)
+    run_rows = runs_of(rows) if runs_of else []
     with engine.begin() as conn:
         conn.execute(insert(jobs), rows)
+        if run_rows:
+            conn.execute(insert(runs), run_rows)
     if database.kind == "postgresql":
         with engine.connect() as conn:
             conn.execute(text("ANALYZE jobs"))
+            if run_rows:
+                conn.execute(text("ANALYZE runs"))
     cost = (time.monotonic() - began) / count
     ctx.insert_cost[database.kind] = max(cost, ctx.insert_cost[database.kind] * 0.5)
     left = (due - datetime.now(UTC)).total_seconds()

@@ -1,10 +1,14 @@
-"""The table on the terminal and the service section of docs/BENCHMARKS.md."""
+"""The table on the terminal and the service section of docs/BENCHMARKS.md (merged with
+the rows already recorded when only some parts ran)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import platform
 import sqlite3
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +19,12 @@ from tests.support.processes import ROOT
 
 BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
 BEGIN, END = "<!-- service:begin -->", "<!-- service:end -->"
+NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"  # written by people
+SOURCES = "<!-- bench-sources: "  # which command wrote which rows, as JSON
 TIMING_BEGIN = "<!-- timing:begin -->"
+KINDS = ("sqlite", "postgresql")
+TITLE = "fires, lag, API, scale, peer, SQS, webhook delivery"
+DEFINED = "How each figure is defined"
 MAX_ANOMALIES = 30
 
 INTRO = """# Benchmarks
@@ -23,8 +32,9 @@ INTRO = """# Benchmarks
 Measured on one machine, with the command shown in each section; rerun it to compare.
 The service section (`make bench`, scripts/bench.py) drives the real processes: the
 scheduler process (`flask --app wsgi scheduler run --no-migrate`), gunicorn, a fresh SQLite
-file or PostgreSQL database per run, APScheduler 3.11 as the peer, and moto as the SQS
-endpoint. The timing section (scripts/bench_timing.py) times the pure timing rules alone.
+file or PostgreSQL database per run, APScheduler 3.11 as the peer, moto as the SQS
+endpoint, and a small HTTP receiver for webhooks. The timing section
+(scripts/bench_timing.py) times the pure timing rules alone.
 """
 
 DEFINITIONS = """\
@@ -64,11 +74,41 @@ a run that did not finish counts as not met):
   fires/s (median, 1 dispatcher, same N) ÷ APScheduler's. Bursts above 10,000 run once
   (storing them takes APScheduler minutes); one that does not finish in time says so.
 - **SQS**: moto in server mode on 127.0.0.1 (its own process). Bare loop: boto3
-  `send_message_batch`, 10 messages a call, as many calls in flight as the SQS target uses
-  (8), the target's message shape; rate = N ÷ wall time. Dispatcher: N jobs with an `sqs`
+  `send_message_batch`, 10 messages a call, as many calls in flight as the SQS target can
+  have (its thread pool, `MAX_THREADS` in app/targets/sqs.py: 32; rows written before
+  7eb7c0b were measured with the target's limit of then, 8), the target's message shape;
+  rate = N ÷ wall time. Dispatcher: N jobs with an `sqs`
   target due at T; rate = N ÷ (last `delivered_at` - T). Both spread the N messages over
   fresh queues of at most 200 each: moto counts a queue's messages on every send, so one deep
   queue would measure moto. Ratio = dispatcher ÷ bare; goal ≥ 0.90.
+- **Delivery** (webhooks): the receiver is scripts/bench/receiver.py, a bare asyncio
+  HTTP/1.1 server (standard library only, keep-alive) in its own process on 127.0.0.1,
+  answering `200` with an empty body at once or after a fixed delay, and counting
+  requests in flight and connections open. Each run starts fresh receivers; in each, the
+  bare loop runs first, then the dispatcher, against the same receiver. Webhook jobs:
+  `POST`, a JSON body of 207-212 bytes, timeout 30 s, one signing secret; the scheduler runs
+  with `WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8`. Unless a row says *jobs due at T*, the N jobs
+  are stored as already fired at T (advanced by the service's own job-state rules; one
+  `pending` run each, due for delivery at T, as firing writes it), so the rows measure
+  the delivery loop and not the firing. *Bare loop*: aiohttp in the bench's own process,
+  set up as the target sets it up (no connector limits, no cookies or proxies, the same
+  timeouts), the same method, body and headers (User-Agent, Content-Type and the three
+  Standard Webhooks headers, signed per request), as many requests in flight per receiver
+  port as the dispatcher may have per origin; rate = N ÷ (last response read - first
+  request started). *Dispatcher* rate = N ÷ (last `delivered_at` - the earliest call
+  start), a call's start being `delivered_at - response_ms` of its run (`response_ms` is
+  timed by the target around the call); *all delivered after T* = last `delivered_at` - T.
+  *Fast receiver*: one port, 100 in flight (the default per origin); ratio goal ≥ 0.90.
+  *Slow receivers*: four ports answering after 1 s, job i to port i mod 4; *calls in
+  flight* = the most requests the receivers held unanswered at once. With 100 per origin,
+  four origins allow at most 400 calls in flight, so at most 400 deliveries/s; the 4 x 250
+  rows (`DELIVERY_ORIGIN_IN_FLIGHT=250`, 1,000 in flight in all, the default total) show
+  what the loop does when the limit allows more. *Queue lag under a hanging webhook*: N
+  built-in queue jobs due 1 ms apart from T + 1 s (as in the lag part), and 1,000 webhook
+  runs due at T to one receiver answering after 10 s (one origin: 100 in flight, the rest
+  held or waiting in the database); lag = `fired_at - scheduled_for` of the queue jobs'
+  runs only, commit lag sampled as in the burst. Beside it, in the same run, the same
+  series with no webhook jobs (a fresh database and dispatcher).
 """
 
 UNIT_FORMAT = {
@@ -76,6 +116,8 @@ UNIT_FORMAT = {
     "creates/s": "{:,.0f}",
     "jobs/s": "{:,.0f}",
     "msgs/s": "{:,.0f}",
+    "deliveries/s": "{:,.0f}",
+    "calls": "{:,.0f}",
     "ms": "{:.1f}",
     "s": "{:.2f}",
     "MB": "{:.1f}",
@@ -134,42 +176,219 @@ def machine(kinds: list[str]) -> str:
     return ", ".join(parts)
 
 
-def section(results: Results, command: str, kinds: list[str], runs: int, quick: bool) -> str:
-    mode = "**quick mode: small sizes, smoke check only — not the recorded figures.** " * quick
+@dataclass
+class Source:
+    """One write's rows: the command that measured them (or, for rows written before
+    sources were recorded, the text that section gave about itself)."""
+
+    rows: list[str]  # "part/db" groups of the table this source still holds
+    command: str = ""
+    date: str = ""
+    runs: int = 0
+    quick: bool = False
+    machine: str = ""
+    anomalies: list[str] = field(default_factory=list)
+    text: str = ""  # an earlier section's own account of its rows
+
+    def describe(self, part_order: list[str]) -> str:
+        what = _groups_text(self.rows, part_order)
+        if self.text:
+            lines = [line for line in self.text.strip().splitlines() if line.strip()]
+            return f"- {what}, from an earlier write, which said:\n" + "\n".join(
+                f"  {line}" for line in lines
+            )
+        mode = "; **quick mode: small sizes, smoke check only**" * self.quick
+        return (
+            f"- {what}: `{self.command}` on {self.date} UTC, {self.runs} run(s) per figure"
+            f"{mode}. Machine: {self.machine}."
+        )
+
+
+def _groups_text(groups: list[str], part_order: list[str]) -> str:
+    """'**burst, lag** on sqlite and postgresql; **delivery** on sqlite'."""
+    by_part: dict[str, list[str]] = {}
+    for group in groups:
+        part, db = group.split("/", 1)
+        by_part.setdefault(part, []).append(db)
+    by_dbs: dict[tuple[str, ...], list[str]] = {}
+    for part in sorted(by_part, key=lambda p: _rank(p, part_order)):
+        dbs = tuple(sorted(by_part[part], key=lambda d: _rank(d, list(KINDS))))
+        by_dbs.setdefault(dbs, []).append(part)
+    return "; ".join(f"**{', '.join(parts)}** on {' and '.join(dbs)}"
+                     for dbs, parts in by_dbs.items())  # fmt: skip
+
+
+def _rank(name: str, order: list[str]) -> int:
+    return order.index(name) if name in order else len(order)
+
+
+def _body_rows(markdown_table: str) -> list[str]:
+    """The table's data rows (not its header), as they are."""
+    lines = [line for line in markdown_table.splitlines() if line.startswith("| ")]
+    return [line for line in lines if not line.startswith(("| part |", "| --- |"))]
+
+
+def _group(row: str) -> str:
+    cells = row.split("|")
+    return f"{cells[1].strip()}/{cells[2].strip()}"
+
+
+def _dump_sources(sources: list[Source]) -> str:
+    # "--" may not appear in an HTML comment: escaped as JSON string escapes, it cannot.
+    text = json.dumps([dataclasses.asdict(s) for s in sources], ensure_ascii=False)
+    return f"{SOURCES}{text.replace('--', '-' + chr(92) + 'u002d')} -->"
+
+
+def _load_sources(old: str) -> list[Source] | None:
+    for line in old.splitlines():
+        if line.startswith(SOURCES):
+            return [Source(**item) for item in json.loads(line[len(SOURCES) : -len(" -->")])]
+    return None
+
+
+@dataclass
+class OldSection:
+    rows: list[str]
+    sources: list[Source]
+    notes: str
+
+
+def _old_section(old: str) -> OldSection | None:
+    """The recorded section: its table rows, where they came from, and the notes people
+    wrote under it (kept by a partial write)."""
+    if BEGIN not in old or END not in old:
+        return None
+    body = old.split(BEGIN, 1)[1].split(END, 1)[0]
+    rows = _body_rows(body)
+    if NOTES_BEGIN in body and NOTES_END in body:
+        notes = body.split(NOTES_BEGIN, 1)[1].split(NOTES_END, 1)[0]
+    else:  # written before notes had markers: what follows the definitions list
+        lines, notes_at = body.splitlines(), None
+        start = next((i for i, line in enumerate(lines) if line.startswith(DEFINED)), None)
+        if start is not None:
+            for i in range(start + 1, len(lines) - 1):
+                if (
+                    not lines[i].strip()
+                    and lines[i + 1].strip()
+                    and not lines[i + 1].startswith(("- ", "  "))
+                ):
+                    notes_at = i + 1
+                    break
+        notes = "\n".join(lines[notes_at:]) if notes_at is not None else ""
+    sources = _load_sources(body)
+    if sources is None:  # before sources were recorded: the section's own preamble says
+        head = body.split("\n| part |", 1)[0].splitlines()
+        text = "\n".join(line for line in head if line.strip() and not line.startswith("## "))
+        sources = [Source(rows=list(dict.fromkeys(_group(r) for r in rows)), text=text)]
+    return OldSection(rows, sources, notes.strip("\n"))
+
+
+def section(
+    results: Results,
+    command: str,
+    kinds: list[str],
+    runs: int,
+    quick: bool,
+    parts: list[str],
+    part_order: list[str],
+    old: OldSection | None = None,
+) -> str:
+    """The service section. Without `old`, this run's figures alone; with it, this run's
+    rows (every part/db it ran) replace theirs and the other rows, their sources and the
+    notes written under the table are kept."""
     unique = list(dict.fromkeys(results.anomalies))
-    anomalies = unique[:MAX_ANOMALIES] or ["none"]
+    anomalies = unique[:MAX_ANOMALIES]
     if len(unique) > MAX_ANOMALIES:
         anomalies.append(f"... and {len(unique) - MAX_ANOMALIES} more (see the run's output)")
+    ran = [f"{part}/{kind}" for kind in kinds for part in parts]
+    this = Source(rows=ran, command=command, date=f"{datetime.now(UTC):%Y-%m-%d %H:%M}",
+                  runs=runs, quick=quick, machine=machine(kinds), anomalies=anomalies)  # fmt: skip
+    new_rows = _body_rows(table(results))
+    rows: dict[str, list[str]] = {}
+    sources, notes = [this], ""
+    if old is not None:
+        for row in old.rows:
+            if _group(row) not in ran:
+                rows.setdefault(_group(row), []).append(row)
+        for source in old.sources:
+            source.rows = [g for g in source.rows if g not in ran]
+        sources = [s for s in old.sources if s.rows] + [this]
+        notes = old.notes
+    for row in new_rows:
+        rows.setdefault(_group(row), []).append(row)
+    for group in ran:  # a part that failed before measuring anything still has a source
+        rows.setdefault(group, [])
+
+    def order(group: str) -> tuple[int, int]:
+        part, db = group.split("/", 1)
+        return _rank(db, list(KINDS)), _rank(part, part_order)
+
+    this.rows = [g for g in ran if rows[g]] or ran
+    header = (
+        "| part | db | figure | median | min | max | unit | runs | goal | |\n"
+        "| --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- | --- |"
+    )
+    saw = []
+    for source in sources:
+        if source.text:
+            continue  # an earlier write's observations are in its notes
+        label = f"`{source.command}`"
+        items = source.anomalies or ["none"]
+        saw += [f"- {label}:", *[f"  - {line.replace('`', chr(39))}" for line in items]]
     return "\n".join(
         [
             BEGIN,
-            "## The service: fires, lag, API, scale, peer, SQS",
+            f"## The service: {TITLE}",
             "",
-            f"{mode}Reproduce: `{command}` (on a quiet machine).",
-            f"Machine: {machine(kinds)}. Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
-            f"Runs per figure: {runs}. Service settings: the defaults (dispatch batch 1,000, "
-            "pass interval 1 s), database on the same disk.",
+            "Reproduce: `.venv/bin/python scripts/bench.py --write` (`make bench`; on a quiet "
+            "machine) measures every part and replaces this section. With `--only` (or one "
+            "`--db`) it measures some, and `--write` replaces only their rows, keeping the "
+            "others and the notes under the table. Service settings: the defaults (dispatch "
+            "batch 1,000, pass interval 1 s, delivery in flight 1,000 in all and 100 per "
+            "origin), database on the same disk.",
             "",
-            table(results),
+            "Where the rows come from:",
+            "",
+            *[source.describe(part_order) for source in sources],
+            _dump_sources(sources),
+            "",
+            header,
+            *[row for group in sorted(rows, key=order) for row in rows[group]],
             "",
             DEFINITIONS,
-            "What the bench saw in the logs and checks:",
+            NOTES_BEGIN,
+            notes,
+            NOTES_END,
             "",
-            *[f"- {line.replace('`', chr(39))}" for line in anomalies],
+            "What the bench saw in the logs and checks, by command:",
+            "",
+            *saw,
             END,
         ]
     )
 
 
-def write(text: str) -> None:
-    """Put the intro on top and replace the service section (new: above the timing
-    section); keep every other section as it is."""
+def write(
+    results: Results,
+    command: str,
+    kinds: list[str],
+    runs: int,
+    quick: bool,
+    parts: list[str],
+    part_order: list[str],
+) -> None:
+    """Put the intro on top and write the service section (new: above the timing section);
+    keep every other section as it is. A run of every part on both databases replaces the
+    section; a partial run merges into it (see section())."""
     old = BENCHMARKS.read_text(encoding="utf-8") if BENCHMARKS.exists() else ""
+    complete = set(parts) == set(part_order) and set(kinds) == set(KINDS)
+    text = section(results, command, kinds, runs, quick, parts, part_order,
+                   None if complete else _old_section(old))  # fmt: skip
     if BEGIN in old and END in old:
         tail = old.split(BEGIN, 1)[1].split(END, 1)[1]
     elif TIMING_BEGIN in old:
         tail = old[old.index(TIMING_BEGIN) :]
     else:  # no section yet: keep what is there, less its title
         tail = old.removeprefix("# Benchmarks")
-    parts = [INTRO, text, tail.strip("\n")]
-    BENCHMARKS.write_text("\n\n".join(p.strip("\n") for p in parts if p.strip()) + "\n")
+    pieces = [INTRO, text, tail.strip("\n")]
+    BENCHMARKS.write_text("\n\n".join(p.strip("\n") for p in pieces if p.strip()) + "\n")

@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 from sqlalchemy import func, select
 
-from app.targets.sqs import MAX_BATCH_ENTRIES, MAX_IN_FLIGHT
+from app.targets.sqs import MAX_BATCH_ENTRIES, MAX_THREADS
 from bench.common import (
     Context,
     Databases,
@@ -43,8 +43,11 @@ REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # The SQS target's client settings (app/targets/sqs.py), so the bare loop is no better armed.
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard"}, connect_timeout=5, read_timeout=5, max_pool_connections=20
-)
+    retries={"mode": "standard"}, connect_timeout=5, read_timeout=5,
+    max_pool_connections=MAX_THREADS,
+)  # fmt: skip
+# Calls in flight at once: the target's thread pool bounds them (the lanes allow more).
+MAX_IN_FLIGHT = MAX_THREADS
 # Messages per queue at most: moto counts every message of a queue on each send, so a send
 # slows as its queue fills; a run spreads its messages over enough fresh queues.
 QUEUE_DEPTH = 200
