@@ -68,12 +68,14 @@ def run_scheduler(app: Flask) -> None:
     waiter = make_waiter(app, dispatcher)
     scheduler = BlockingScheduler(timezone="UTC")
     now = clock_of(app).now()
+    locks: list[threading.Lock] = []  # one per periodic work, held while it runs
 
     def every(seconds: float, name: str, work: Callable[[], Any], *, passes: bool) -> None:
         # A pass lasts until the next tick, or longer while work is due. The next tick's
         # pass queues on this lock instead of being skipped (max_instances=2): skipping it
         # would leave the loop idle until the tick after.
         lock = threading.Lock()
+        locks.append(lock)
 
         def run() -> None:
             with lock, app.app_context():
@@ -104,6 +106,10 @@ def run_scheduler(app: Flask) -> None:
     signal.signal(signal.SIGINT, on_signal)
     log.info("scheduler started", extra={"action": "start", "interval": interval})
     scheduler.start()
+    # shutdown(wait=False) leaves the work in hand running: let it end (a pass notices the
+    # stop within one step) before the lanes close under a claim that is handing runs over.
+    for lock in locks:
+        lock.acquire(timeout=SHUTDOWN_GRACE)
     dispatcher.close(SHUTDOWN_GRACE)
     log.info("scheduler stopped", extra={"action": "stop"})
 
