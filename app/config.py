@@ -17,7 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "DELIVERY_LEASE": 60.0,  # seconds before a run left in flight by a crash is taken over
     "DELIVERY_LEASE_MARGIN": 30.0,  # a run's lease is at least its call's timeout plus this
     "DELIVERY_MAX_IN_FLIGHT": 1000,  # delivery calls in flight at once, all targets
-    "DELIVERY_ORIGIN_IN_FLIGHT": 100,  # ... to one origin (a target's maxInFlight may lower it)
+    "DELIVERY_ORIGIN_IN_FLIGHT": 250,  # ... to one origin (a target's maxInFlight may lower it)
     "DELIVERY_MAX_HELD": 10000,  # runs held by the delivery loop at once
     "DELIVERY_ORIGIN_BACKOFF": 60.0,  # longest pause for an origin that cannot be reached, s
     "MAX_CATCH_UP": 100,  # misfire "all": missed occurrences fired at most, per job

@@ -88,10 +88,13 @@ class Run(db.Model):  # type: ignore[name-defined]
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_ms: Mapped[float | None] = mapped_column(Float)
     response_body: Mapped[str | None] = mapped_column(Text)
+    # Where its delivery goes (Target.origin), set when it is fired or claimed: a claim
+    # passes over the runs of origins that already have their share held.
+    origin: Mapped[str | None] = mapped_column(String(300))
 
     __table_args__ = (
         UniqueConstraint("job_id", "scheduled_for", name="uq_runs_job_scheduled_for"),
-        Index("ix_runs_next_attempt_at", "next_attempt_at"),
+        Index("ix_runs_next_attempt_at_origin", "next_attempt_at", "origin"),
         Index("ix_runs_fired_at_id", "fired_at", "id"),
         Index("ix_runs_status_fired_at", "status", "fired_at"),
     )

@@ -283,6 +283,35 @@ def test_an_unreachable_origin_is_backed_off_as_a_whole(
     assert sum("could not be reached; not tried again before" in e for e in errors) == 3
 
 
+def test_a_full_origins_backlog_waits_untouched_until_half_is_worked_off(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    webhooks: Webhooks, http_target: HttpTarget,
+) -> None:  # fmt: skip
+    """Claims pass over the runs of an origin that has its share held: no write per look,
+    no busy loop; the loop claims again once the origin is down to half its share."""
+    http_target.respond("/slow", *[Response(200, delay=0.5)] * 10)
+    target = {"type": "webhook", "url": http_target.url + "/slow", "maxInFlight": 1}
+    jobs = [{"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": target} for i in range(10)]
+    client.post("/schedules:batch", json={"jobs": jobs})
+    dispatcher = make_dispatcher({"webhook": webhooks()}, background=True)
+    clock.advance(1)
+    dispatcher.fire_due()
+    assert dispatcher.deliver_due() == 10  # 4 held (4 x maxInFlight), 6 left as they were
+    pending = client.get("/runs?status=pending").get_json()
+    assert len(pending) == 6
+    assert {r["nextAttemptAt"] for r in pending} == {"2030-01-01T00:00:01Z"}  # not put back
+    assert dispatcher.deliver_due() == 0  # passed over, not claimed and written again
+    assert dispatcher.seconds_until_delivery() is None  # so the loop sleeps until woken
+    assert not dispatcher.delivering.room_freed()
+    dispatcher.settle(timeout=10)
+    assert dispatcher.delivering.room_freed()  # what wakes the loop
+    assert dispatcher.seconds_until_delivery() == 0
+    assert dispatcher.deliver_due() == 6
+    dispatcher.settle(timeout=10)
+    assert len(client.get("/runs?status=delivered").get_json()) == 8
+    assert len(http_target.requests_to("/slow")) == 8
+
+
 def test_a_slow_run_does_not_hold_its_neighbours_outcomes(
     client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
     webhooks: Webhooks, http_target: HttpTarget,

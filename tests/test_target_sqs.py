@@ -297,8 +297,8 @@ def test_an_unreachable_endpoint_says_so_for_the_origin_back_off() -> None:
 
 def test_origin_is_the_endpoint_and_a_fifo_queue_goes_one_call_at_a_time() -> None:
     with SqsTarget(lambda region: None) as target:
-        standard = delivery("https://sqs.eu-west-1.amazonaws.com/1/a", region="eu-west-1")
-        fifo = delivery("https://sqs.eu-west-1.amazonaws.com/1/a.fifo", region="eu-west-1")
+        standard = delivery("https://sqs.eu-west-1.amazonaws.com/1/a", region="eu-west-1").target
+        fifo = delivery("https://sqs.eu-west-1.amazonaws.com/1/a.fifo", region="eu-west-1").target
         assert target.origin(standard) == "sqs:eu-west-1:https://sqs.eu-west-1.amazonaws.com"
         assert target.max_in_flight(standard) is None
         assert target.origin(fifo).endswith("/1/a.fifo") and target.max_in_flight(fifo) == 1

@@ -217,12 +217,17 @@ def test_get_sends_no_body(
 
 
 def test_origin_and_timeout(webhook: WebhookTarget) -> None:
-    assert webhook.origin(delivery("https://Hooks.Example/a?t=1")) == "https://hooks.example:443"
-    assert webhook.origin(delivery("http://hooks.example/a")) == "http://hooks.example:80"
-    assert webhook.origin(delivery("http://hooks.example:8080/")) == "http://hooks.example:8080"
-    assert webhook.origin(delivery("http://[::1]:81/")) == "http://[::1]:81"
+    assert (
+        webhook.origin(delivery("https://Hooks.Example/a?t=1").target)
+        == "https://hooks.example:443"
+    )
+    assert webhook.origin(delivery("http://hooks.example/a").target) == "http://hooks.example:80"
+    assert (
+        webhook.origin(delivery("http://hooks.example:8080/").target) == "http://hooks.example:8080"
+    )
+    assert webhook.origin(delivery("http://[::1]:81/").target) == "http://[::1]:81"
     # one server, one origin, however its address is spelled
-    assert webhook.origin(delivery("http://0x7f.1/")) == "http://127.0.0.1:80"
+    assert webhook.origin(delivery("http://0x7f.1/").target) == "http://127.0.0.1:80"
     assert webhook.timeout(delivery("http://hooks.example/")) == 10.0
     assert webhook.timeout(delivery("http://hooks.example/", timeout=2.5)) == 2.5
     assert (webhook.in_transaction, webhook.batch_size) == (False, 1)
@@ -250,7 +255,7 @@ def test_invalid_targets_are_permanent(
 
     assert not outcome.ok and outcome.permanent and not outcome.unreachable, outcome
     assert "invalid target" in (outcome.error or "")
-    assert isinstance(webhook.origin(bad), str)  # the loop asks both before delivering
+    assert isinstance(webhook.origin(bad.target), str)  # the loop asks both before delivering
     assert webhook.timeout(bad) > 0
 
 

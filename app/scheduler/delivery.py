@@ -3,22 +3,27 @@
 A step claims runs due for an attempt (new, retrying, or left behind by a crashed
 dispatcher), as many as the lanes have room for. In the claim's transaction, runs of an
 in-transaction target (the built-in queue) are delivered on the spot; runs of a target
-this process lacks go dead; runs whose origin already has its share held are put back a
-little later (a slow origin's backlog waits in the database); the rest are leased, each
-for its own call's timeout plus a margin, and handed to the lanes. Leases of runs still
-held are renewed, so a run waiting for a slot or in a long call is never taken over by
-a live peer.
+this process lacks go dead; the rest are leased, each for its own call's timeout plus a
+margin, and handed to the lanes. Leases of runs still held are renewed, so a run waiting
+for a slot or in a long call is never taken over by a live peer.
+
+An origin that has its share held (a few rounds of its in-flight limit) is full: claims
+pass over its runs (runs.origin, written when they fire) and its backlog waits in the
+database, untouched, until the lanes have worked it down to half; then the delivery loop
+is woken to claim again. So a slow origin neither fills memory nor costs a write per
+run per look, and a fast one is topped up before its lane runs dry.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, or_, select, tuple_, update
 
 from app.clock import Clock
 from app.database import write_connection
@@ -26,14 +31,13 @@ from app.metrics import CounterWriter
 from app.models import Job, Run
 from app.retry import RetryPolicy
 from app.scheduler.bulk import Bulk
-from app.scheduler.firing import delivery_of
+from app.scheduler.firing import delivery_of, origin_of
 from app.scheduler.lanes import Held, Lanes
 from app.scheduler.settings import DispatcherSettings
 from app.scheduler.wake import seconds_until_soonest
 from app.targets.base import Delivery, Target
 
 jobs, runs = Job.__table__, Run.__table__
-PUT_BACK = 1.0  # seconds a run whose origin is full waits before it is claimed again
 RENEW_CHUNK = 500
 
 
@@ -57,6 +61,8 @@ class Delivering:
         self.bulk = bulk
         self.counters = counters
         self.lanes = lanes
+        self._full: dict[str, int] = {}  # full origins -> their share of held runs
+        self._lock = threading.Lock()  # _full is read by the lanes' thread too
 
     def deliver_due(self) -> int:
         """Claim one batch of runs due for an attempt. Returns how many were claimed (0:
@@ -72,12 +78,13 @@ class Delivering:
                     runs.c.job_id,
                     runs.c.scheduled_for,
                     runs.c.attempts,
+                    runs.c.origin,
                     jobs.c.payload,
                     jobs.c.target,
                     jobs.c.retry,
                 )
                 .join(jobs, jobs.c.id == runs.c.job_id)
-                .where(runs.c.next_attempt_at <= now)
+                .where(self._claimable(now))
                 .order_by(runs.c.next_attempt_at)
                 .limit(room)
                 .with_for_update(skip_locked=True, of=runs)
@@ -89,13 +96,34 @@ class Delivering:
         return len(rows)
 
     def seconds_until_due(self) -> float | None:
-        return seconds_until_soonest(self.engine, runs.c.next_attempt_at, self.clock.now())
+        """How long until a run this loop would claim is due (runs of full origins wait
+        for the lanes to wake the loop); None when none is."""
+        now = self.clock.now()
+        return seconds_until_soonest(self.engine, runs.c.next_attempt_at, now, self._claimable())
+
+    def room_freed(self) -> bool:
+        """Whether runs just released make a claim worth it: a full origin is down to half
+        its share. (An origin that is not full never waits for room.)"""
+        with self._lock:
+            return any(self.lanes.held_for(o) <= share // 2 for o, share in self._full.items())
+
+    def _claimable(self, now: datetime | None = None) -> ColumnElement[bool]:
+        """Runs due for an attempt (by `now`, or at any time), not of a full origin."""
+        due = runs.c.next_attempt_at <= now if now else runs.c.next_attempt_at.is_not(None)
+        with self._lock:
+            for origin, share in list(self._full.items()):
+                if self.lanes.held_for(origin) <= share // 2:
+                    del self._full[origin]
+            full = sorted(self._full)
+        if not full:
+            return due
+        return and_(due, or_(runs.c.origin.is_(None), runs.c.origin.not_in(full)))
 
     def _take(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> list[Held]:
         local: dict[str, list[Delivery]] = defaultdict(list)
         held: list[Held] = []
         dead: list[tuple[Delivery, str]] = []
-        put_back: list[Any] = []
+        labels: list[dict[str, Any]] = []  # runs left due, their origin newly known
         taken: Counter[str] = Counter()
         for row in rows:
             kind = row.target["type"]
@@ -109,17 +137,18 @@ class Delivering:
                 dead.append((delivery, f"no {kind} target configured in this scheduler"))
                 continue
             item = self._held(target, delivery, row.retry, now)
-            if self.lanes.held_for(item.origin) + taken[item.origin] >= (
-                self.settings.origin_held(item.limit)
-            ):
-                put_back.append(row.id)
+            share = self.settings.origin_held(item.limit)
+            if self.lanes.held_for(item.origin) + taken[item.origin] >= share:
+                with self._lock:
+                    self._full[item.origin] = share
+                if row.origin != item.origin:  # so that the next claims pass over it
+                    labels.append({"id": row.id, "origin": item.origin})
                 continue
             taken[item.origin] += 1
             held.append(item)
         self._write_local(conn, local, now)
         self._write_dead(conn, dead)
-        later = now + timedelta(seconds=PUT_BACK)
-        self.bulk.update(conn, runs, "id", [{"id": k, "next_attempt_at": later} for k in put_back])
+        self.bulk.update(conn, runs, "id", labels)
         self._write_leases(conn, held)
         retries = sum(1 for row in rows if row.attempts >= 1)
         delivered = sum(len(d) for d in local.values())
@@ -131,13 +160,10 @@ class Delivering:
         self, target: Target, delivery: Delivery, retry: Mapping[str, Any] | None, now: datetime
     ) -> Held:
         lease = max(self.settings.lease, target.timeout(delivery) + self.settings.lease_margin)
-        try:
-            origin = target.origin(delivery)
-        except Exception:  # a stored spec that no longer parses: the target reports it
-            origin = f"{delivery.target['type']}:invalid"
+        origin = origin_of(self.remote_targets, delivery.target) or ""
         limit = delivery.target.get("maxInFlight") or self.settings.origin_in_flight
         # A destination may impose its own limit (a FIFO queue: one call at a time).
-        imposed = getattr(target, "max_in_flight", lambda _: None)(delivery)
+        imposed = getattr(target, "max_in_flight", lambda _: None)(delivery.target)
         limit = min(limit, imposed or limit)
         return Held(
             delivery=delivery,
@@ -187,6 +213,7 @@ class Delivering:
                 "status": "delivering",
                 "attempts": item.delivery.attempt,
                 "next_attempt_at": item.lease_until,
+                "origin": item.origin,
             }
             for item in held
         ]

@@ -69,13 +69,23 @@ class Dispatcher:
             backoff_ceiling=settings.origin_backoff,
             grace=settings.lease_margin / 2,
         )
-        self.lanes.on_free = self.delivery_waiter.wake
         self.firing = Firing(
-            engine, clock, local, settings, bulk, counters, self.delivery_waiter.wake
+            engine, clock, local, remote, settings, bulk, counters, self.delivery_waiter.wake
         )
         self.delivering = Delivering(
             engine, clock, local, remote, settings, bulk, counters, self.lanes
         )
+        self._lanes_full = False  # the delivery loop waits for the lanes to have room
+        self.lanes.on_free = self._room_freed
+
+    def _room_freed(self) -> None:
+        """Runs were released: wake the delivery loop if it waits for that room (the lanes
+        held all they may, or a full origin is down to half its share)."""
+        if self._lanes_full and self.lanes.held_count() <= self.settings.max_held // 2:
+            self._lanes_full = False
+            self.delivery_waiter.wake()
+        elif self.delivering.room_freed():
+            self.delivery_waiter.wake()
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -118,6 +128,7 @@ class Dispatcher:
 
         def due() -> float | None:
             if self.lanes.held_count() >= self.settings.max_held:
+                self._lanes_full = True
                 return None  # full: wait to be woken by a lane
             return self.seconds_until_delivery()
 

@@ -11,6 +11,7 @@ occurrence, however many dispatchers claim side by side.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections import defaultdict
@@ -29,11 +30,12 @@ from app.models import AuditEntry, Job, Run
 from app.scheduler.bulk import Bulk
 from app.scheduler.settings import DispatcherSettings
 from app.scheduler.wake import seconds_until_soonest
-from app.targets.base import Delivery
+from app.targets.base import Delivery, Target
 
 log = logging.getLogger(__name__)
 
 jobs, runs, audit_log = Job.__table__, Run.__table__, AuditEntry.__table__
+MAX_ORIGIN = 300  # runs.origin's length
 JOB_COLUMNS = (
     jobs.c.id,
     jobs.c.payload,
@@ -64,6 +66,7 @@ class Firing:
         engine: Engine,
         clock: Clock,
         local_targets: Mapping[str, Any],
+        remote_targets: Mapping[str, Target],
         settings: DispatcherSettings,
         bulk: Bulk,
         counters: CounterWriter,
@@ -72,6 +75,7 @@ class Firing:
         self.engine = engine
         self.clock = clock
         self.local_targets = local_targets  # type -> InTransactionTarget
+        self.remote_targets = remote_targets
         self.settings = settings
         self.bulk = bulk
         self.counters = counters
@@ -135,6 +139,7 @@ class Firing:
 
     def _run_row(self, job: Row[Any], scheduled_for: datetime, now: datetime) -> dict[str, Any]:
         local = job.target["type"] in self.local_targets
+        origin = None if local else origin_of(self.remote_targets, job.target)
         return {
             "id": uuid.uuid4(),
             "job_id": job.id,
@@ -144,6 +149,7 @@ class Firing:
             "attempts": 1 if local else 0,
             "next_attempt_at": None if local else now,
             "delivered_at": now if local else None,
+            "origin": origin,
         }
 
     def _insert_runs(self, conn: Connection, rows: list[dict[str, Any]]) -> set[Any]:
@@ -182,3 +188,19 @@ def delivery_of(
         target=target,
         attempt=attempt,
     )
+
+
+def origin_of(targets: Mapping[str, Target], spec: Mapping[str, Any]) -> str | None:
+    """The origin a job's target delivers to, as runs store it (a long one shortened, still
+    one string per origin); None when this process has no such target."""
+    target = targets.get(spec["type"])
+    if target is None:
+        return None
+    try:
+        origin = target.origin(spec)
+    except Exception:  # a stored spec that no longer parses: delivery reports it
+        origin = f"{spec['type']}:invalid"
+    if len(origin) <= MAX_ORIGIN:
+        return origin
+    digest = hashlib.sha256(origin.encode()).hexdigest()
+    return f"{origin[: MAX_ORIGIN - len(digest) - 1]}#{digest}"

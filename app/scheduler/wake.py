@@ -21,10 +21,14 @@ CHANNEL = "scheduler_due"
 SLICE = 0.25  # seconds: how soon a stop request is noticed while listening
 
 
-def seconds_until_soonest(engine: Engine, column: Any, now: datetime) -> float | None:
-    """Seconds until the earliest instant in `column` (0 if past); None when it is empty."""
+def seconds_until_soonest(
+    engine: Engine, column: Any, now: datetime, where: Any = None
+) -> float | None:
+    """Seconds until the earliest instant in `column` (0 if past), of the rows `where` picks;
+    None when there is none."""
+    query = select(func.min(column))
     with engine.connect() as conn:
-        soonest = conn.scalar(select(func.min(column)))
+        soonest = conn.scalar(query if where is None else query.where(where))
     return None if soonest is None else max(0.0, (soonest - now).total_seconds())
 
 

@@ -11,7 +11,7 @@ A target that delivers inside the fire transaction (the built-in queue) says so 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -52,9 +52,10 @@ class Target(Protocol):
     in_transaction: bool  # False: delivered by the delivery loop
     batch_size: int  # the most deliveries one call takes (SQS: 10, webhook: 1)
 
-    def origin(self, delivery: Delivery) -> str:
-        """The destination this delivery goes to (e.g. 'https://host:443'): deliveries to one
-        origin share its in-flight limit and its back-off when it cannot be reached."""
+    def origin(self, target: Mapping[str, Any]) -> str:
+        """The destination a job's target (its stored spec) delivers to, e.g.
+        'https://host:443': deliveries to one origin share its in-flight limit and its
+        back-off when it cannot be reached. Asked when runs are fired and claimed."""
         ...
 
     def timeout(self, delivery: Delivery) -> float:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -112,19 +112,19 @@ class SqsTarget:
         self._client_factory = client_factory
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="sqs-send")
 
-    def origin(self, delivery: Delivery) -> str:
+    def origin(self, target: Mapping[str, Any]) -> str:
         """The SQS endpoint (region and host) a run goes to; a FIFO queue is an origin of
         its own, so that it can be held to one call at a time."""
-        queue_url = str(delivery.target.get("queueUrl") or "")
+        queue_url = str(target.get("queueUrl") or "")
         url = urlsplit(queue_url)
-        region = delivery.target.get("region") or ""
+        region = target.get("region") or ""
         if _is_fifo(queue_url):
             return f"sqs:{region}:{queue_url}"
         return f"sqs:{region}:{url.scheme}://{url.netloc}"
 
-    def max_in_flight(self, delivery: Delivery) -> int | None:
+    def max_in_flight(self, target: Mapping[str, Any]) -> int | None:
         """A FIFO queue takes one call at a time, so its messages keep their order."""
-        return 1 if _is_fifo(str(delivery.target.get("queueUrl") or "")) else None
+        return 1 if _is_fifo(str(target.get("queueUrl") or "")) else None
 
     def timeout(self, delivery: Delivery) -> float:
         return CALL_TIMEOUT

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -38,6 +39,7 @@ from app.clock import Clock, SystemClock
 from app.netguard import (
     AddressRefused,
     GuardedResolver,
+    IPAddress,
     parse_ip_literal,
     parse_networks,
     refuse_forbidden,
@@ -85,6 +87,7 @@ def sign(secret: str, msg_id: str, timestamp: int, body: str | bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+@functools.lru_cache(maxsize=1024)  # decoded for every run signed with it
 def _secret_key(secret: str) -> bytes:
     try:
         return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
@@ -100,10 +103,18 @@ class _InvalidTarget(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Url:
+    url: URL  # an IP literal host in its canonical form
+    host: str  # the host as the job wrote it, for error texts and logs (never the whole URL)
+    literal: IPAddress | None  # the address, when the host is an IP literal
+
+
+@dataclass(frozen=True, slots=True)
 class _Request:
     method: str
     url: URL  # an IP literal host in its canonical form
     host: str  # the host as the job wrote it, for error texts and logs (never the whole URL)
+    literal: IPAddress | None
     headers: CIMultiDict[str]
     body: bytes | None
     timeout: float
@@ -132,9 +143,9 @@ class WebhookTarget:
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
 
-    def origin(self, delivery: Delivery) -> str:
+    def origin(self, target: Mapping[str, Any]) -> str:
         try:
-            url, _ = _target_url(delivery.target)
+            url = _target_url(target).url
         except _InvalidTarget:
             return "invalid:"  # deliver() fails these at once, without connecting
         return f"{url.scheme}://{url.host_subcomponent}:{url.port}"
@@ -214,9 +225,8 @@ class WebhookTarget:
 
     def _check_literal(self, request: _Request) -> None:
         """aiohttp never asks the resolver about an IP literal: check it here."""
-        literal = parse_ip_literal(request.url.raw_host or "")
-        if literal is not None:
-            refuse_forbidden(request.host, [literal], self.allow_networks)
+        if request.literal is not None:
+            refuse_forbidden(request.host, [request.literal], self.allow_networks)
 
     def _log(self, d: Delivery, request: _Request, **extra: Any) -> None:
         ok = 200 <= extra.get("status", 0) < 300
@@ -228,7 +238,7 @@ class WebhookTarget:
 
     def _build_request(self, d: Delivery) -> _Request:
         target = d.target
-        url, host = _target_url(target)
+        where = _target_url(target)
         method = str(target.get("method") or "POST").upper()
         if method not in METHODS:
             raise _InvalidTarget(f"unsupported method {method[:10]}")
@@ -242,7 +252,10 @@ class WebhookTarget:
         signatures = [sign(s, d.run_id, timestamp, body or b"") for s in secrets]
         if signatures:
             headers["webhook-signature"] = " ".join(signatures)
-        return _Request(method, url, host, headers, body, _timeout(target.get("timeout")))
+        return _Request(
+            method, where.url, where.host, where.literal, headers, body,
+            _timeout(target.get("timeout")),
+        )  # fmt: skip
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> str:
         """First max_body_keep bytes. The rest is drained (up to a cap) so the connection can be
@@ -259,11 +272,16 @@ class WebhookTarget:
         return bytes(data[: self.max_body_keep]).decode("utf-8", errors="replace")
 
 
-def _target_url(target: Mapping[str, Any]) -> tuple[URL, str]:
+def _target_url(target: Mapping[str, Any]) -> _Url:
     """The URL to request, and its host as the job wrote it (for error texts)."""
     url = target.get("url")
     if not isinstance(url, str):
         raise _InvalidTarget("url must be an http(s) URL")
+    return _parse_url(url)
+
+
+@functools.lru_cache(maxsize=4096)  # every run of a job asks again, twice: parse once
+def _parse_url(url: str) -> _Url:
     try:
         parsed, written = URL(url), urlsplit(url).hostname
     except ValueError:  # a bad port, a bad IPv6 literal...
@@ -275,7 +293,7 @@ def _target_url(target: Mapping[str, Any]) -> tuple[URL, str]:
     # connected to whatever the spelling (0x7f.1), and aiohttp refuses legacy ones (127.1).
     if literal is not None:
         parsed = parsed.with_host(str(literal))
-    return parsed, written
+    return _Url(parsed, written, literal)
 
 
 def _client_timeout(timeout: float) -> aiohttp.ClientTimeout:

@@ -72,12 +72,12 @@ RECEIVER = Path(__file__).with_name("receiver.py")
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TIMEOUT = 30.0  # the webhook target's timeout, s
 ENV = {"WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8"}  # loopback is refused otherwise
-ORIGIN_IN_FLIGHT = 100  # DELIVERY_ORIGIN_IN_FLIGHT's default: the bare loops' concurrency
+ORIGIN_IN_FLIGHT = 250  # DELIVERY_ORIGIN_IN_FLIGHT's default: the bare loops' concurrency
 PAYLOAD_PAD = 160  # the body: a JSON object of about 200 bytes
 SLOW_RECEIVERS, SLOW_DELAY = 4, 1.0
 HANG_DELAY, HANG_START = 10.0, 1.0  # the hanging receiver's answer; queue jobs from T + this
 POLL_DELIVERED = 0.25  # s between looks at "all delivered?" (the figures come from the rows)
-AMPLE_IN_FLIGHT = 250  # the slow variant: 4 x 250 = DELIVERY_MAX_IN_FLIGHT's default
+NARROW_IN_FLIGHT = 100  # the slow variant: the per-origin limit set lower
 
 
 def payload(i: int) -> str:
@@ -348,7 +348,7 @@ def delivery(ctx: Context, databases: Databases, kind: str) -> None:
         print(f"  delivery {kind}: fast receiver, {sizes.delivery_fast:,} webhooks, bare loop "
               f"then dispatcher, then {sizes.delivery_due:,} jobs due, run {run + 1}")  # fmt: skip
         _fast(ctx, databases, kind, sizes.delivery_fast, sizes.delivery_due)
-    for per_origin in (ORIGIN_IN_FLIGHT, AMPLE_IN_FLIGHT):
+    for per_origin in (ORIGIN_IN_FLIGHT, NARROW_IN_FLIGHT):
         for run in range(ctx.runs):
             print(
                 f"  delivery {kind}: {SLOW_RECEIVERS} slow receivers, {sizes.delivery_slow:,} "
@@ -401,7 +401,7 @@ def _fast(ctx: Context, databases: Databases, kind: str, count: int, due_count: 
 
 def _slow(ctx: Context, databases: Databases, kind: str, count: int, per_origin: int) -> None:
     add = ctx.results.add
-    ample = per_origin != ORIGIN_IN_FLIGHT
+    narrow = per_origin != ORIGIN_IN_FLIGHT
     limit = f"{SLOW_RECEIVERS} x {per_origin} in flight"
     slow = f"{SLOW_RECEIVERS} receivers x {SLOW_DELAY:g} s, {limit}:"
     label = f"{count:,} webhooks"
@@ -412,10 +412,10 @@ def _slow(ctx: Context, databases: Databases, kind: str, count: int, per_origin:
         add("delivery", kind, name, bare.rate, "deliveries/s", note=note)
         add("delivery", kind, f"{slow} bare loop, calls in flight, most",
             bare.stats["max_in_flight"], "calls")  # fmt: skip
-        env = {"DELIVERY_ORIGIN_IN_FLIGHT": str(per_origin)} if ample else {}
+        env = {"DELIVERY_ORIGIN_IN_FLIGHT": str(per_origin)} if narrow else {}
         got = retrying(partial(dispatched, ctx, databases, kind, receiver, count, env))
-    goal = None if ample else Goal(">=", 500)
-    dispatcher = f"{slow} dispatcher" + (f" (DELIVERY_ORIGIN_IN_FLIGHT={per_origin})" * ample)
+    goal = None if narrow else Goal(">=", 500)
+    dispatcher = f"{slow} dispatcher" + (f" (DELIVERY_ORIGIN_IN_FLIGHT={per_origin})" * narrow)
     if isinstance(got, str):
         add("delivery", kind, f"{dispatcher}, {label}", None, "deliveries/s", goal, got)
         return

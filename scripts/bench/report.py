@@ -98,14 +98,14 @@ a run that did not finish counts as not met):
   request started). *Dispatcher* rate = N ÷ (last `delivered_at` - the earliest call
   start), a call's start being `delivered_at - response_ms` of its run (`response_ms` is
   timed by the target around the call); *all delivered after T* = last `delivered_at` - T.
-  *Fast receiver*: one port, 100 in flight (the default per origin); ratio goal ≥ 0.90.
+  *Fast receiver*: one port, 250 in flight (the default per origin); ratio goal ≥ 0.90.
   *Slow receivers*: four ports answering after 1 s, job i to port i mod 4; *calls in
-  flight* = the most requests the receivers held unanswered at once. With 100 per origin,
-  four origins allow at most 400 calls in flight, so at most 400 deliveries/s; the 4 x 250
-  rows (`DELIVERY_ORIGIN_IN_FLIGHT=250`, 1,000 in flight in all, the default total) show
-  what the loop does when the limit allows more. *Queue lag under a hanging webhook*: N
+  flight* = the most requests the receivers held unanswered at once. With the default 250
+  per origin, four origins may have 1,000 calls in flight (the default total); the 4 x 100
+  rows (`DELIVERY_ORIGIN_IN_FLIGHT=100`) allow at most 400 in flight, so at most 400
+  deliveries/s. *Queue lag under a hanging webhook*: N
   built-in queue jobs due 1 ms apart from T + 1 s (as in the lag part), and 1,000 webhook
-  runs due at T to one receiver answering after 10 s (one origin: 100 in flight, the rest
+  runs due at T to one receiver answering after 10 s (one origin: 250 in flight, the rest
   held or waiting in the database); lag = `fired_at - scheduled_for` of the queue jobs'
   runs only, commit lag sampled as in the burst. Beside it, in the same run, the same
   series with no webhook jobs (a fresh database and dispatcher).
