@@ -203,7 +203,8 @@ class Lanes:
         deliveries = [item.delivery for item in batch]
         limit = max(target.timeout(d) for d in deliveries) + self.grace
         try:
-            answered = await asyncio.wait_for(target.deliver(deliveries), limit)
+            async with asyncio.timeout(limit):  # no task of its own, unlike wait_for
+                answered = await target.deliver(deliveries)
         except Exception as exc:  # a target must not raise; if one does, retry the runs
             log.exception("delivery call failed", extra={"action": "deliver"})
             error = f"delivery call failed ({type(exc).__name__})"

@@ -157,6 +157,8 @@ class WebhookTarget:
             return DEFAULT_TIMEOUT
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        if len(deliveries) == 1:  # the usual case (batch_size 1): no task per request
+            return [await self._deliver_safely(deliveries[0])]
         return list(await asyncio.gather(*(self._deliver_safely(d) for d in deliveries)))
 
     async def aclose(self) -> None:
