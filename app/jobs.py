@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 import uuid
 from collections.abc import Sequence
@@ -17,6 +14,7 @@ from flask import current_app
 from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 
 from app import audit, jobstate, timing
+from app.cursors import decode_cursor, encode_cursor
 from app.database import begin_write, db, is_postgresql
 from app.jobstate import JobState
 from app.models import Job, Run
@@ -348,20 +346,6 @@ def key_values(
 ) -> tuple[Any, Any]:
     """A cursor's values as typed parameters, for a row comparison with (time, id)."""
     return literal(instant, time_column.type), literal(key, id_column.type)
-
-
-def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(job_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, job_id = json.loads(raw)
-        return datetime.fromisoformat(created_at), uuid.UUID(job_id)
-    except (ValueError, TypeError, binascii.Error) as exc:
-        raise field_problem("cursor", "not a cursor this service gave out", 400) from exc
 
 
 def _uuid(value: str, field: str) -> uuid.UUID:

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, func, select, tuple_, update
 
 from app import audit
+from app.cursors import decode_cursor, encode_cursor
 from app.database import begin_write, db, rowcount
-from app.jobs import decode_cursor, encode_cursor, key_values
+from app.jobs import key_values
 from app.models import RUN_STATUSES, Run
 from app.problems import Problem, field_problem, not_found
 

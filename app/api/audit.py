@@ -10,6 +10,7 @@ from app import audit
 from app.api import bp
 from app.api.jobs import paged
 from app.api.openapi import operation
+from app.cursors import decode_id_cursor
 from app.instants import format_instant
 from app.problems import field_problem
 from app.schemas import AuditOut, AuditQuery
@@ -24,11 +25,7 @@ def list_audit(query: AuditQuery) -> Response:
             job_id = uuid.UUID(query.jobId)
         except ValueError as exc:
             raise field_problem("jobId", "not a job id", 400) from exc
-    before = None
-    if query.cursor:
-        if not query.cursor.isdigit():
-            raise field_problem("cursor", "not a cursor this service gave out", 400)
-        before = int(query.cursor)
+    before = decode_id_cursor(query.cursor) if query.cursor else None
     entries = audit.list_entries(query.limit, before, job_id)
     next_cursor = None
     if len(entries) > query.limit:

@@ -4,7 +4,6 @@ answer models; the declaration both validates requests and builds /openapi.json.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from app import jsontext
 from app.problems import Problem, field_problem, from_validation_error
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -83,8 +83,10 @@ def read_json() -> Any:
     if not raw.strip():
         raise field_problem("body", "a JSON body is required", 400)
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return jsontext.loads(raw)
+    except jsontext.TooDeep as exc:
+        raise field_problem("body", f"is not valid JSON: {exc}", 400) from exc
+    except ValueError as exc:  # UnicodeDecodeError is one too
         raise field_problem("body", "is not valid JSON", 400) from exc
 
 
@@ -120,12 +122,20 @@ def document(title: str, version: str) -> dict[str, Any]:
         paths.setdefault(_openapi_path(op.rule), {})[op.method.lower()] = _operation_doc(op)
     return {
         "openapi": "3.1.0",
-        "info": {"title": title, "version": version},
+        "info": {"title": title, "version": version, "description": LIMITS},
         "paths": paths,
         "components": {
             "schemas": {**defs.get("$defs", {}), "Problem": PROBLEM_SCHEMA},
         },
     }
+
+
+LIMITS = (
+    "Limits beyond what the schemas say: a JSON body nests at most "
+    f"{jsontext.MAX_DEPTH} levels of objects and arrays (deeper is a 400 naming `body`); "
+    "a page `cursor` is only ever one this service gave out (anything else is a 400 naming "
+    "`cursor`)."
+)
 
 
 def _models() -> list[type[BaseModel]]:

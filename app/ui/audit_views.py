@@ -6,6 +6,7 @@ from flask import request
 from werkzeug.wrappers import Response
 
 from app import audit, jobs
+from app.cursors import decode_id_cursor
 from app.ui import bp
 from app.ui.render import page
 
@@ -15,7 +16,7 @@ PAGE_SIZE = 50
 @bp.get("/audit")
 def audit_page() -> Response:
     before = request.args.get("before", "")
-    entries = audit.list_entries(PAGE_SIZE, int(before) if before.isdigit() else None)
+    entries = audit.list_entries(PAGE_SIZE, decode_id_cursor(before) if before else None)
     older = entries[PAGE_SIZE - 1].id if len(entries) > PAGE_SIZE else None
     entries = entries[:PAGE_SIZE]
     job_ids = [e.job_id for e in entries if e.job_id is not None]

@@ -17,7 +17,7 @@ from typing import Any
 from flask import current_app
 from pydantic import ValidationError
 
-from app import jobs, timing
+from app import jobs, jsontext, timing
 from app.api.jobs import preview_of
 from app.instants import format_instant
 from app.models import Job
@@ -300,10 +300,12 @@ def json_payload_error(payload: str) -> str | None:
     if payload.lstrip()[:1] not in ("{", "["):
         return None
     try:
-        json.loads(payload)
+        jsontext.loads(payload, max_depth=None)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         return f"looks like JSON but does not parse: {exc.msg} ({where})"
+    except jsontext.TooDeep as exc:
+        return f"looks like JSON but is {exc}"
     return None
 
 
