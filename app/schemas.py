@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -14,6 +18,7 @@ from pydantic import (
     StrictStr,
     field_validator,
 )
+from yarl import URL
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,80}$"
 
@@ -75,7 +80,27 @@ class SqsTarget(Strict):
     maxInFlight: MaxInFlight = None
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+SECRET_PREFIX = "whsec_"
+Secret = Annotated[StrictStr, Field(max_length=200)]
+
+
+def secret_key(secret: str) -> bytes:
+    """The signing key of a Standard Webhooks secret (whsec_ + base64); ValueError if it is
+    not one."""
+    try:
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise ValueError("must be whsec_ followed by base64")
+    return key
+
+
 class WebhookTarget(Strict):
+    """Checked when a job is saved and again, from what was stored, when a run is delivered:
+    a target that passes here is one the webhook target can send."""
+
     type: Literal["webhook"]
     url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
     method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
@@ -83,8 +108,43 @@ class WebhookTarget(Strict):
         Field(default_factory=dict)
     )
     timeout: Annotated[StrictFloat, Field(gt=0, le=120)] = 10.0
-    secret: StrictStr | list[StrictStr] | None = None
+    secret: Secret | Annotated[list[Secret], Field(min_length=1, max_length=10)] | None = None
     maxInFlight: MaxInFlight = None
+
+    @field_validator("url")
+    @classmethod
+    def http_url(cls, url: str) -> str:
+        try:
+            parsed = URL(url)
+            port = parsed.explicit_port
+        except ValueError:  # a port out of range, a bad IPv6 literal...
+            raise ValueError("must be an http(s) URL with a host and a valid port") from None
+        if parsed.scheme not in ("http", "https") or not parsed.raw_host or port == 0:
+            raise ValueError("must be an http(s) URL with a host and a valid port")
+        if not urlsplit(url).hostname:
+            raise ValueError("must be an http(s) URL with a host and a valid port")
+        return url
+
+    @field_validator("headers")
+    @classmethod
+    def sendable_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name[:40]!r} is not a header name (an RFC 9110 token)")
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"{name}: a value may not contain CR, LF or NUL")
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError(f"{name}: a value must be Latin-1 text") from None
+        return headers
+
+    @field_validator("secret")
+    @classmethod
+    def signing_secret(cls, secret: str | list[str] | None) -> str | list[str] | None:
+        for one in [secret] if isinstance(secret, str) else secret or []:
+            secret_key(one)
+        return secret
 
 
 Target = Annotated[QueueTarget | SqsTarget | WebhookTarget, Field(discriminator="type")]

@@ -115,3 +115,41 @@ def test_a_cursor_given_out_still_pages(client: FlaskClient) -> None:
     assert cursor is not None
     rest = client.get(f"/schedules?limit=2&cursor={cursor[1]}").get_json()
     assert len(first.get_json()) == 2 and len(rest) == 1
+
+
+BAD_WEBHOOKS = [
+    ({"secret": "whsec_!!!"}, "target.webhook.secret"),
+    ({"secret": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_"]}, "target.webhook.secret"),
+    ({"headers": {"X-Bad": "a\r\nInjected: 1"}}, "target.webhook.headers"),
+    ({"headers": {"X Bad": "a"}}, "target.webhook.headers"),
+    ({"headers": {"X-Name": "Müller €"}}, "target.webhook.headers"),  # € is not Latin-1
+    ({"url": "http://"}, "target.webhook.url"),
+    ({"url": "http://:80/x"}, "target.webhook.url"),
+    ({"url": "http://hooks.example:99999/x"}, "target.webhook.url"),
+    ({"url": "http://hooks.example:0/x"}, "target.webhook.url"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), BAD_WEBHOOKS)
+def test_a_webhook_target_that_could_not_be_sent_is_refused_when_saved(
+    client: FlaskClient, change: dict[str, object], field: str
+) -> None:
+    target = {"type": "webhook", "url": "https://hooks.example/x"} | change
+    body = {"payload": "p", "at": "2030-01-01T00:00:01Z", "target": target}
+    response = client.post("/schedules", json=body)
+    assert response.status_code == 422, response.get_json()
+    assert [e["field"] for e in response.get_json()["errors"]] == [field]
+    assert client.post("/schedules:batch", json={"jobs": [body]}).status_code == 422
+    assert client.get("/schedules").get_json() == []  # nothing written
+
+
+def test_a_good_webhook_target_with_latin1_headers_is_kept(client: FlaskClient) -> None:
+    target = {
+        "type": "webhook",
+        "url": "https://hooks.example:8443/x",
+        "headers": {"X-Name": "Müller"},
+        "secret": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    }
+    body = {"payload": "p", "at": "2030-01-01T00:00:01Z", "target": target}
+    response = client.post("/schedules", json=body)
+    assert response.status_code == 201, response.get_json()

@@ -244,7 +244,19 @@ BAD_TARGETS = [
     delivery("http://127.0.0.1:1/x", timeout="soon"),
     delivery("http://127.0.0.1:1/x", timeout=0),
     delivery("http://127.0.0.1:1/x", secret=12345),
+    # Saved before the API checked them, or edited in the database:
+    delivery("http://127.0.0.1:1/x", secret="whsec_!!!"),
+    delivery("http://127.0.0.1:1/x", headers={"X-Name": "€"}),
+    delivery("http://"),
 ]
+
+
+def test_a_stored_target_that_no_longer_validates_names_the_field(
+    webhook: WebhookTarget, deliver: Deliver
+) -> None:
+    outcome = deliver(webhook, delivery("http://127.0.0.1:1/x", secret="whsec_!!!"))
+    assert outcome.permanent
+    assert outcome.error == "invalid target: secret: Value error, must be whsec_ followed by base64"
 
 
 @pytest.mark.parametrize("bad", BAD_TARGETS)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import math
 import os
-import re
 import secrets as secrets_module
 import socket
 import ssl
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
+from pydantic import ValidationError
 from yarl import URL
 
 from app import jsontext
@@ -44,17 +44,17 @@ from app.netguard import (
     parse_networks,
     refuse_forbidden,
 )
+from app.schemas import SECRET_PREFIX, secret_key
+from app.schemas import WebhookTarget as WebhookSpec
 from app.targets.base import Delivery, Outcome
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "Scheduler-Webhook/1"
-METHODS = frozenset({"POST", "PUT", "PATCH", "GET", "DELETE"})
 DEFAULT_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0  # at most this much of a call goes to connecting (DNS, TCP, TLS)
 MAX_DRAIN_BYTES = 64 * 1024  # read at most this much of a response (then drop the connection)
 MAX_ERROR_CHARS = 200
-SECRET_PREFIX = "whsec_"
 # Headers a job may not set: ours (signature) or message framing.
 RESERVED_HEADERS = frozenset(
     {
@@ -67,7 +67,6 @@ RESERVED_HEADERS = frozenset(
         "connection",
     }
 )
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 
 
 # --- Standard Webhooks signing ---------------------------------------------------------------
@@ -81,18 +80,15 @@ def generate_secret() -> str:
 def sign(secret: str, msg_id: str, timestamp: int, body: str | bytes) -> str:
     """'v1,<base64 HMAC-SHA256 of "{msg_id}.{timestamp}.{body}">', keyed by the secret's bytes.
     Raises ValueError on a malformed secret."""
-    key = _secret_key(secret)
+    key = _signing_key(secret)
     payload = body.encode() if isinstance(body, str) else body
     digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + payload, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
 
 @functools.lru_cache(maxsize=1024)  # decoded for every run signed with it
-def _secret_key(secret: str) -> bytes:
-    try:
-        return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("invalid webhook secret (expected whsec_<base64>)") from None
+def _signing_key(secret: str) -> bytes:
+    return secret_key(secret)
 
 
 # --- The target ------------------------------------------------------------------------------
@@ -152,7 +148,7 @@ class WebhookTarget:
 
     def timeout(self, delivery: Delivery) -> float:
         try:
-            return _timeout(delivery.target.get("timeout"))
+            return _spec(delivery.target).timeout
         except _InvalidTarget:
             return DEFAULT_TIMEOUT
 
@@ -239,25 +235,21 @@ class WebhookTarget:
         )
 
     def _build_request(self, d: Delivery) -> _Request:
-        target = d.target
-        where = _target_url(target)
-        method = str(target.get("method") or "POST").upper()
-        if method not in METHODS:
-            raise _InvalidTarget(f"unsupported method {method[:10]}")
+        spec = _spec(d.target)
+        where = _parse_url(spec.url)
         # GET carries no body; the signature then covers the empty body.
-        body = None if method == "GET" else d.payload.encode()
-        headers = _headers(target.get("headers"), d.payload if body else None)
+        body = None if spec.method == "GET" else d.payload.encode()
+        headers = _headers(spec.headers, d.payload if body else None)
         timestamp = int(self._clock.now().timestamp())
         headers["webhook-id"] = d.run_id
         headers["webhook-timestamp"] = str(timestamp)
-        secrets = _secrets(target.get("secret"))
+        secrets = [spec.secret] if isinstance(spec.secret, str) else spec.secret or []
         signatures = [sign(s, d.run_id, timestamp, body or b"") for s in secrets]
         if signatures:
             headers["webhook-signature"] = " ".join(signatures)
         return _Request(
-            method, where.url, where.host, where.literal, headers, body,
-            _timeout(target.get("timeout")),
-        )  # fmt: skip
+            spec.method, where.url, where.host, where.literal, headers, body, spec.timeout
+        )
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> str:
         """First max_body_keep bytes. The rest is drained (up to a cap) so the connection can be
@@ -276,23 +268,33 @@ class WebhookTarget:
 
 def _target_url(target: Mapping[str, Any]) -> _Url:
     """The URL to request, and its host as the job wrote it (for error texts)."""
-    url = target.get("url")
-    if not isinstance(url, str):
-        raise _InvalidTarget("url must be an http(s) URL")
-    return _parse_url(url)
+    return _parse_url(_spec(target).url)
 
 
-@functools.lru_cache(maxsize=4096)  # every run of a job asks again, twice: parse once
-def _parse_url(url: str) -> _Url:
+def _spec(target: Mapping[str, Any]) -> WebhookSpec:
+    """The stored target, validated by the model that validated it when the job was saved;
+    one that no longer passes (saved by an older version, edited in the database) fails
+    its runs permanently, naming the field."""
     try:
-        parsed, written = URL(url), urlsplit(url).hostname
-    except ValueError:  # a bad port, a bad IPv6 literal...
-        raise _InvalidTarget("url must be an http(s) URL") from None
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host or not written:
-        raise _InvalidTarget("url must be an http(s) URL")
-    literal = parse_ip_literal(parsed.raw_host)
-    # An IP literal is sent in its canonical form: the address checked is then the address
-    # connected to whatever the spelling (0x7f.1), and aiohttp refuses legacy ones (127.1).
+        return _validated(json.dumps(target, sort_keys=True, default=str))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "target"
+        raise _InvalidTarget(f"{where}: {first['msg']}"[:MAX_ERROR_CHARS]) from None
+
+
+@functools.lru_cache(maxsize=4096)  # every run of a job asks again: validate once
+def _validated(target_json: str) -> WebhookSpec:
+    return WebhookSpec.model_validate_json(target_json)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_url(url: str) -> _Url:
+    """A URL the model accepted, ready to request: an IP literal host is sent in its
+    canonical form, so the address checked is the address connected to whatever the
+    spelling (0x7f.1), and aiohttp refuses legacy ones (127.1)."""
+    parsed, written = URL(url), urlsplit(url).hostname or ""
+    literal = parse_ip_literal(parsed.raw_host or "")
     if literal is not None:
         parsed = parsed.with_host(str(literal))
     return _Url(parsed, written, literal)
@@ -321,49 +323,15 @@ def _connection_tracing() -> aiohttp.TraceConfig:
     return tracing
 
 
-def _headers(job_headers: object, payload: str | None) -> CIMultiDict[str]:
+def _headers(job_headers: Mapping[str, str], payload: str | None) -> CIMultiDict[str]:
     """Our defaults, then the job's headers (which may not touch signature or framing)."""
     headers: CIMultiDict[str] = CIMultiDict({"user-agent": USER_AGENT})
     if payload is not None:
         headers["content-type"] = _content_type(payload)
-    if job_headers is None:
-        return headers
-    if not isinstance(job_headers, dict):
-        raise _InvalidTarget("headers must be an object")
     for name, value in job_headers.items():
-        name, value = str(name), str(value)
-        if not _HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
-            raise _InvalidTarget("bad header name or value")  # no header injection
         if name.lower() not in RESERVED_HEADERS:
             headers[name] = value
     return headers
-
-
-def _secrets(value: object) -> list[str]:
-    """The signing secrets: none, one, or several during a key rotation."""
-    secrets = [value] if isinstance(value, str) else value
-    if not secrets:
-        return []
-    if not isinstance(secrets, list | tuple) or not all(isinstance(s, str) for s in secrets):
-        raise _InvalidTarget("secret must be a string or a list of strings")
-    for secret in secrets:
-        try:
-            _secret_key(secret)
-        except ValueError as e:
-            raise _InvalidTarget(str(e)) from None
-    return list(secrets)
-
-
-def _timeout(value: object) -> float:
-    if value is None:
-        return DEFAULT_TIMEOUT
-    try:
-        timeout = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise _InvalidTarget("timeout must be a number") from None
-    if not 0 < timeout <= 3600:
-        raise _InvalidTarget("timeout must be > 0 seconds")
-    return timeout
 
 
 def _content_type(payload: str) -> str:

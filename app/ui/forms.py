@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from flask import current_app
 from pydantic import ValidationError
@@ -22,7 +22,7 @@ from app.api.jobs import preview_of
 from app.instants import format_instant
 from app.models import Job
 from app.problems import Problem, from_validation_error
-from app.schemas import JobIn, TimingFields
+from app.schemas import JobIn, TimingFields, WebhookTarget
 from app.timing.zones import get_zone, to_instant, to_wall
 
 WHEN_KINDS = {
@@ -34,7 +34,7 @@ WHEN_KINDS = {
     "cron": "Cron",
 }
 TARGET_TYPES = {"queue": "Built-in queue", "sqs": "SQS queue", "webhook": "Webhook"}
-WEBHOOK_METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
+WEBHOOK_METHODS: tuple[str, ...] = get_args(WebhookTarget.model_fields["method"].annotation)
 MISFIRE_POLICIES = {
     "coalesce": "Fire once for all it missed",
     "skip": "Skip what it missed",
