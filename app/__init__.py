@@ -40,11 +40,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         configure_engine(db.engine)
 
-    from app import cli, problems
+    from app import auth, cli, problems
     from app.api import bp as api_bp
     from app.ui import bp as ui_bp
 
     problems.register(app)
+    app.before_request(auth.refuse_unguarded_remote)
     limiter.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api_bp)  # the JSON API carries no cookies to forge; it uses API keys

@@ -1,7 +1,8 @@
 """API keys and who is asking.
 
-Loopback-only by default and open there. Once a key exists (or REQUIRE_API_KEYS is set,
-as it must be when the service listens on anything but loopback) every API call needs
+Loopback-only by default and open there: while no key exists, the application refuses
+requests from other machines itself (gunicorn's start-up check is only the early, friendly
+message). Once a key exists (or REQUIRE_API_KEYS is set) every API call needs
 `Authorization: Bearer <key>`; read-only keys may only read.
 """
 
@@ -121,6 +122,37 @@ def authenticate_api() -> None:
         raise Problem(403, "Forbidden", f"key {key.name!r} is read-only")
     g.actor = f"key:{key.name}"
     g.api_key_id = str(key.id)
+
+
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+NO_KEYS_REFUSAL = (
+    "no API key exists, so only this machine may use the service: create one with "
+    "`flask --app wsgi keys create --name NAME` (then send Authorization: Bearer <key>), "
+    "or call from 127.0.0.1"
+)
+
+
+def refuse_unguarded_remote() -> None:
+    """before_request of the whole application, whatever server runs it: while no key
+    exists (nothing is guarded), a request from another machine is refused. A request
+    relayed by a proxy on this machine counts as from another machine unless TRUST_PROXY
+    says whose address to believe."""
+    if request.endpoint in OPEN_ENDPOINTS or request.endpoint == "static":
+        return
+    if is_local_request() or auth_required():
+        return
+    if request.blueprint == "ui" and current_app.config.get("ADMIN_PASSWORD"):
+        return  # the UI asks for the admin password
+    raise Problem(403, "Forbidden", NO_KEYS_REFUSAL)
+
+
+def is_local_request() -> bool:
+    """From this machine: a loopback peer, and (without TRUST_PROXY, under which ProxyFix
+    already put the client's address in remote_addr) not relayed for someone else."""
+    if not is_loopback(request.remote_addr or "unknown"):
+        return False
+    trusted = bool(current_app.config.get("TRUST_PROXY"))
+    return trusted or not any(name in request.headers for name in FORWARDING_HEADERS)
 
 
 def is_loopback(host: str) -> bool:

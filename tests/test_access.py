@@ -183,3 +183,43 @@ def test_gunicorn_accepts_the_network_with_keys(
 
     assert os.environ.pop("REQUIRE_API_KEYS") == "true"
     assert conf.bound_hosts(["unix:/tmp/s", "[::1]:80", "127.0.0.1:8000"]) == ["::1", "127.0.0.1"]
+
+
+REMOTE = {"REMOTE_ADDR": "203.0.113.7"}
+
+
+def test_with_no_key_the_application_itself_refuses_other_machines(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Whatever server runs it (gunicorn with another config, flask run --host 0.0.0.0)."""
+    client = make_app().test_client()
+    refused = client.get("/schedules", environ_base=REMOTE)
+    assert refused.status_code == 403
+    assert refused.mimetype == "application/problem+json"
+    assert "flask --app wsgi keys create --name NAME" in refused.get_json()["detail"]
+    body = {"payload": "p", "at": "2030-01-01T00:00:01Z"}
+    assert client.post("/schedules", json=body, environ_base=REMOTE).status_code == 403
+    assert client.get("/schedules").get_json() == []  # nothing written; loopback still open
+    page = client.get("/ui/", environ_base=REMOTE)
+    assert page.status_code == 403 and "keys create" in page.get_data(as_text=True)
+    assert client.get("/healthz", environ_base=REMOTE).status_code == 200  # probes stay open
+
+
+def test_a_proxy_on_this_machine_does_not_make_its_clients_local(
+    make_app: Callable[..., Flask],
+) -> None:
+    client = make_app().test_client()
+    relayed = {"X-Forwarded-For": "203.0.113.7"}
+    assert client.get("/schedules", headers=relayed).status_code == 403
+    assert client.get("/schedules", headers={"Forwarded": "for=203.0.113.7"}).status_code == 403
+    trusting = make_app(TRUST_PROXY=True).test_client()
+    assert trusting.get("/schedules", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200
+    assert trusting.get("/schedules", headers=relayed).status_code == 403
+
+
+def test_once_a_key_exists_other_machines_need_it(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    key = make_key(app, "remote")
+    client = app.test_client()
+    assert client.get("/schedules", environ_base=REMOTE).status_code == 401
+    assert client.get("/schedules", headers=bearer(key), environ_base=REMOTE).status_code == 200
