@@ -75,6 +75,14 @@ def find_key(secret: str) -> ApiKey | None:
     ).scalar_one_or_none()
 
 
+def key_is_active(key_id: str) -> bool:
+    try:
+        key = db.session.get(ApiKey, uuid.UUID(key_id))
+    except ValueError:
+        return False
+    return key is not None and key.revoked_at is None
+
+
 def active_keys_exist() -> bool:
     cache = current_app.extensions.setdefault("auth_cache", {"at": -1e9, "exists": False})
     if time.monotonic() - cache["at"] > KEYS_EXIST_TTL:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.test_access import make_key
+from tests.test_access import bearer, make_key
 
 
 def sign_in(client: FlaskClient, secret: str, next_path: str = "/ui/jobs") -> str:
@@ -60,6 +60,54 @@ def test_read_only_key_cannot_change_through_the_ui(make_app: Callable[..., Flas
     assert client.post("/ui/login", data={"secret": key}).status_code == 303
     assert client.get("/ui/jobs").status_code == 200
     assert client.post("/ui/runs/retry-dead").status_code == 403
+
+
+def test_a_read_only_user_signs_out_and_sees_no_write_controls(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(WTF_CSRF_ENABLED=False)
+    key = make_key(app, "viewer", "read")
+    client = app.test_client()
+    job = {"payload": "p", "at": "2030-01-01T00:00:01Z"}
+    job_id = client.post("/schedules", json=job, headers=bearer(make_key(app, "w"))).get_json()
+    assert client.post("/ui/login", data={"secret": key}).status_code == 303
+    for page in ("/ui/", "/ui/jobs", f"/ui/jobs/{job_id['jobId']}", "/ui/runs"):
+        html = client.get(page).get_data(as_text=True)
+        for control in ("New job", "Run now", "Delete", "Pause", ">Edit<", "/edit"):
+            assert control not in html, (page, control)
+    refused = client.get("/ui/jobs/new")
+    assert refused.status_code == 403 and "read-only key" in refused.get_data(as_text=True)
+    assert client.post("/ui/logout").status_code == 303  # sign-out is always allowed
+    assert client.get("/ui/jobs").status_code == 302  # and the session is gone
+
+
+def test_revoking_a_key_ends_the_ui_sessions_it_opened(make_app: Callable[..., Flask]) -> None:
+    app = make_app(WTF_CSRF_ENABLED=False)
+    key = make_key(app, "operator")
+    make_key(app, "other")  # keys still exist after the revocation: sign-in stays required
+    client = app.test_client()
+    assert client.post("/ui/login", data={"secret": key}).status_code == 303
+    assert client.get("/ui/jobs").status_code == 200
+    result = app.test_cli_runner().invoke(args=["keys", "revoke", "operator"])
+    assert result.exit_code == 0, result.output
+    page = client.get("/ui/jobs")
+    assert page.status_code == 302 and "/ui/login" in page.headers["Location"]
+    form = {"payload": "p", "when": "now", "target_type": "queue", "queue_name": "default"}
+    assert client.post("/ui/jobs/new", data=form).status_code == 302  # to the sign-in page
+    assert client.get("/schedules", headers=bearer(make_key(app, "check"))).get_json() == []
+
+
+def test_changing_the_admin_password_ends_sessions_opened_with_the_old_one(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(WTF_CSRF_ENABLED=False, ADMIN_PASSWORD="first")
+    client = app.test_client()
+    assert client.post("/ui/login", data={"secret": "first"}).status_code == 303
+    assert client.get("/ui/jobs").status_code == 200
+    app.config["ADMIN_PASSWORD"] = "second"
+    assert client.get("/ui/jobs").status_code == 302
+    assert client.post("/ui/login", data={"secret": "second"}).status_code == 303
+    assert client.get("/ui/jobs").status_code == 200
 
 
 def test_audit_page_lists_changes_escaped(client: FlaskClient) -> None:

@@ -7,6 +7,7 @@ SameSite=Lax, and Secure when the request came over HTTPS.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from urllib.parse import urlsplit
 
@@ -14,9 +15,12 @@ from flask import current_app, g, redirect, render_template, request, session, u
 from werkzeug.wrappers import Response
 
 from app import auth
+from app.problems import Problem
 from app.ui import bp
 
-OPEN_ENDPOINTS = frozenset({"ui.login", "ui.logout"})
+OPEN_ENDPOINTS = frozenset({"ui.login", "ui.logout"})  # signing in and out: always allowed
+WRITE_PAGES = frozenset({"ui.new_job", "ui.edit_job"})  # forms a read-only user cannot send
+READ_ONLY = "Signed in with a read-only key: it can look, not change."
 
 
 def login_required() -> bool:
@@ -25,17 +29,34 @@ def login_required() -> bool:
 
 @bp.before_request
 def authenticate_ui() -> Response | None:
-    """Set g.actor for the audit log; send strangers to the sign-in page."""
+    """Set g.actor for the audit log; send strangers to the sign-in page. A session is
+    only as good as what opened it: it ends when its key is revoked or the admin password
+    changes."""
+    if session.get("actor") and not session_still_valid():
+        session.clear()
     actor = session.get("actor")
+    if request.endpoint in OPEN_ENDPOINTS:
+        g.actor = actor or "ui:anonymous"
+        return None
     if actor:
         g.actor = actor
-        if session.get("scope") == "read" and request.method not in auth.READ_METHODS:
-            return Response("This key is read-only.", status=403, mimetype="text/plain")
+        read_only = session.get("scope") == "read"
+        if read_only and (
+            request.method not in auth.READ_METHODS or request.endpoint in WRITE_PAGES
+        ):
+            raise Problem(403, "Forbidden", READ_ONLY)
         return None
-    if request.endpoint in OPEN_ENDPOINTS or not login_required():
+    if not login_required():
         g.actor = "ui:anonymous"
         return None
     return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
+
+
+@bp.context_processor
+def access_context() -> dict[str, bool]:
+    """can_write: whether to show write controls (hidden from a read-only key, which
+    would be refused)."""
+    return {"can_write": session.get("scope") != "read"}
 
 
 def safe_next(target: str | None) -> str:
@@ -45,15 +66,31 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def check_secret(secret: str) -> tuple[str, str] | None:
-    """(actor, scope) for a valid admin password or API key, else None."""
+def check_secret(secret: str) -> dict[str, str] | None:
+    """What a session signed in with this admin password or API key holds, else None."""
     password = current_app.config.get("ADMIN_PASSWORD") or ""
     if password and hmac.compare_digest(secret.encode(), password.encode()):
-        return "ui:admin", "write"
+        return {"actor": "ui:admin", "scope": "write", "password": password_mark(password)}
     key = auth.find_key(secret)
     if key is not None:
-        return f"ui:key:{key.name}", key.scope
+        return {"actor": f"ui:key:{key.name}", "scope": key.scope, "key_id": str(key.id)}
     return None
+
+
+def session_still_valid() -> bool:
+    """The key that opened the session is not revoked, or the admin password is the one
+    it was opened with (a session from before these checks is not valid either)."""
+    if "key_id" in session:
+        return auth.key_is_active(session["key_id"])
+    password = current_app.config.get("ADMIN_PASSWORD") or ""
+    mark = str(session.get("password") or "")
+    return bool(password and mark) and hmac.compare_digest(mark, password_mark(password))
+
+
+def password_mark(password: str) -> str:
+    """Tells the current password from an old one without keeping it in the cookie."""
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, b"admin-password:" + password.encode(), hashlib.sha256).hexdigest()
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -63,7 +100,7 @@ def login() -> Response | str:
         found = check_secret(request.form.get("secret", ""))
         if found:
             session.clear()
-            session["actor"], session["scope"] = found
+            session.update(found)
             return redirect(safe_next(request.args.get("next")), 303)
         error = "That is neither an API key nor the admin password."
     return render_template("login.html", error=error, required=login_required())
