@@ -21,7 +21,8 @@ venv: $(VENV)/.installed
 ## run: install, migrate, start the web app (127.0.0.1:$(PORT)) and the scheduler process
 run: venv
 	$(BIN)/flask db upgrade
-	$(BIN)/honcho start --no-prefix -f Procfile -p $(PORT) 2>&1 || true
+	@# Ctrl-C (130) or SIGTERM (143) is how it ends; any other status is a process that failed.
+	$(BIN)/honcho start --no-prefix -f Procfile -p $(PORT) 2>&1 || { rc=$$?; [ $$rc -eq 130 ] || [ $$rc -eq 143 ] || exit $$rc; }
 
 ## test: lint, types, then the whole suite on SQLite and on PostgreSQL
 test: venv services browser lint check-types test-sqlite test-postgresql

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from flask import current_app, g, request
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from app.database import db
 from app.models import ApiKey
@@ -37,6 +38,8 @@ def create_key(name: str, scope: str, now: datetime) -> tuple[ApiKey, str]:
     """Make a key; the returned secret is never stored and cannot be shown again."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    if db.session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+        raise ValueError(f"a key named {name!r} exists already (keys list shows them)")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id=uuid.uuid4(),
@@ -47,7 +50,11 @@ def create_key(name: str, scope: str, now: datetime) -> tuple[ApiKey, str]:
         created_at=now,
     )
     db.session.add(key)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same name, created at the same moment elsewhere
+        db.session.rollback()
+        raise ValueError(f"a key named {name!r} exists already (keys list shows them)") from None
     return key, secret
 
 

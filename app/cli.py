@@ -39,7 +39,10 @@ keys_cli = AppGroup("keys", help="API keys.")
 @click.option("--scope", type=click.Choice(auth.SCOPES), default="write", show_default=True)
 def create_key_command(name: str, scope: str) -> None:
     """Create an API key and print it (shown once; only its hash is kept)."""
-    key, secret = auth.create_key(name, scope, clock_of(current_app).now())
+    try:
+        key, secret = auth.create_key(name, scope, clock_of(current_app).now())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(secret)
     click.echo(
         f"created key {key.name!r} ({key.scope}); store it now, it is not shown again", err=True

@@ -223,3 +223,10 @@ def test_once_a_key_exists_other_machines_need_it(make_app: Callable[..., Flask]
     client = app.test_client()
     assert client.get("/schedules", environ_base=REMOTE).status_code == 401
     assert client.get("/schedules", headers=bearer(key), environ_base=REMOTE).status_code == 200
+
+
+def test_a_second_key_with_the_same_name_is_a_one_line_error(app: Flask) -> None:
+    make_key(app, "svc")
+    result = app.test_cli_runner().invoke(args=["keys", "create", "--name", "svc"])
+    assert result.exit_code == 1
+    assert result.output == "Error: a key named 'svc' exists already (keys list shows them)\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.support.burst import (
 )
 from tests.support.http_target import HttpTarget, Response
 from tests.support.processes import (
+    ROOT,
     free_port,
     process_env,
     running,
@@ -142,3 +144,14 @@ def queue_runs(engine: Any) -> int:
                 )
             ).scalar_one()
         )
+
+
+def test_make_run_fails_when_a_process_fails_to_start(database_url: str) -> None:
+    """`make run` on 0.0.0.0 with no key: gunicorn refuses, and make says it failed."""
+    env = process_env(database_url, HOST="0.0.0.0", PORT=str(free_port()))
+    done = subprocess.run(
+        ["make", "--no-print-directory", "run"], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "refusing to listen on 0.0.0.0 without API keys" in done.stdout + done.stderr
