@@ -34,16 +34,18 @@ lint: venv
 check-types: venv
 	$(BIN)/mypy
 
-test-sqlite: venv
+test-sqlite: venv services
 	$(BIN)/pytest -q -n 2 --db=sqlite
 
 test-postgresql: venv services
 	$(BIN)/pytest -q -n 2 --db=postgresql -m "not browser"
 
-## services: start PostgreSQL when it is not answering
+## services: start PostgreSQL and Redis when they are not answering
 services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start"; exit 1
+	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+	@for i in $$(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 1; done; echo "Redis did not start"; exit 1
 
 ## browser: Debian's Chromium for the browser tests (never a downloaded browser)
 browser:

@@ -76,6 +76,15 @@ def revoke_key(name_or_prefix: str, now: datetime) -> bool:
     return True
 
 
+def current_key() -> ApiKey | None:
+    """The active key this request's bearer token names (looked up once per request)."""
+    if "api_key" not in g:
+        token = bearer_token()
+        g.api_key = find_key(token) if token else None
+    key: ApiKey | None = g.api_key
+    return key
+
+
 def find_key(secret: str) -> ApiKey | None:
     return db.session.execute(
         select(ApiKey).where(ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None))
@@ -125,7 +134,7 @@ def authenticate_api() -> None:
             )
         g.actor = "anonymous"
         return
-    key = find_key(token)
+    key = current_key()
     if key is None:
         raise Problem(
             401,

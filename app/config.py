@@ -31,7 +31,11 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_LIMIT_MAX": 1000,
     "WEBHOOK_ALLOW_NETWORKS": "",
     "QUEUE_MAX_WAIT": 20.0,  # longest long-poll of the built-in queue, seconds
-    "RATE_LIMIT": "100 per second",  # per API key
+    "RATE_LIMIT": "100 per second",  # per API key or signed-in UI session
+    "RATE_LIMIT_ANONYMOUS": "20 per second",  # per client address: no key, or a wrong one
+    "SIGN_IN_LIMIT": "5 per minute",  # failed UI sign-ins per client address
+    "SIGN_IN_LIMIT_ALL": "30 per minute",  # failed UI sign-ins from all clients together
+    "RATELIMIT_STORAGE_URI": "memory://",  # redis://127.0.0.1:6379 shares them across workers
     "REQUIRE_API_KEYS": False,  # set when listening beyond loopback
     "RUN_RETENTION_DAYS": 30.0,  # finished runs older than this are pruned
     "QUEUE_RETENTION_DAYS": 14.0,  # built-in queue messages older than this are pruned
@@ -48,7 +52,11 @@ ENV_STRINGS = (
     "SECRET_KEY",
     "WEBHOOK_ALLOW_NETWORKS",
     "RATE_LIMIT",
+    "RATE_LIMIT_ANONYMOUS",
+    "SIGN_IN_LIMIT",
+    "SIGN_IN_LIMIT_ALL",
     "RATELIMIT_STORAGE_URI",
+    "RATELIMIT_KEY_PREFIX",
     "ADMIN_PASSWORD",
 )
 ENV_JSON = (

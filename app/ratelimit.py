@@ -1,38 +1,74 @@
-"""Rate limits per API key (Flask-Limiter), answered with 429 and Retry-After.
+"""Rate limits (Flask-Limiter), answered with 429 and Retry-After.
 
-Requests without a key are not limited: they are only accepted on loopback, from the
-machine's own processes. Counters live in memory per web worker unless
-RATELIMIT_STORAGE_URI points at a shared store (e.g. redis://127.0.0.1:6379).
+- A request with a valid API key, or from a signed-in UI session: RATE_LIMIT for that
+  key or session.
+- Any other request (no key where one is needed, a made-up or revoked key): the
+  stricter RATE_LIMIT_ANONYMOUS per client address, so a flood of different bad tokens
+  shares one bucket.
+- Failed UI sign-ins: SIGN_IN_LIMIT per client address, and SIGN_IN_LIMIT_ALL from all
+  clients together (whoever guesses at the admin password guesses at one account).
+
+Not limited: requests without a key from this machine while no key exists (the open
+loopback mode), and static files. Counters live in memory per web worker unless
+RATELIMIT_STORAGE_URI names a shared store (redis://127.0.0.1:6379): then every worker
+and every web process counts against the same limits.
 """
 
 from __future__ import annotations
 
-import hashlib
+from flask import Response, current_app, g, request, session
+from flask_limiter import Limiter, RouteLimit
 
-from flask import current_app
-from flask_limiter import Limiter
+from app import auth
 
-from app.auth import bearer_token
+
+def client_address() -> str:
+    """The client's address (the proxy's own unless TRUST_PROXY believes its headers)."""
+    return request.remote_addr or "unknown"
 
 
 def limit_key() -> str:
-    token = bearer_token() or ""
-    return "key:" + hashlib.sha256(token.encode()).hexdigest()[:24]
+    key = auth.current_key()
+    if key is not None:
+        return f"key:{key.id}"
+    if session.get("actor") and request.blueprint == "ui":
+        return f"session:{session['actor']}"
+    return f"address:{client_address()}"
 
 
 def current_limit() -> str:
-    return str(current_app.config["RATE_LIMIT"])
+    known = limit_key().startswith(("key:", "session:"))
+    return str(current_app.config["RATE_LIMIT" if known else "RATE_LIMIT_ANONYMOUS"])
+
+
+def exempt() -> bool:
+    if request.endpoint == "static":
+        return True
+    open_loopback = auth.bearer_token() is None and auth.is_local_request()
+    return open_loopback and not auth.auth_required()
+
+
+def sign_in_failed(response: Response) -> bool:
+    """Only failed sign-ins count against the sign-in limits (not successes, and not the
+    attempts refused for the limit itself)."""
+    return bool(g.get("sign_in_failed"))
+
+
+def sign_in_limit(scope: str) -> RouteLimit:
+    """A sign-in limit on failed attempts: per client address, or from everyone ("all")."""
+    setting = "SIGN_IN_LIMIT_ALL" if scope == "all" else "SIGN_IN_LIMIT"
+    return limiter.limit(
+        lambda: str(current_app.config[setting]),
+        key_func=lambda: "all" if scope == "all" else client_address(),
+        scope=f"sign-in-{scope}",
+        methods=["POST"],
+        deduct_when=sign_in_failed,
+    )
 
 
 limiter = Limiter(
     key_func=limit_key,
     default_limits=[current_limit],
+    default_limits_exempt_when=exempt,
     headers_enabled=True,
-    storage_uri="memory://",
 )
-
-
-@limiter.request_filter
-def without_key() -> bool:
-    """Requests without a key skip the limiter altogether (cheaper than exempting them)."""
-    return bearer_token() is None

@@ -230,3 +230,21 @@ def test_a_second_key_with_the_same_name_is_a_one_line_error(app: Flask) -> None
     result = app.test_cli_runner().invoke(args=["keys", "create", "--name", "svc"])
     assert result.exit_code == 1
     assert result.output == "Error: a key named 'svc' exists already (keys list shows them)\n"
+
+
+def test_bad_tokens_share_one_bucket_per_client_address(make_app: Callable[..., Flask]) -> None:
+    app = make_app(RATE_LIMIT_ANONYMOUS="3 per minute")
+    good = make_key(app, "svc")
+    client = app.test_client()
+    answers = [client.get("/schedules", headers=bearer(f"sk_made_up_{i}")) for i in range(4)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]
+    assert int(answers[-1].headers["Retry-After"]) > 0
+    assert client.get("/schedules").status_code == 429  # no token at all: the same bucket
+    assert client.get("/schedules", headers=bearer(good)).status_code == 200  # its own bucket
+    other = {"REMOTE_ADDR": "127.0.0.2"}
+    assert client.get("/schedules", headers=bearer("sk_x"), environ_base=other).status_code == 401
+
+
+def test_the_open_loopback_mode_is_not_limited(make_app: Callable[..., Flask]) -> None:
+    client = make_app(RATE_LIMIT_ANONYMOUS="2 per minute").test_client()
+    assert {client.get("/schedules").status_code for _ in range(5)} == {200}

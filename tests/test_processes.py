@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tests.support.burst import (
 )
 from tests.support.http_target import HttpTarget, Response
 from tests.support.processes import (
+    BIN,
     ROOT,
     free_port,
     process_env,
@@ -155,3 +157,31 @@ def test_make_run_fails_when_a_process_fails_to_start(database_url: str) -> None
     )  # fmt: skip
     assert done.returncode != 0
     assert "refusing to listen on 0.0.0.0 without API keys" in done.stdout + done.stderr
+
+
+def test_web_processes_share_one_rate_limit_through_redis(
+    database_url: str, tmp_path: Path
+) -> None:
+    """RATELIMIT_STORAGE_URI is honoured: two gunicorns (two workers each) count together."""
+    env = process_env(
+        database_url,
+        RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0",
+        RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}",  # this run's counters only
+        RATE_LIMIT="4 per minute",
+    )
+    made = subprocess.run(
+        [str(BIN / "flask"), "keys", "create", "--name", "shared"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {made.stdout.split()[0]}"}
+    ports = [free_port(), free_port()]
+    with (
+        running(start_web(env, tmp_path / "web-a.log", ports[0])),
+        running(start_web(env, tmp_path / "web-b.log", ports[1])),
+    ):
+        answers = [
+            requests.get(f"http://127.0.0.1:{ports[i % 2]}/schedules", headers=headers, timeout=5)
+            for i in range(12)
+        ]
+    codes = [a.status_code for a in answers]
+    assert codes.count(200) == 4 and codes.count(429) == 8, codes

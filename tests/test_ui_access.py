@@ -122,3 +122,31 @@ def test_audit_page_lists_changes_escaped(client: FlaskClient) -> None:
     assert "anonymous" in html
     fragment = client.get("/ui/audit", headers={"HX-Request": "true", "HX-Target": "audit-table"})
     assert fragment.get_data(as_text=True).lstrip().startswith('<div id="audit-table"')
+
+
+def test_failed_sign_ins_are_throttled_per_client_and_in_all(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(
+        WTF_CSRF_ENABLED=False, ADMIN_PASSWORD="pw", SIGN_IN_LIMIT="3 per minute",
+        SIGN_IN_LIMIT_ALL="5 per minute",
+    )  # fmt: skip
+    client = app.test_client()
+    for _ in range(4):  # signing in is not a failure: it never counts
+        assert client.post("/ui/login", data={"secret": "pw"}).status_code == 303
+    tries = [client.post("/ui/login", data={"secret": f"guess {i}"}) for i in range(4)]
+    assert [t.status_code for t in tries] == [200, 200, 200, 429]
+    assert int(tries[-1].headers["Retry-After"]) > 0
+    assert client.post("/ui/login", data={"secret": "pw"}).status_code == 429  # until it ends
+    elsewhere = {"REMOTE_ADDR": "127.0.0.2"}
+    answers = [
+        client.post("/ui/login", data={"secret": "x"}, environ_base=elsewhere).status_code
+        for _ in range(3)
+    ]
+    assert answers == [200, 200, 429]  # its own 3, but only 5 failures in all
+    with app.test_client() as reader:
+        entries = reader.get("/audit").get_json()
+    failed = [e for e in entries if e["action"] == "sign-in failed"]
+    assert len(failed) == 5
+    assert {e["detail"] for e in failed} == {"from 127.0.0.1", "from 127.0.0.2"}
+    assert not any("guess" in str(e) for e in entries)  # what was typed is never kept

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from urllib.parse import urlsplit
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from app import auth
+from app import audit, auth, clock_of
+from app.database import db
 from app.problems import Problem
+from app.ratelimit import client_address, sign_in_limit
 from app.ui import bp
+
+log = logging.getLogger(__name__)
 
 OPEN_ENDPOINTS = frozenset({"ui.login", "ui.logout"})  # signing in and out: always allowed
 WRITE_PAGES = frozenset({"ui.new_job", "ui.edit_job"})  # forms a read-only user cannot send
@@ -77,6 +82,15 @@ def check_secret(secret: str) -> dict[str, str] | None:
     return None
 
 
+def record_failed_sign_in() -> None:
+    """In the log and the audit log: who tried (the address), never what was typed."""
+    g.sign_in_failed = True  # counted against the sign-in limits
+    address = client_address()
+    log.warning("failed UI sign-in", extra={"action": "sign-in", "client": address})
+    audit.record("sign-in failed", clock_of(current_app).now(), detail=f"from {address}")
+    db.session.commit()
+
+
 def session_still_valid() -> bool:
     """The key that opened the session is not revoked, or the admin password is the one
     it was opened with (a session from before these checks is not valid either)."""
@@ -94,6 +108,8 @@ def password_mark(password: str) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@sign_in_limit("client")
+@sign_in_limit("all")
 def login() -> Response | str:
     error = None
     if request.method == "POST":
@@ -103,6 +119,7 @@ def login() -> Response | str:
             session.update(found)
             return redirect(safe_next(request.args.get("next")), 303)
         error = "That is neither an API key nor the admin password."
+        record_failed_sign_in()
     return render_template("login.html", error=error, required=login_required())
 
 
