@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, Response, json, request
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 PROBLEM_TYPE = "about:blank"
@@ -84,8 +87,30 @@ def is_api_request() -> bool:
     )
 
 
+# What a database that is down, restarting or locked for too long raises: not our bug,
+# and the request may well succeed a few seconds later.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
+OUTAGE_RETRY_AFTER = 5  # seconds
+
+
+def database_unavailable(exc: Exception) -> Problem:
+    """The answer to a request that met a database outage (logged, without a stack)."""
+    logging.getLogger("app").warning(
+        "database unavailable", extra={"action": "request", "path": request.path,
+                                       "error": type(exc).__name__},
+    )  # fmt: skip
+    return Problem(
+        503,
+        "Service unavailable",
+        "the database is not answering; nothing was changed, try again shortly",
+        headers={"Retry-After": str(OUTAGE_RETRY_AFTER)},
+    )
+
+
 def register(app: Flask) -> None:
     app.register_error_handler(Problem, problem_response)
+    for error in DATABASE_UNAVAILABLE:
+        app.register_error_handler(error, lambda exc: problem_response(database_unavailable(exc)))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response | HTTPException:

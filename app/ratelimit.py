@@ -9,7 +9,7 @@
   clients together (whoever guesses at the admin password guesses at one account).
 
 Not limited: requests without a key from this machine while no key exists (the open
-loopback mode), and static files. Counters live in memory per web worker unless
+loopback mode), static files, and the probes and OpenAPI document. Counters live in memory per web worker unless
 RATELIMIT_STORAGE_URI names a shared store (redis://127.0.0.1:6379): then every worker
 and every web process counts against the same limits.
 """
@@ -42,8 +42,8 @@ def current_limit() -> str:
 
 
 def exempt() -> bool:
-    if request.endpoint == "static":
-        return True
+    if request.endpoint == "static" or request.endpoint in auth.OPEN_ENDPOINTS:
+        return True  # files and probes: cheap, and a probe must not need the database
     open_loopback = auth.bearer_token() is None and auth.is_local_request()
     return open_loopback and not auth.auth_required()
 

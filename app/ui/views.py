@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from app import jobs, queue, runs
 from app.models import RUN_STATUSES, Run
-from app.problems import Problem
+from app.problems import DATABASE_UNAVAILABLE, Problem, database_unavailable
 from app.schemas import NAME_PATTERN
 from app.timing.zones import get_zone, to_instant
 from app.ui import bp, charts
@@ -38,11 +38,15 @@ def _problem(problem: Problem) -> Response:
     (static/app.js swaps HTML error answers in and toasts plain-text ones)."""
     message = problem.detail or problem.title
     if request.headers.get("HX-Request") == "true" and not request.headers.get("HX-Boosted"):
-        response = make_response(message, problem.status)
+        response = make_response(message, problem.status, problem.headers)
         response.mimetype = "text/plain"
         return response
     html = render_template("error.html", problem=problem, message=message)
-    return make_response(html, problem.status)
+    return make_response(html, problem.status, problem.headers)
+
+
+for _error in DATABASE_UNAVAILABLE:  # before the catch-all below: a 503 page, not a 500
+    bp.register_error_handler(_error, lambda exc: _problem(database_unavailable(exc)))
 
 
 @bp.errorhandler(HTTPException)
