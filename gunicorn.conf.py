@@ -25,6 +25,10 @@ def bound_hosts(binds: list[str]) -> list[str]:
 def on_starting(server: Any) -> None:
     from app.auth import is_loopback
 
+    # Long polls of the built-in queue may hold half of each worker's threads at most, so
+    # the other half always serves everything else (health probes, the UI, creates).
+    os.environ.setdefault("QUEUE_MAX_LONG_POLLS", str(max(1, int(server.cfg.threads) // 2)))
+
     exposed = [h for h in bound_hosts(list(server.cfg.bind)) if not is_loopback(h)]
     if not exposed:
         return

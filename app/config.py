@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_LIMIT_MAX": 1000,
     "WEBHOOK_ALLOW_NETWORKS": "",
     "QUEUE_MAX_WAIT": 20.0,  # longest long-poll of the built-in queue, seconds
+    "QUEUE_MAX_LONG_POLLS": 4,  # long polls waiting at once per web process; more answer at once
     "RATE_LIMIT": "100 per second",  # per API key or signed-in UI session
     "RATE_LIMIT_ANONYMOUS": "20 per second",  # per client address: no key, or a wrong one
     "SIGN_IN_LIMIT": "5 per minute",  # failed UI sign-ins per client address
@@ -73,6 +74,8 @@ ENV_JSON = (
     "MAX_CATCH_UP",
     "DEFAULT_RETRY",
     "MAX_PAYLOAD_BYTES",
+    "QUEUE_MAX_WAIT",
+    "QUEUE_MAX_LONG_POLLS",
     "REQUIRE_API_KEYS",
     "RUN_RETENTION_DAYS",
     "QUEUE_RETENTION_DAYS",

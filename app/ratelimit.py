@@ -9,9 +9,10 @@
   clients together (whoever guesses at the admin password guesses at one account).
 
 Not limited: requests without a key from this machine while no key exists (the open
-loopback mode), static files, and the probes and OpenAPI document. Counters live in memory per web worker unless
-RATELIMIT_STORAGE_URI names a shared store (redis://127.0.0.1:6379): then every worker
-and every web process counts against the same limits.
+loopback mode), static files, and the probes and OpenAPI document. Counters live in
+memory per web worker unless RATELIMIT_STORAGE_URI names a shared store
+(redis://127.0.0.1:6379): then every worker and every web process counts against the
+same limits.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,3 +187,31 @@ def test_web_processes_share_one_rate_limit_through_redis(
         ]
     codes = [a.status_code for a in answers]
     assert codes.count(200) == 4 and codes.count(429) == 8, codes
+
+
+def test_long_polls_leave_threads_for_everything_else(database_url: str, tmp_path: Path) -> None:
+    """16 consumers long-polling an empty queue (2 workers x 4 threads, the most waiting
+    at once: half the threads) while /healthz and a create still get answered."""
+    env = process_env(database_url, QUEUE_MAX_WAIT="4")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    answers: list[float] = []
+
+    def consume() -> None:
+        started = time.monotonic()
+        requests.post(f"{base}/queues/idle/receive", json={"wait": 20}, timeout=30)
+        answers.append(time.monotonic() - started)
+
+    with running(start_web(env, tmp_path / "web.log", port)):
+        consumers = [threading.Thread(target=consume) for _ in range(16)]
+        for consumer in consumers:
+            consumer.start()
+        time.sleep(0.5)  # the first ones are waiting now
+        assert requests.get(f"{base}/healthz", timeout=3).status_code == 200
+        body = {"payload": "p", "at": "2030-01-01T00:00:01Z"}
+        assert requests.post(f"{base}/schedules", json=body, timeout=3).status_code == 201
+        still_waiting = sum(consumer.is_alive() for consumer in consumers)
+        for consumer in consumers:
+            consumer.join(30)
+    assert 1 <= still_waiting <= 4  # at most half of each worker's threads wait
+    assert sum(seconds >= 3.5 for seconds in answers) == still_waiting  # the rest: at once

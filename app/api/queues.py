@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 
 from flask import Response, current_app, jsonify
 
@@ -27,9 +28,29 @@ def checked_name(name: str) -> str:
 @operation(bp, "POST", "/queues/<name>/receive", summary="Receive messages (long-poll)",
            tag=TAG, body=ReceiveIn, response=ReceiveOut, errors=[422])  # fmt: skip
 def receive(name: str, body: ReceiveIn) -> Response:
+    name = checked_name(name)
     wait = min(body.wait, current_app.config["QUEUE_MAX_WAIT"])
-    messages = queue.receive(checked_name(name), body.max, body.visibilityTimeout, wait, now)
+    slots = long_poll_slots()
+    if wait > 0 and slots.acquire(blocking=False):
+        try:
+            messages = queue.receive(name, body.max, body.visibilityTimeout, wait, now)
+        finally:
+            slots.release()
+    else:  # this worker's long-poll slots are all waiting: answer at once, keep the threads
+        messages = queue.receive(name, body.max, body.visibilityTimeout, 0, now)
     return jsonify({"messages": [message_out(m) for m in messages]})
+
+
+def long_poll_slots() -> threading.BoundedSemaphore:
+    """Long polls that may wait at once in this process: each holds a worker thread, and
+    some must stay free for everything else (gunicorn.conf.py sets half the threads)."""
+    slots = current_app.extensions.get("long_poll_slots")
+    if slots is None:
+        size = int(current_app.config["QUEUE_MAX_LONG_POLLS"])
+        slots = current_app.extensions.setdefault(
+            "long_poll_slots", threading.BoundedSemaphore(size)
+        )
+    return slots
 
 
 @operation(bp, "POST", "/queues/<name>/ack", summary="Acknowledge (delete) messages",
