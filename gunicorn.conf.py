@@ -23,31 +23,37 @@ def bound_hosts(binds: list[str]) -> list[str]:
 
 
 def on_starting(server: Any) -> None:
+    from app import create_app
     from app.auth import is_loopback
+    from app.config import ConfigError
 
     # Long polls of the built-in queue may hold half of each worker's threads at most, so
     # the other half always serves everything else (health probes, the UI, creates).
     os.environ.setdefault("QUEUE_MAX_LONG_POLLS", str(max(1, int(server.cfg.threads) // 2)))
-
+    try:
+        app = create_app()  # the settings checked once, here, before any worker starts
+    except ConfigError as exc:
+        raise SystemExit(f"scheduler: a setting does not fit:\n{exc}") from None
     exposed = [h for h in bound_hosts(list(server.cfg.bind)) if not is_loopback(h)]
-    if not exposed:
-        return
+    if exposed and not _active_keys(app):
+        raise SystemExit(
+            f"refusing to listen on {', '.join(exposed)} without API keys: create one with "
+            "`flask --app wsgi keys create --name NAME`, or bind to 127.0.0.1"
+        )
+    if exposed:
+        os.environ["REQUIRE_API_KEYS"] = "true"  # the workers, forked from here, demand keys
+
+
+def _active_keys(app: Any) -> int:
     from sqlalchemy import func, select
 
-    from app import create_app
     from app.database import db
     from app.models import ApiKey
 
-    app = create_app()
     with app.app_context():
         keys = db.session.scalar(
             select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
         )
         db.session.remove()
         db.engine.dispose()  # the workers fork from here: they must not share connections
-    if not keys:
-        raise SystemExit(
-            f"refusing to listen on {', '.join(exposed)} without API keys: create one with "
-            "`flask --app wsgi keys create --name NAME`, or bind to 127.0.0.1"
-        )
-    os.environ["REQUIRE_API_KEYS"] = "true"  # the workers, forked from here, demand keys
+    return int(keys or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, redirect, request
+from flask import Config, Flask, redirect, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -19,11 +19,12 @@ from app.ratelimit import limiter
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
-    app.config.from_mapping(config_module.DEFAULTS)
-    app.config.from_pyfile("config.py", silent=True)
-    config_module.load_environment(app.config)
+    from_file = Config(app.instance_path)
+    from_file.from_pyfile("config.py", silent=True)
+    app.config.from_mapping(config_module.FLASK_DEFAULTS | from_file)
+    app.config.from_mapping(config_module.settings(from_file, test_config or {}))
     if test_config:
-        app.config.from_mapping(test_config)
+        app.config.from_mapping(test_config)  # and what is not a setting (CLOCK, TESTING)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config_module.instance_secret_key(app.instance_path)
     url = config_module.database_url(app.config, app.instance_path)

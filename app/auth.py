@@ -173,7 +173,7 @@ def refuse_unguarded_remote() -> None:
 def is_local_request() -> bool:
     """From this machine: a loopback peer, and (without TRUST_PROXY, under which ProxyFix
     already put the client's address in remote_addr) not relayed for someone else."""
-    if not is_loopback(request.remote_addr or "unknown"):
+    if not is_loopback(request.remote_addr or ""):  # none: a unix socket, not TCP
         return False
     trusted = bool(current_app.config.get("TRUST_PROXY"))
     return trusted or not any(name in request.headers for name in FORWARDING_HEADERS)

@@ -1,96 +1,151 @@
-"""Configuration: defaults, then instance/config.py, then the environment, then test overrides."""
+"""Configuration: every setting typed and checked at start-up (pydantic-settings).
+
+Where a value comes from, the later winning: the defaults below, instance/config.py, the
+environment (the same names), then a test's overrides. A value that does not fit stops
+start-up with one line per setting at fault, naming it.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
+from limits import parse_many
+from pydantic import AfterValidator, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings import SettingsError as SourceError
+
+from app.netguard import parse_networks
 from app.retry import DEFAULT_RETRY
+from app.schemas import RetryIn, Target
 
-DEFAULTS: dict[str, Any] = {
-    "DISPATCH_INTERVAL": 1.0,  # seconds between dispatch passes
-    "DISPATCH_BATCH_SIZE": 1000,  # jobs claimed per transaction
-    "DELIVERY_BATCH_SIZE": 500,  # runs claimed per delivery transaction
-    "DELIVERY_LEASE": 60.0,  # seconds before a run left in flight by a crash is taken over
-    "DELIVERY_LEASE_MARGIN": 30.0,  # a run's lease is at least its call's timeout plus this
-    "DELIVERY_MAX_IN_FLIGHT": 1000,  # delivery calls in flight at once, all targets
-    "DELIVERY_ORIGIN_IN_FLIGHT": 250,  # ... to one origin (a target's maxInFlight may lower it)
-    "DELIVERY_MAX_HELD": 10000,  # runs held by the delivery loop at once
-    "DELIVERY_ORIGIN_BACKOFF": 60.0,  # longest pause for an origin that cannot be reached, s
-    "MAX_CATCH_UP": 100,  # misfire "all": missed occurrences fired at most, per job
-    "MISFIRE_GRACE": 60.0,  # seconds late before an occurrence counts as missed (skip policy)
-    "DEFAULT_TARGET": None,  # a target spec; None means the built-in queue "default"
-    "DEFAULT_RETRY": DEFAULT_RETRY.as_spec(),
-    "MAX_PAYLOAD_BYTES": 256 * 1024,
-    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # whole request body; a batch of jobs fits
-    "MAX_BATCH_JOBS": 1000,
-    "PAGE_LIMIT_DEFAULT": 100,
-    "PAGE_LIMIT_MAX": 1000,
-    "WEBHOOK_ALLOW_NETWORKS": "",
-    "QUEUE_MAX_WAIT": 20.0,  # longest long-poll of the built-in queue, seconds
-    "QUEUE_MAX_LONG_POLLS": 4,  # long polls waiting at once per web process; more answer at once
-    "RATE_LIMIT": "100 per second",  # per API key or signed-in UI session
-    "RATE_LIMIT_ANONYMOUS": "20 per second",  # per client address: no key, or a wrong one
-    "SIGN_IN_LIMIT": "5 per minute",  # failed UI sign-ins per client address
-    "SIGN_IN_LIMIT_ALL": "30 per minute",  # failed UI sign-ins from all clients together
-    "RATELIMIT_STORAGE_URI": "memory://",  # redis://127.0.0.1:6379 shares them across workers
-    "REQUIRE_API_KEYS": False,  # set when listening beyond loopback
-    "RUN_RETENTION_DAYS": 30.0,  # finished runs older than this are pruned
-    "QUEUE_RETENTION_DAYS": 14.0,  # built-in queue messages older than this are pruned
-    "AUDIT_RETENTION_DAYS": 365.0,
-    "ADMIN_PASSWORD": None,  # lets people sign in to the UI without a key
-    "TRUST_PROXY": False,  # behind a TLS-terminating proxy that sets X-Forwarded-*
+# Flask's own, not meant to be changed by operators.
+FLASK_DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
 }
-
-# Environment variables read as they are (strings), and those parsed as JSON or numbers.
-ENV_STRINGS = (
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "WEBHOOK_ALLOW_NETWORKS",
-    "RATE_LIMIT",
-    "RATE_LIMIT_ANONYMOUS",
-    "SIGN_IN_LIMIT",
-    "SIGN_IN_LIMIT_ALL",
-    "RATELIMIT_STORAGE_URI",
-    "RATELIMIT_KEY_PREFIX",
-    "ADMIN_PASSWORD",
-)
-ENV_JSON = (
-    "DEFAULT_TARGET",
-    "DISPATCH_INTERVAL",
-    "DISPATCH_BATCH_SIZE",
-    "DELIVERY_BATCH_SIZE",
-    "DELIVERY_LEASE",
-    "DELIVERY_LEASE_MARGIN",
-    "DELIVERY_MAX_IN_FLIGHT",
-    "DELIVERY_ORIGIN_IN_FLIGHT",
-    "DELIVERY_MAX_HELD",
-    "DELIVERY_ORIGIN_BACKOFF",
-    "MAX_CATCH_UP",
-    "DEFAULT_RETRY",
-    "MAX_PAYLOAD_BYTES",
-    "QUEUE_MAX_WAIT",
-    "QUEUE_MAX_LONG_POLLS",
-    "REQUIRE_API_KEYS",
-    "RUN_RETENTION_DAYS",
-    "QUEUE_RETENTION_DAYS",
-    "MISFIRE_GRACE",
-    "TRUST_PROXY",
-)
+DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "postgresql+psycopg")
+STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster")
 
 
-def load_environment(config: dict[str, Any]) -> None:
-    for name in ENV_STRINGS:
-        if os.environ.get(name):
-            config[name] = os.environ[name]
-    for name in ENV_JSON:
-        if os.environ.get(name):
-            config[name] = json.loads(os.environ[name])
+class ConfigError(Exception):
+    """A setting that does not fit: the message has one line per setting, naming it."""
+
+
+def _database_url(url: str | None) -> str | None:
+    if url is not None and urlsplit(url).scheme not in DATABASE_SCHEMES:
+        raise ValueError("use sqlite:///path/to/file.sqlite or postgresql://user@host/db")
+    return url
+
+
+def _rate_limit(text: str) -> str:
+    try:
+        parse_many(text)
+    except ValueError:
+        raise ValueError("a rate like '100 per second' or '5/minute'") from None
+    return text
+
+
+def _storage(uri: str) -> str:
+    if urlsplit(uri).scheme not in STORAGE_SCHEMES:
+        raise ValueError("memory:// or redis://host:port")
+    return uri
+
+
+def _networks(text: str) -> str:
+    parse_networks([n.strip() for n in text.split(",") if n.strip()])  # ValueError: bad CIDR
+    return text
+
+
+Positive = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=1)]
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
+
+
+class Settings(BaseSettings):
+    """Every setting an operator may give (README: Configuration), with its default."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore")
+
+    DATABASE_URL: Annotated[str | None, AfterValidator(_database_url)] = None
+    SECRET_KEY: str | None = None  # None: made once and kept in instance/secret_key
+    DISPATCH_INTERVAL: Positive = 1.0  # seconds between dispatch passes
+    DISPATCH_BATCH_SIZE: Count = 1000  # jobs claimed per transaction
+    DELIVERY_BATCH_SIZE: Count = 500  # runs claimed per delivery transaction
+    DELIVERY_LEASE: Positive = 60.0  # seconds before a run left in flight by a crash is taken over
+    DELIVERY_LEASE_MARGIN: Annotated[float, Field(ge=0)] = 30.0  # a lease: the timeout + this
+    DELIVERY_MAX_IN_FLIGHT: Count = 1000  # delivery calls in flight at once, all targets
+    DELIVERY_ORIGIN_IN_FLIGHT: Count = 250  # ... to one origin (maxInFlight may lower it)
+    DELIVERY_MAX_HELD: Count = 10000  # runs held by the delivery loop at once
+    DELIVERY_ORIGIN_BACKOFF: Positive = 60.0  # longest pause for an unreachable origin, s
+    MAX_CATCH_UP: Count = 100  # misfire "all": missed occurrences fired at most, per job
+    MISFIRE_GRACE: Annotated[float, Field(ge=0)] = 60.0  # seconds late before "missed"
+    DEFAULT_TARGET: Target | None = None  # None: the built-in queue "default"
+    DEFAULT_RETRY: RetryIn = RetryIn(**DEFAULT_RETRY.as_spec())  # for fields a job leaves out
+    MAX_PAYLOAD_BYTES: Count = 256 * 1024
+    MAX_CONTENT_LENGTH: Count = 16 * 1024 * 1024  # whole request body; a batch of jobs fits
+    MAX_BATCH_JOBS: Count = 1000
+    PAGE_LIMIT_DEFAULT: Count = 100
+    PAGE_LIMIT_MAX: Count = 1000
+    WEBHOOK_ALLOW_NETWORKS: Annotated[str, AfterValidator(_networks)] = ""
+    QUEUE_MAX_WAIT: Annotated[float, Field(ge=0, le=3600)] = 20.0  # longest long-poll, s
+    QUEUE_MAX_LONG_POLLS: Count = 4  # long polls waiting at once per web process
+    RATE_LIMIT: RateLimit = "100 per second"  # per API key or signed-in UI session
+    RATE_LIMIT_ANONYMOUS: RateLimit = "20 per second"  # per client address: no or a wrong key
+    SIGN_IN_LIMIT: RateLimit = "5 per minute"  # failed UI sign-ins per client address
+    SIGN_IN_LIMIT_ALL: RateLimit = "30 per minute"  # failed UI sign-ins from all clients
+    RATELIMIT_STORAGE_URI: Annotated[str, AfterValidator(_storage)] = "memory://"
+    RATELIMIT_KEY_PREFIX: str = ""
+    REQUIRE_API_KEYS: bool = False  # set when listening beyond loopback
+    RUN_RETENTION_DAYS: Positive = 30.0  # finished runs older than this are pruned
+    QUEUE_RETENTION_DAYS: Positive = 14.0  # built-in queue messages older than this
+    AUDIT_RETENTION_DAYS: Positive = 365.0  # audit entries older than this
+    ADMIN_PASSWORD: str | None = None  # lets people sign in to the UI without a key
+    TRUST_PROXY: bool = False  # behind a TLS-terminating proxy that sets X-Forwarded-*
+
+
+def settings(from_file: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings as Flask config: instance/config.py's values, then the environment's,
+    then `overrides` (a test's), all checked. Raises ConfigError."""
+    names = Settings.model_fields
+    file_values = {k: v for k, v in from_file.items() if k in names}
+
+    class Sourced(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:  # fmt: skip
+            return init_settings, env_settings, InitSettingsSource(settings_cls, file_values)
+
+    try:
+        values = Sourced(**{k: v for k, v in overrides.items() if k in names})
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_line(error) for error in exc.errors())) from None
+    except SourceError as exc:  # a JSON-typed variable that is not JSON
+        raise ConfigError(str(exc)) from None
+    specs = {  # as the jobs' own specs are stored: only the fields given
+        name: getattr(values, name).model_dump(exclude_none=True)
+        for name in ("DEFAULT_TARGET", "DEFAULT_RETRY")
+        if getattr(values, name) is not None
+    }
+    return values.model_dump() | specs
+
+
+def _line(error: Any) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    where = ".".join(str(part) for part in error["loc"][1:])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{name}{'.' + where if where else ''}: {message}"
 
 
 def database_url(config: dict[str, Any], instance_path: str) -> str:

@@ -174,14 +174,18 @@ def test_gunicorn_accepts_the_network_with_keys(
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.delenv("REQUIRE_API_KEYS", raising=False)
 
+    monkeypatch.delenv("QUEUE_MAX_LONG_POLLS", raising=False)
+
     class Server:
         class cfg:
             bind = ["0.0.0.0:8000"]
+            threads = 8
 
     conf.on_starting(Server())
     import os
 
     assert os.environ.pop("REQUIRE_API_KEYS") == "true"
+    assert os.environ.pop("QUEUE_MAX_LONG_POLLS") == "4"  # half the threads
     assert conf.bound_hosts(["unix:/tmp/s", "[::1]:80", "127.0.0.1:8000"]) == ["::1", "127.0.0.1"]
 
 
