@@ -6,10 +6,33 @@ would expose the API to the network, so the master refuses to start then.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
+import gunicorn.util
+
 graceful_timeout = 10
+# The longest request line gunicorn reads (its own maximum): long cursors and many filters fit.
+limit_request_line = 8190
+
+
+def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to a request it could not parse (414, 431, 400, ...) as an RFC 9457
+    problem, like every other error of the API, instead of an HTML page. (It is written
+    before the request reaches the application, so the UI gets the same JSON.)"""
+    from gunicorn.util import write_nonblock
+
+    body = json.dumps({"type": "about:blank", "title": reason, "status": status_int,
+                       "detail": mesg[:500]}).encode()  # fmt: skip
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn.util.write_error = write_problem  # the workers fork from the master that read this
 
 
 def bound_hosts(binds: list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
@@ -215,3 +216,35 @@ def test_long_polls_leave_threads_for_everything_else(database_url: str, tmp_pat
             consumer.join(30)
     assert 1 <= still_waiting <= 4  # at most half of each worker's threads wait
     assert sum(seconds >= 3.5 for seconds in answers) == still_waiting  # the rest: at once
+
+
+def raw_request(port: int, data: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send bytes as they are; the status line, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(data)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+def test_requests_gunicorn_cannot_parse_get_problem_json(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    with running(start_web(process_env(database_url), tmp_path / "web.log", port)):
+        long_but_fine = requests.get(
+            f"http://127.0.0.1:{port}/schedules", params={"q": "x" * 200, "cursor": "y" * 6000},
+            timeout=5,
+        )  # fmt: skip
+        too_long = raw_request(port, b"GET /schedules?q=" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n")
+        too_many = raw_request(
+            port, b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 200 + b"\r\n"
+        )
+        garbage = raw_request(port, b"NOT AN HTTP REQUEST\r\n\r\n")
+    assert long_but_fine.status_code == 400  # the application's own answer: a bad cursor
+    for (status, headers, body), code in ((too_long, 414), (too_many, 431), (garbage, 400)):
+        assert status.split()[1] == str(code), status
+        assert headers["content-type"] == "application/problem+json"
+        assert json.loads(body)["status"] == code
