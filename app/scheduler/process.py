@@ -11,9 +11,11 @@ loop, so neither pass ever waits for a target.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -98,6 +100,8 @@ def run_scheduler(app: Flask) -> None:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", extra={"action": "stop", "signal": signum})
+        # Should stopping ever take far longer than it may, the log shows where it waits.
+        faulthandler.dump_traceback_later(3 * SHUTDOWN_GRACE, exit=False)
         dispatcher.stop()
         if scheduler.running:  # a second signal while finishing changes nothing
             scheduler.shutdown(wait=False)
@@ -108,9 +112,12 @@ def run_scheduler(app: Flask) -> None:
     scheduler.start()
     # shutdown(wait=False) leaves the work in hand running: let it end (a pass notices the
     # stop within one step) before the lanes close under a claim that is handing runs over.
+    deadline = time.monotonic() + SHUTDOWN_GRACE  # for all of them together
     for lock in locks:
-        lock.acquire(timeout=SHUTDOWN_GRACE)
+        if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            log.warning("a pass did not end in time", extra={"action": "stop"})
     dispatcher.close(SHUTDOWN_GRACE)
+    faulthandler.cancel_dump_traceback_later()
     log.info("scheduler stopped", extra={"action": "stop"})
 
 
