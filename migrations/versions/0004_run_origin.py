@@ -19,7 +19,12 @@ def upgrade():
     # A plain ADD COLUMN (no table copy on SQLite): runs is the largest table. Old runs keep
     # NULL, which a claim treats as "origin not known yet".
     op.add_column("runs", sa.Column("origin", sa.String(length=300), nullable=True))
-    op.create_index("ix_runs_next_attempt_at_origin", "runs", ["next_attempt_at", "origin"])
+    # Partial: only runs that still need an attempt are in it (a claim's range implies it).
+    op.create_index(
+        "ix_runs_next_attempt_at_origin", "runs", ["next_attempt_at", "origin"],
+        sqlite_where=sa.text("next_attempt_at IS NOT NULL"),
+        postgresql_where=sa.text("next_attempt_at IS NOT NULL"),
+    )
     op.drop_index("ix_runs_next_attempt_at", table_name="runs")
 
 
