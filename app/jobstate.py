@@ -89,12 +89,23 @@ def schedule(rules: timing.Timing, state: JobState, now: datetime, *, paused: bo
     """A job just created or changed: its next run from its rule and its runs so far."""
     status = PAUSED if paused else ACTIVE
     if state.last_occurrence_at is None:
-        upcoming = timing.first_fire(rules, now)
+        upcoming = _first_from(rules, now)
     else:
         upcoming = timing.next_fire(rules, state.last_occurrence_at, fired=state.occurrence_count)
     if upcoming is None or _reached_max_runs(rules, state.occurrence_count):
         return replace(state, status=COMPLETED, next_run_at=None)
     return replace(state, status=status, next_run_at=upcoming if status == ACTIVE else None)
+
+
+def _first_from(rules: timing.Timing, now: datetime) -> datetime | None:
+    """Where a new sequence starts. A one-shot in the past fires at once; a recurring rule
+    starts at its next occurrence from now (the current second included), as EventBridge
+    does: catching up is for downtime, not for an anchor written in the past."""
+    first = timing.first_fire(rules, now)
+    since = now.replace(microsecond=0)
+    if rules.recurring == "none" or first is None or first >= since:
+        return first
+    return timing.next_fire(rules, since - timedelta(microseconds=1))
 
 
 def new_rule(state: JobState) -> JobState:

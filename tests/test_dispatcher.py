@@ -200,19 +200,20 @@ def audit_of(client: FlaskClient, job_id: str) -> list[tuple[str, str, str | Non
 def test_catch_up_is_bounded_and_the_skip_is_visible(
     client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock, app: Flask
 ) -> None:
-    """One request (every second since 2000, misfire all) must not fill the database."""
-    body = {"recurring": "interval", "interval": 1, "at": "2000-01-01T00:00:00Z"}
+    """Ten days down with a job due every second (misfire all) must not fill the database."""
+    body = {"recurring": "interval", "interval": 1, "at": "2030-01-01T00:00:00Z"}
     job = create(client, **body, misfire="all")
+    clock.advance(10 * 86400)  # the dispatcher was down for ten days
     while dispatcher.fire_due():
         pass
     runs = sorted(runs_of(client, job["jobId"]), key=lambda run: run["scheduledFor"])
     assert len(runs) == 100  # MAX_CATCH_UP, the oldest first
-    assert runs[0]["scheduledFor"] == "2000-01-01T00:00:00Z"
-    assert runs[-1]["scheduledFor"] == "2000-01-01T00:01:39Z"
+    assert runs[0]["scheduledFor"] == "2030-01-01T00:00:00Z"
+    assert runs[-1]["scheduledFor"] == "2030-01-01T00:01:39Z"
     after = client.get(f"/schedules/{job['jobId']}").get_json()
-    missed = int(START.timestamp() - 946684800) + 1 - 100  # every second up to now, less 100
+    missed = 10 * 86400 + 1 - 100  # every second of the ten days, less the 100 fired
     assert after["skippedCount"] == missed
-    assert after["nextRunAt"] == "2030-01-01T00:00:01Z"  # on from now
+    assert after["nextRunAt"] == "2030-01-11T00:00:01Z"  # on from now
     assert (
         "dispatcher",
         "skip",
@@ -244,14 +245,33 @@ def test_one_job_catching_up_does_not_crowd_out_the_others(
     """A fire transaction writes about one batch of runs: a backlog waits for the next."""
     dispatcher.firing.settings = replace(dispatcher.settings, fire_batch=50)
     backlog = create(
-        client, recurring="interval", interval=1, misfire="all", at="2029-12-31T00:00:00Z"
+        client, recurring="interval", interval=1, misfire="all", at="2030-01-01T00:00:00Z"
     )
-    others = [create(client, payload=f"other {i}") for i in range(60)]
-    clock.advance(10)
+    others = [create(client, payload=f"other {i}", at="2030-01-01T00:10:00Z") for i in range(60)]
+    clock.advance(3600)  # down for an hour: the backlog has 3,600 missed occurrences
     assert dispatcher.fire_due() == 1  # the backlog's 100 runs fill this transaction
     assert len(runs_of(client, backlog["jobId"])) == 100
     assert dispatcher.fire_due() == 50 and dispatcher.fire_due() == 10
     assert all(len(runs_of(client, job["jobId"])) == 1 for job in others)
+
+
+def test_a_new_recurring_job_starts_at_its_next_occurrence_and_a_one_shot_at_once(
+    client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock
+) -> None:
+    """An anchor in the past says when the rule's times fall, not that they were missed."""
+    clock.advance(18 * 3600 + 48 * 60)  # 18:48 on 2030-01-01
+    daily = create(client, recurring="daily", at="2030-01-01T00:00:00Z", timezone="UTC")
+    weekly = create(client, recurring="weekly", at="2029-12-30T09:00:00Z", timezone="UTC")
+    interval = create(client, recurring="interval", interval=3600, at="2030-01-01T00:30:00Z")
+    this_second = create(client, recurring="daily", at="2030-01-01T18:48:00Z", timezone="UTC")
+    once = create(client, at="2029-06-01T00:00:00Z")
+    assert daily["nextRunAt"] == "2030-01-02T00:00:00Z"
+    assert weekly["nextRunAt"] == "2030-01-06T09:00:00Z"
+    assert interval["nextRunAt"] == "2030-01-01T19:30:00Z"
+    assert this_second["nextRunAt"] == "2030-01-01T18:48:00Z"  # due now: fires now
+    assert once["nextRunAt"] == "2029-06-01T00:00:00Z"  # a one-shot in the past: at once
+    assert dispatcher.fire_due() == 2
+    assert runs_of(client, daily["jobId"]) == []
 
 
 def test_completion_is_audited_as_the_dispatcher(
