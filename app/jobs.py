@@ -267,6 +267,7 @@ def run_job_now(job_id: str, now: datetime) -> Run:
         id=uuid.uuid4(),
         job_id=job.id,
         scheduled_for=now,
+        due_at=now,
         fired_at=now,
         status="pending",
         attempts=0,

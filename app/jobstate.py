@@ -31,6 +31,7 @@ class JobState:
     occurrence_count: int = 0  # occurrences fired under the current rule (maxRuns counts these)
     last_occurrence_at: datetime | None = None  # the latest one's nominal time
     skipped_count: int = 0
+    due_since: datetime | None = None  # when its occurrences became due to the service
 
     @classmethod
     def of(cls, job: Any) -> JobState:
@@ -43,6 +44,7 @@ class JobState:
             occurrence_count=job.occurrence_count or 0,
             last_occurrence_at=job.last_occurrence_at,
             skipped_count=job.skipped_count or 0,
+            due_since=job.due_since,
         )
 
     def columns(self) -> dict[str, Any]:
@@ -55,6 +57,7 @@ class JobState:
             "occurrence_count": self.occurrence_count,
             "last_occurrence_at": self.last_occurrence_at,
             "skipped_count": self.skipped_count,
+            "due_since": self.due_since,
         }
 
 
@@ -88,7 +91,8 @@ class MisfirePolicy:
 def schedule(rules: timing.Timing, state: JobState, now: datetime, *, paused: bool) -> JobState:
     """A job just created or changed: its next run from its rule and its runs so far."""
     status = PAUSED if paused else ACTIVE
-    if state.last_occurrence_at is None:
+    if state.last_occurrence_at is None:  # a new sequence, due to the service from now
+        state = replace(state, due_since=now)
         upcoming = _first_from(rules, now)
     else:
         upcoming = timing.next_fire(rules, state.last_occurrence_at, fired=state.occurrence_count)
@@ -129,7 +133,15 @@ def resume(rules: timing.Timing, state: JobState, now: datetime) -> Change:
     else:
         upcoming = timing.next_fire(rules, now, fired=state.occurrence_count)
     status = ACTIVE if upcoming is not None else COMPLETED
-    return Change(replace(state, status=status, next_run_at=upcoming), (Audit("resume"),))
+    resumed = replace(state, status=status, next_run_at=upcoming, due_since=now)
+    return Change(resumed, (Audit("resume"),))
+
+
+def due_at(state: JobState, scheduled_for: datetime) -> datetime:
+    """When the service could first have fired this occurrence (its lag counts from here)."""
+    if state.due_since is None or state.due_since <= scheduled_for:
+        return scheduled_for
+    return state.due_since
 
 
 def run_now(state: JobState, now: datetime) -> Change:

@@ -63,6 +63,9 @@ class Job(db.Model):  # type: ignore[name-defined]
     last_occurrence_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Occurrences skipped instead of fired (the skip policy, the catch-up bound).
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When its occurrences became due to the service: created, rule changed or resumed. An
+    # occurrence before it was not late; it could not have fired sooner.
+    due_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_catch_up: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -92,6 +95,13 @@ class Run(db.Model):  # type: ignore[name-defined]
     # Where its delivery goes (Target.origin), set when it is fired or claimed: a claim
     # passes over the runs of origins that already have their share held.
     origin: Mapped[str | None] = mapped_column(String(300))
+    # When the service could first have fired it: the later of scheduled_for and the job's
+    # due_since then. Lag is fired_at - due_at; scheduled_for stays the nominal time.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def lag_seconds(self) -> float:
+        return (self.fired_at - (self.due_at or self.scheduled_for)).total_seconds()
 
     __table_args__ = (
         UniqueConstraint("job_id", "scheduled_for", name="uq_runs_job_scheduled_for"),

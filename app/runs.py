@@ -102,15 +102,17 @@ def runs_per_minute(now: datetime, minutes: int = 60) -> list[tuple[datetime, in
     """(minute, runs fired, average lag in ms) for the last `minutes` minutes, oldest first."""
     since = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     rows = db.session.execute(
-        select(Run.fired_at, Run.scheduled_for).where(Run.fired_at >= since).limit(200_000)
+        select(Run.fired_at, func.coalesce(Run.due_at, Run.scheduled_for))
+        .where(Run.fired_at >= since)
+        .limit(200_000)
     )
     buckets: dict[datetime, list[float]] = {
         since + timedelta(minutes=i): [] for i in range(minutes)
     }
-    for fired_at, scheduled_for in rows:
+    for fired_at, due_at in rows:
         key = fired_at.replace(second=0, microsecond=0)
         if key in buckets:
-            buckets[key].append((fired_at - scheduled_for).total_seconds() * 1000)
+            buckets[key].append((fired_at - due_at).total_seconds() * 1000)
     return [(m, len(lags), sum(lags) / len(lags) if lags else 0.0) for m, lags in buckets.items()]
 
 

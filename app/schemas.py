@@ -227,7 +227,11 @@ class RunOut(BaseModel):
     attempts: int
     nextAttemptAt: str | None
     deliveredAt: str | None
-    lagMs: float = Field(description="firedAt - scheduledFor, milliseconds")
+    dueAt: str = Field(
+        description="When the service could first fire it: scheduledFor, or when the job "
+        "was created, changed or resumed if that came later"
+    )
+    lagMs: float = Field(description="firedAt - dueAt, milliseconds: how late the service was")
     lastError: str | None
     responseStatus: int | None
     responseMs: float | None

@@ -291,3 +291,31 @@ def test_run_now_is_counted(client: FlaskClient, dispatcher: Dispatcher) -> None
     # Outside the rule: the job's own sequence (and maxRuns) is untouched.
     assert after["status"] == "active" and after["nextRunAt"] == "2030-01-01T00:00:10Z"
     assert dispatcher.deliver_due() == 1
+
+
+def test_lag_counts_from_when_the_service_could_have_fired(
+    client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock
+) -> None:
+    """The README's "due now" idiom (at in 2020) is not 10 years late; downtime still is."""
+    idiom = create(client, at="2020-01-01T00:00:00Z")  # created at 2030-01-01T00:00:00
+    down = create(client, recurring="interval", interval=60, at="2030-01-01T00:01:00Z")
+    moved = create(client, at="2030-01-01T01:00:00Z")
+    clock.advance(0.25)
+    dispatcher.fire_due()
+    clock.advance(300)  # the dispatcher was down for five minutes
+    body = {"payload": "hello", "at": "2029-12-31T00:00:00Z"}  # moved into the past
+    assert client.put(f"/schedules/{moved['jobId']}", json=body).status_code == 200
+    clock.advance(0.5)
+    dispatcher.fire_due()
+    (run,) = runs_of(client, idiom["jobId"])
+    assert run["scheduledFor"] == "2020-01-01T00:00:00Z"  # the nominal time, as it was
+    assert run["dueAt"] == "2030-01-01T00:00:00Z" and run["lagMs"] == 250.0
+    (changed,) = runs_of(client, moved["jobId"])
+    assert changed["lagMs"] == 500.0  # from the change, not from the day before
+    (late,) = runs_of(client, down["jobId"])  # coalesced: the latest missed occurrence
+    assert late["dueAt"] == late["scheduledFor"] == "2030-01-01T00:05:00Z"
+    assert late["lagMs"] == 750.0
+    metrics = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+    (lag,) = [m for m in metrics if m.name == "scheduler_fire_lag_seconds"]
+    buckets = {s.labels["le"]: s.value for s in lag.samples if s.name.endswith("_bucket")}
+    assert buckets["1.0"] == 3 and buckets["+Inf"] == 3  # none of them years late

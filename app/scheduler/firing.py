@@ -57,6 +57,7 @@ JOB_COLUMNS = (
     jobs.c.occurrence_count,
     jobs.c.last_occurrence_at,
     jobs.c.skipped_count,
+    jobs.c.due_since,
 )
 
 
@@ -114,8 +115,9 @@ class Firing:
         for row in rows:
             if len(run_rows) >= self.settings.fire_batch:
                 break
-            change = jobstate.fire(timing.timing_of(row), JobState.of(row), now, self._misfire(row))
-            run_rows += [self._run_row(row, at, now) for at in change.fire_times]
+            state = JobState.of(row)
+            change = jobstate.fire(timing.timing_of(row), state, now, self._misfire(row))
+            run_rows += [self._run_row(row, state, at, now) for at in change.fire_times]
             job_rows.append({"id": row.id, **change.state.columns()})
             skipped += change.state.skipped_count - (row.skipped_count or 0)
             audits += audit.dispatcher_entries(now, row.id, change.audits)
@@ -124,7 +126,7 @@ class Firing:
         inserted = self._insert_runs(conn, run_rows)  # once: it writes the whole batch
         written = [r for r in run_rows if r["id"] in inserted]
         delivered = self._deliver_local(conn, rows, written, now)
-        lags = [(now - r["scheduled_for"]).total_seconds() for r in written]
+        lags = [(now - r["due_at"]).total_seconds() for r in written]
         increments = {"fires": len(written), "deliveries_delivered": delivered}
         self.counters.add(conn, increments | {"skipped": skipped} | lag_counts(lags))
         log.debug("fired", extra={"action": "fire", "jobs": len(job_rows), "runs": len(written)})
@@ -137,13 +139,16 @@ class Firing:
             row.max_catch_up or self.settings.catch_up_limit,
         )
 
-    def _run_row(self, job: Row[Any], scheduled_for: datetime, now: datetime) -> dict[str, Any]:
+    def _run_row(
+        self, job: Row[Any], state: JobState, scheduled_for: datetime, now: datetime
+    ) -> dict[str, Any]:
         local = job.target["type"] in self.local_targets
         origin = None if local else origin_of(self.remote_targets, job.target)
         return {
             "id": uuid.uuid4(),
             "job_id": job.id,
             "scheduled_for": scheduled_for,
+            "due_at": jobstate.due_at(state, scheduled_for),
             "fired_at": now,
             "status": "delivered" if local else "pending",
             "attempts": 1 if local else 0,

@@ -117,7 +117,7 @@ def lag(milliseconds: float | None) -> str:
 
 @bp.app_template_filter("run_lag")
 def run_lag(run: Any) -> str:
-    return lag((run.fired_at - run.scheduled_for).total_seconds() * 1000)
+    return lag(run.lag_seconds * 1000)
 
 
 @bp.app_template_filter("snippet")
