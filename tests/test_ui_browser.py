@@ -111,7 +111,7 @@ def test_daily_and_cron_jobs_through_the_form_with_a_live_preview(service: Servi
     page.fill("#cron", "0 9 * * FUNDAY")
     expect(page.locator("#preview-error")).to_contain_text("FUNDAY")
     expect(page.locator("#error-cron")).to_contain_text("FUNDAY")
-    expect(page.locator("#submit")).to_be_disabled()
+    expect(page.locator("#submit")).to_have_attribute("aria-describedby", "preview-error")
     page.fill("#cron", "0 9 * * MON-FRI")
     page.fill("#timezone", "America/New_York")
     expect(page.locator("#preview-description")).to_have_text(
@@ -119,7 +119,7 @@ def test_daily_and_cron_jobs_through_the_form_with_a_live_preview(service: Servi
     )
     expect(page.locator("#preview-error")).to_have_count(0)
     expect(page.locator("#error-cron")).to_be_empty()
-    expect(page.locator("#submit")).to_be_enabled()
+    expect(page.locator("#submit")).not_to_have_attribute("aria-describedby", "preview-error")
     expect(page.locator("#preview-times li").first).to_contain_text("EST")
     expect(page.locator("#preview-times li").first).to_contain_text("CET for you")
     page.check("#target-webhook")
@@ -215,7 +215,9 @@ def test_pause_resume_and_delete_from_the_jobs_list(service: Service) -> None:
 
 
 def press_and_release(page: Page, selector: str) -> None:
-    """A person's click: the pointer moves there, the button goes down, is held, comes up."""
+    """A person's click: the control scrolled into view, the pointer moves there, the
+    button goes down, is held, comes up."""
+    page.locator(selector).scroll_into_view_if_needed()
     box = page.locator(selector).bounding_box()
     assert box is not None, f"{selector} is not on screen"
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
@@ -243,3 +245,34 @@ def test_the_catch_up_bound_typed_into_the_form(service: Service) -> None:
     expect(page.locator(".flash")).to_contain_text("Job created")
     (job,) = service.api("/schedules").json()
     assert (job["payload"], job["misfire"], job["maxCatchUp"]) == ("catch up", "all", 12)
+
+
+@pytest.mark.parametrize("field", ["#cron", "#interval", "#timezone"])
+def test_one_press_of_create_job_with_the_focus_still_in_a_timing_field(
+    service: Service, field: str
+) -> None:
+    """The blur refreshes the preview; the button the pointer is on must stay the same
+    button, so the one press a person makes is the one that creates the job."""
+    page = service.page
+    page.goto(f"{service.base}/ui/jobs/new")
+    press_and_release(page, "#payload")
+    page.keyboard.type("one press", delay=30)
+    kind = {"#cron": "#when-cron", "#interval": "#when-interval", "#timezone": "#when-daily"}
+    press_and_release(page, kind[field])
+    if field == "#timezone":
+        page.fill("#at", "2030-01-02T09:30")
+    if field == "#interval":
+        press_and_release(page, "#interval")
+        page.keyboard.type("90", delay=30)
+    elif field == "#cron":
+        press_and_release(page, "#cron")
+        page.keyboard.type("0 9 * * MON", delay=30)
+    else:
+        press_and_release(page, "#timezone")
+        page.keyboard.press("Control+A")
+        page.keyboard.type("Asia/Tokyo", delay=30)
+    expect(page.locator(field)).to_be_focused()  # the preview has not refreshed on blur yet
+    press_and_release(page, "#submit")
+    expect(page.locator(".flash")).to_contain_text("Job created")
+    (job,) = service.api("/schedules").json()
+    assert job["payload"] == "one press"

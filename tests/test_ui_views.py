@@ -455,10 +455,8 @@ def test_the_preview_fragment_for_each_kind(
     html = text(response)
     assert words in element(html, "preview-description")
     assert len(re.findall(r"<li>", element(html, "preview-times"))) == times
-    assert 'id="preview-error"' not in html
-    submit = re.search(r'<button[^>]*id="submit"[^>]*>', html)
-    assert submit and 'hx-swap-oob="true"' in submit.group(0)
-    assert "disabled" not in submit.group(0)
+    assert 'id="preview-error"' not in html and 'data-valid="true"' in html
+    assert 'id="submit"' not in html  # the button stays where the pointer may be on it
     assert 'id="error-cron" class="field-error" aria-live="polite" hx-swap-oob="true"></p>' in html
 
 
@@ -494,7 +492,7 @@ def test_the_preview_shows_times_in_the_rule_zone_and_the_viewer_zone(client: Fl
         ({"when": "daily", "at": "2030-01-02T09:30", "max_runs": "0"}, "max_runs"),
     ],
 )
-def test_an_invalid_rule_disables_submit(
+def test_an_invalid_rule_points_submit_at_the_error_without_replacing_it(
     client: FlaskClient, query: dict[str, str], field: str
 ) -> None:
     html = text(
@@ -502,14 +500,16 @@ def test_an_invalid_rule_disables_submit(
     )
     error = element(html, "preview-error")
     assert 'role="alert"' in error and len(error) > 60
-    submit = re.search(r'<button[^>]*id="submit"[^>]*>', html)
-    assert submit and "disabled" in submit.group(0) and 'hx-swap-oob="true"' in submit.group(0)
+    assert 'data-valid="false"' in html
+    assert 'id="submit"' not in html  # never swapped: a press on it must end on it
     field_error = element(html, f"error-{field}")
     assert 'hx-swap-oob="true"' in field_error and not field_error.endswith("></p>")
-    # The whole page, asked with the same values, renders the button disabled too.
+    # The whole page, asked with the same values: the button points at the error, and stays
+    # pressable (a disabled button would swallow a press made before the preview caught up).
     page = text(client.get("/ui/jobs/new", query_string=query))
     button = re.search(r'<button[^>]*id="submit"[^>]*>', page)
-    assert button and "disabled" in button.group(0) and "hx-swap-oob" not in button.group(0)
+    assert button and 'aria-describedby="preview-error"' in button.group(0)
+    assert "disabled" not in button.group(0)
 
 
 def test_the_form_wires_the_live_preview(client: FlaskClient) -> None:

@@ -55,7 +55,46 @@
     showMessage("The server did not answer. Is it running?", true);
   });
 
-  // 4. After a boosted navigation, move focus to the new page's content (keyboard users);
+  // 4. The job form's preview refreshes as the rule changes, also on the blur a press on
+  //    "Create job" causes. While a pointer is down that refresh waits for the release: it
+  //    must neither replace nor move the control the press began on (a press on one spot
+  //    and a release on another is no click, and the form would not be sent). The submit
+  //    button is never swapped (nor disabled): it points at the preview's error in place.
+  let pressed = false;
+  let heldPreview = null;
+  function followPreview() {
+    const preview = document.getElementById("preview");
+    const submit = document.getElementById("submit");
+    if (!preview || !submit || !preview.dataset.valid) return;
+    if (preview.dataset.valid === "true") {
+      submit.removeAttribute("aria-describedby");
+    } else {
+      submit.setAttribute("aria-describedby", "preview-error");
+    }
+  }
+  function released() {
+    setTimeout(function () { // after the click this release makes
+      pressed = false;
+      if (heldPreview !== null && document.getElementById("preview")) {
+        const text = heldPreview;
+        heldPreview = null;
+        htmx.swap("#preview", text, { swapStyle: "outerHTML" });
+        followPreview();
+      }
+    }, 0);
+  }
+  document.addEventListener("pointerdown", function () { pressed = true; }, true);
+  document.addEventListener("pointerup", released, true);
+  document.addEventListener("pointercancel", released, true);
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const target = event.detail.target;
+    if (!pressed || !target || target.id !== "preview" || event.detail.xhr.status >= 400) return;
+    event.detail.shouldSwap = false;
+    heldPreview = event.detail.xhr.responseText;
+  });
+  document.addEventListener("htmx:afterSettle", followPreview);
+
+  // 5. After a boosted navigation, move focus to the new page's content (keyboard users);
   //    after a form came back with errors, to the first field at fault.
   document.addEventListener("htmx:afterSettle", function (event) {
     if (!event.detail.boosted || event.detail.target !== document.body) return;
