@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json, request
+from flask import Flask, Response, json, render_template, request
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -113,9 +113,14 @@ def register(app: Flask) -> None:
         app.register_error_handler(error, lambda exc: problem_response(database_unavailable(exc)))
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> Response | HTTPException:
+    def _http_error(exc: HTTPException) -> Response | HTTPException | tuple[str, int]:
         if not is_api_request():
-            return exc
+            if exc.code is None or exc.code < 400:
+                return exc
+            # A page no UI route matched (/ui/nowhere): the UI's own error page, styled.
+            problem = Problem(exc.code, exc.name, exc.description)
+            page = render_template("error.html", problem=problem, message=exc.description)
+            return page, exc.code
         status = exc.code or 500
         problem = Problem(status, exc.name, exc.description)
         if status == 413:

@@ -875,3 +875,17 @@ def test_times_show_in_the_viewer_zone_with_the_zone_named(client: FlaskClient) 
         assert 'datetime="2030-01-01T12:00:00Z" title="2030-01-01 12:00:00 UTC"' in next_run
         assert f'<strong id="viewer-zone">{zone}</strong>' in html
         assert f'data-tz="{zone}"' in html
+
+
+@pytest.mark.parametrize("url", ["/ui/nowhere", "/ui/jobs/new/extra", "/nowhere"])
+def test_an_unknown_page_is_a_styled_page(client: FlaskClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert "<!doctype html>" in html.lower() and 'href="/ui/jobs"' in html  # the UI's frame
+    assert 'id="error-message"' in html
+
+
+def test_an_unknown_api_path_stays_problem_json(client: FlaskClient) -> None:
+    response = client.get("/schedules/not-a-job/nowhere")
+    assert response.status_code == 404 and response.mimetype == "application/problem+json"

@@ -164,6 +164,6 @@ def target_brief(target: dict[str, Any] | None) -> str:
     return target_text(target)
 
 
-@bp.context_processor
+@bp.app_context_processor  # every page, also an error page no UI route matched
 def ui_context() -> dict[str, Any]:
     return {"viewer_zone": viewer_zone(), "current_time": now()}

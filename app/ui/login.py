@@ -57,7 +57,7 @@ def authenticate_ui() -> Response | None:
     return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
 
 
-@bp.context_processor
+@bp.app_context_processor
 def access_context() -> dict[str, bool]:
     """can_write: whether to show write controls (hidden from a read-only key, which
     would be refused)."""
