@@ -276,3 +276,30 @@ def test_one_press_of_create_job_with_the_focus_still_in_a_timing_field(
     expect(page.locator(".flash")).to_contain_text("Job created")
     (job,) = service.api("/schedules").json()
     assert job["payload"] == "one press"
+
+
+def test_the_overview_fits_a_phone_and_dense_lanes_reach_the_end_of_the_hour(
+    service: Service,
+) -> None:
+    body = {"payload": "tick", "recurring": "interval", "interval": 10, "name": "every-10s",
+            "at": (datetime.now(ZoneInfo("UTC")) + timedelta(seconds=30)).isoformat()}  # fmt: skip
+    assert requests.post(service.base + "/schedules", json=body, timeout=5).status_code == 201
+    page = service.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{service.base}/ui/")
+    marks = page.locator(".lane .mark")
+    expect(marks).to_have_count(120)  # thinned out, not cut off
+    last = max(float(m.get_attribute("style").split(":")[1].strip(" %;")) for m in marks.all())
+    assert last > 95, f"the lane stops at {last}% of the hour"
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the overview is {width} px wide on a 390 px phone"
+    overflow = page.evaluate(
+        """() => {
+          const svg = document.querySelector('#run-chart svg');
+          const limit = svg.viewBox.baseVal.width;
+          return [...svg.querySelectorAll('text')].map(t => t.getBBox())
+            .filter(b => b.x < 0 || b.x + b.width > limit)
+            .map(b => [Math.round(b.x), Math.round(b.width)]);
+        }"""
+    )
+    assert overflow == [], f"axis labels cut off (x, width): {overflow}"

@@ -889,3 +889,22 @@ def test_an_unknown_page_is_a_styled_page(client: FlaskClient, url: str) -> None
 def test_an_unknown_api_path_stays_problem_json(client: FlaskClient) -> None:
     response = client.get("/schedules/not-a-job/nowhere")
     assert response.status_code == 404 and response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("ms", "label"),
+    [(0, "0 ms"), (250, "250 ms"), (1500, "1.5 s"), (45_000, "45 s"), (120_000, "2.0 min"),
+     (5_400_000, "1.5 h"), (2 * 86_400_000, "2.0 d"), (250_000_000_000, "7.9 y"),
+     (5e14, "15,855 y")],
+)  # fmt: skip
+def test_chart_durations_take_a_unit_that_keeps_the_label_short(ms: float, label: str) -> None:
+    assert charts.format_ms(ms) == label and len(label) <= 8
+
+
+def test_a_lane_of_a_job_every_10_s_is_thinned_to_the_end_of_the_hour() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    times = [start + timedelta(seconds=10 * i) for i in range(360)]
+    marks = charts.thinned(times)
+    assert len(marks) == charts.TIMELINE_MARKS and marks[0] == times[0] and marks[-1] == times[-1]

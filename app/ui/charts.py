@@ -18,10 +18,13 @@ from app.models import Job
 from app.timing.zones import get_zone
 
 # The run chart's drawing area, in SVG user units (the SVG scales to its container).
+# The margins hold the axis labels at the phone layout's doubled font size (app.css); the
+# labels are anchored to the outer edges, so a long one grows inwards, never out of view.
 WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 56, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 64, 96, 12, 28
 TIMELINE_LANES = 12
-TIMELINE_MARKS = 120  # marks drawn per lane at most; a job firing more often is drawn dense
+TIMELINE_MARKS = 120  # marks drawn per lane at most: more are thinned out evenly
+TIMELINE_TIMES = 720  # times looked at per lane (one each 5 s): more frequent is a solid band
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ class Lane:
     job: Job
     marks: list[Mark]
     fires: int
-    more: bool  # fires more often than drawn
+    more: bool  # fires more often than counted
+    band_from: float | None = None  # percent: from here on it fires too often to mark
 
 
 @dataclass
@@ -135,28 +139,37 @@ def timeline(jobs: Sequence[Job], now: datetime, zone: str, hours: float = 1) ->
     span = (end - now).total_seconds()
     tz = get_zone(zone)
     picture = Timeline(now, end)
+
+    def left(t: datetime) -> float:  # percent of the hour
+        return round(100 * (t - now).total_seconds() / span, 3)
+
     for job in jobs:
-        times = fire_times(job, end, TIMELINE_MARKS + 1)
+        times = fire_times(job, end, TIMELINE_TIMES + 1)
+        more = len(times) > TIMELINE_TIMES
+        times = times[:TIMELINE_TIMES]
         picture.fires += len(times)
         if len(picture.lanes) >= TIMELINE_LANES:
             picture.other_jobs += 1
             continue
-        marks = [
-            Mark(
-                round(100 * (t - now).total_seconds() / span, 3),
-                f"{t.astimezone(tz):%H:%M:%S %Z}",
-            )
-            for t in times[:TIMELINE_MARKS]
-        ]
-        picture.lanes.append(Lane(job, marks, len(times), len(times) > TIMELINE_MARKS))
+        marks = [Mark(left(t), f"{t.astimezone(tz):%H:%M:%S %Z}") for t in thinned(times)]
+        lane = Lane(job, marks, len(times), more, band_from=left(times[0]) if more else None)
+        picture.lanes.append(lane)
     first_tick = now.astimezone(tz).replace(second=0, microsecond=0)
     first_tick += timedelta(minutes=10 - first_tick.minute % 10)
     tick = first_tick
     while tick < end:
-        left = 100 * (tick - now).total_seconds() / span
-        picture.ticks.append(Tick(round(left, 3), f"{tick:%H:%M}"))
+        picture.ticks.append(Tick(left(tick), f"{tick:%H:%M}"))
         tick += timedelta(minutes=10)
     return picture
+
+
+def thinned(times: list[datetime]) -> list[datetime]:
+    """At most TIMELINE_MARKS of the times, evenly spread over all of them (a job firing
+    every 10 s keeps marks to the end of the hour instead of stopping 20 minutes in)."""
+    if len(times) <= TIMELINE_MARKS:
+        return times
+    step = (len(times) - 1) / (TIMELINE_MARKS - 1)
+    return [times[round(i * step)] for i in range(TIMELINE_MARKS)]
 
 
 def fire_times(job: Job, before: datetime, limit: int) -> list[datetime]:
@@ -185,7 +198,16 @@ def format_count(value: float) -> str:
     return f"{value:g}"
 
 
+DURATION_UNITS = ((365 * 86400.0, "y"), (86400.0, "d"), (3600.0, "h"), (60.0, "min"), (1.0, "s"))
+
+
 def format_ms(value: float) -> str:
+    """A duration in the unit that keeps it short (an axis label: a few characters)."""
     if value < 1000:
         return f"{value:.0f} ms"
-    return f"{value / 1000:.1f} s"
+    seconds = value / 1000
+    for size, unit in DURATION_UNITS:
+        if seconds >= size:
+            amount = seconds / size
+            return f"{amount:.1f} {unit}" if amount < 10 else f"{amount:,.0f} {unit}"
+    return f"{seconds:.1f} s"
