@@ -386,7 +386,10 @@ def test_kill_9_with_a_webhook_target_repeats_only_what_was_in_flight(
     target = {"type": "webhook", "url": f"{http_target.url}/hook", "timeout": 10}
     env = {
         "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
-        "DELIVERY_LEASE": "3",  # short: runs left by a killed dispatcher come back soon
+        # Short leases: runs left by a killed dispatcher come back soon. A run's lease is at
+        # least its call's timeout plus the margin (30 s by default: 40 s for these runs).
+        "DELIVERY_LEASE": "3",
+        "DELIVERY_LEASE_MARGIN": "2",
     }
 
     def all_delivered() -> bool:
