@@ -150,3 +150,18 @@ def test_failed_sign_ins_are_throttled_per_client_and_in_all(
     assert len(failed) == 5
     assert {e["detail"] for e in failed} == {"from 127.0.0.1", "from 127.0.0.2"}
     assert not any("guess" in str(e) for e in entries)  # what was typed is never kept
+
+
+def test_the_sign_in_page_shows_no_navigation_and_names_only_what_exists(
+    make_app: Callable[..., Flask],
+) -> None:
+    keys_only = make_app(WTF_CSRF_ENABLED=False)
+    make_key(keys_only, "svc")
+    page = keys_only.test_client().get("/ui/login").get_data(as_text=True)
+    assert 'class="main-nav"' not in page and "New job" not in page
+    assert "admin password" not in page and ">API key<" in page
+    wrong = keys_only.test_client().post("/ui/login", data={"secret": "nope"})
+    assert "That is not an active API key." in wrong.get_data(as_text=True)
+    with_password = make_app(WTF_CSRF_ENABLED=False, ADMIN_PASSWORD="pw")
+    page = with_password.test_client().get("/ui/login").get_data(as_text=True)
+    assert "API key or admin password" in page

@@ -118,9 +118,17 @@ def login() -> Response | str:
             session.clear()
             session.update(found)
             return redirect(safe_next(request.args.get("next")), 303)
-        error = "That is neither an API key nor the admin password."
+        password_set = bool(current_app.config.get("ADMIN_PASSWORD"))
+        error = (
+            "That is neither an API key nor the admin password."
+            if password_set
+            else ("That is not an active API key.")
+        )
         record_failed_sign_in()
-    return render_template("login.html", error=error, required=login_required())
+    return render_template(
+        "login.html", error=error, required=login_required(), signing_in=True,
+        password_set=bool(current_app.config.get("ADMIN_PASSWORD")),
+    )  # fmt: skip
 
 
 @bp.post("/logout")
