@@ -908,3 +908,14 @@ def test_a_lane_of_a_job_every_10_s_is_thinned_to_the_end_of_the_hour() -> None:
     times = [start + timedelta(seconds=10 * i) for i in range(360)]
     marks = charts.thinned(times)
     assert len(marks) == charts.TIMELINE_MARKS and marks[0] == times[0] and marks[-1] == times[-1]
+
+
+def test_a_job_has_one_label_on_every_page(client: FlaskClient) -> None:
+    """Its name, or its short id: never its payload on one page and its id on another."""
+    job = create(client, payload="secret-ish payload text")
+    client.post(f"/schedules/{job['jobId']}/pause")
+    label = f"Job {job['jobId'][:8]}"
+    for url in ("/ui/jobs", f"/ui/jobs/{job['jobId']}", "/ui/audit"):
+        html = client.get(url).get_data(as_text=True)
+        assert label in html, url
+    assert "secret-ish payload text" not in client.get("/ui/audit").get_data(as_text=True)

@@ -115,6 +115,15 @@ def lag(milliseconds: float | None) -> str:
     return f"{milliseconds / 60_000:.0f} min"
 
 
+@bp.app_template_global("job_label")
+def job_label(job: Any) -> str:
+    """A job's one label everywhere: its name, else its short id (never its payload, which
+    one page showed and another did not); a run's job that is gone: "(deleted job)"."""
+    if job is None:
+        return "(deleted job)"
+    return str(job.name or f"Job {str(job.id)[:8]}")
+
+
 @bp.app_template_filter("run_lag")
 def run_lag(run: Any) -> str:
     return lag(run.lag_seconds * 1000)

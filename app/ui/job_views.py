@@ -20,7 +20,7 @@ from app.models import JOB_STATUSES, Job
 from app.problems import Problem
 from app.timing import RECURRING
 from app.ui import bp, forms
-from app.ui.display import now, snippet, viewer_zone
+from app.ui.display import job_label, now, viewer_zone
 from app.ui.render import htmx_target, page
 from app.ui.views import back, toast
 
@@ -194,10 +194,6 @@ def next_times(job: Job, current: datetime, count: int) -> list[datetime]:
         return timing.occurrences(rules, current, count, fired=job.occurrence_count)
     later = timing.occurrences(rules, job.next_run_at, count - 1, fired=job.occurrence_count + 1)
     return [job.next_run_at, *later]
-
-
-def job_label(job: Job) -> str:
-    return job.name or snippet(job.payload, 40) or str(job.id)[:8]
 
 
 # Actions
