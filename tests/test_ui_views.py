@@ -919,3 +919,15 @@ def test_a_job_has_one_label_on_every_page(client: FlaskClient) -> None:
         html = client.get(url).get_data(as_text=True)
         assert label in html, url
     assert "secret-ish payload text" not in client.get("/ui/audit").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("ms", "words"),
+    [(250, "250 ms"), (1500, "1.5 s"), (45_000, "45 s"), (150_000, "2 min"),
+     (3 * 3_600_000 + 600_000, "3 h 10 min"), (6 * 86_400_000, "6 days"),
+     (7 * 365.25 * 86_400_000, "7.0 years"), (-250, "-250 ms")],
+)  # fmt: skip
+def test_lag_reads_as_words_at_any_size(ms: float, words: str) -> None:
+    from app.ui.display import lag
+
+    assert lag(ms) == words

@@ -88,31 +88,38 @@ def relative(instant: datetime | None, reference: datetime | None = None) -> str
     if instant is None:
         return ""
     seconds = (instant - (reference or now())).total_seconds()
-    amount = abs(seconds)
-    if amount < 1:
+    if abs(seconds) < 1:
         return "now"
-    if amount < 60:
-        text = f"{int(amount)} s"
-    elif amount < 3600:
-        text = f"{int(amount // 60)} min"
-    elif amount < 86400 * 2:
-        hours, rest = divmod(int(amount), 3600)
-        minutes = rest // 60
-        text = f"{hours} h {minutes} min" if minutes and hours < 10 else f"{hours} h"
-    else:
-        text = f"{int(amount // 86400)} days"
+    text = in_words(abs(seconds))
     return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
 @bp.app_template_filter("lag")
 def lag(milliseconds: float | None) -> str:
+    """A run's lag, readable at any size: "250 ms", "1.5 s", "2 min", "6 days", "7.9 years"."""
     if milliseconds is None:
         return ""
     if abs(milliseconds) < 1000:
         return f"{milliseconds:.0f} ms"
-    if abs(milliseconds) < 120_000:
+    if abs(milliseconds) < 10_000:
         return f"{milliseconds / 1000:.1f} s"
-    return f"{milliseconds / 60_000:.0f} min"
+    return ("-" if milliseconds < 0 else "") + in_words(abs(milliseconds) / 1000)
+
+
+def in_words(seconds: float) -> str:
+    """A duration of a second or more in the unit a person would say it in."""
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 86400 * 2:
+        hours, rest = divmod(int(seconds), 3600)
+        minutes = rest // 60
+        return f"{hours} h {minutes} min" if minutes and hours < 10 else f"{hours} h"
+    if seconds < 86400 * 365:
+        return f"{int(seconds // 86400)} days"
+    years = seconds / (86400 * 365.25)
+    return f"{years:.1f} years" if years < 10 else f"{years:,.0f} years"
 
 
 @bp.app_template_global("job_label")
