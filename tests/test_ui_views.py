@@ -931,3 +931,18 @@ def test_lag_reads_as_words_at_any_size(ms: float, words: str) -> None:
     from app.ui.display import lag
 
     assert lag(ms) == words
+
+
+def test_the_runs_page_filters_by_job(app: Flask, client: FlaskClient) -> None:
+    mine = create(client, name="mine", at="2030-01-01T00:00:00Z")
+    other = create(client, name="other", at="2030-01-01T00:00:00Z")
+    for job in (mine, other):
+        assert client.post(f"/schedules/{job['jobId']}/run").status_code == 202
+    html = client.get(f"/ui/runs?job={mine['jobId']}").get_data(as_text=True)
+    assert 'id="runs-job"' in html and ">mine</a>" in html
+    assert html.count('<td data-label="Job">') == 1  # only the job's own run
+    assert f'name="job" value="{mine["jobId"]}"' in html  # kept by the other filters
+    job_page = client.get(f"/ui/jobs/{mine['jobId']}").get_data(as_text=True)
+    assert f'href="/ui/runs?job={mine["jobId"]}"' in job_page
+    unknown = client.get("/ui/runs?job=not-a-job").get_data(as_text=True)
+    assert "job: no such job" in unknown

@@ -121,11 +121,14 @@ def runs_page() -> Response:
         status = ""
     since = wall_instant(request.args.get("since", ""), zone, "since", errors)
     until = wall_instant(request.args.get("until", ""), zone, "until", errors)
+    job = run_filter_job(request.args.get("job", ""), errors)
     cursor = request.args.get("cursor") or None
     found, next_cursor = runs.list_runs(
-        RUN_PAGE_SIZE, cursor, runs.RunFilter(None, status or None, since, until)
+        RUN_PAGE_SIZE, cursor, runs.RunFilter(job.id if job else None, status or None, since, until)
     )
     filters = {key: request.args.get(key, "") for key in ("status", "since", "until")}
+    if job is not None:
+        filters["job"] = str(job.id)
     return page(
         "runs.html",
         ("run-table",),
@@ -137,7 +140,19 @@ def runs_page() -> Response:
         errors=errors,
         statuses=RUN_STATUSES,
         run_counts=runs.count_by_status(),
+        job=job,
     )
+
+
+def run_filter_job(value: str, errors: dict[str, str]) -> Any:
+    """The job a runs page is filtered by (?job=<id>), or None; a bad id is a field error."""
+    if not value.strip():
+        return None
+    try:
+        return jobs.get_job(value.strip())
+    except Problem:
+        errors["job"] = "no such job"
+        return None
 
 
 def wall_instant(value: str, zone: str, name: str, errors: dict[str, str]) -> datetime | None:
