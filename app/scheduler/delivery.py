@@ -105,14 +105,18 @@ class Delivering:
         """Whether runs just released make a claim worth it: a full origin is down to half
         its share. (An origin that is not full never waits for room.)"""
         with self._lock:
-            return any(self.lanes.held_for(o) <= share // 2 for o, share in self._full.items())
+            return any(self._drained(o, share) for o, share in self._full.items())
+
+    def _drained(self, origin: str, share: int) -> bool:
+        """A full origin the lanes have worked down to half its share: claim for it again."""
+        return self.lanes.held_for(origin) <= share // 2
 
     def _claimable(self, now: datetime | None = None) -> ColumnElement[bool]:
         """Runs due for an attempt (by `now`, or at any time), not of a full origin."""
         due = runs.c.next_attempt_at <= now if now else runs.c.next_attempt_at.is_not(None)
         with self._lock:
             for origin, share in list(self._full.items()):
-                if self.lanes.held_for(origin) <= share // 2:
+                if self._drained(origin, share):
                     del self._full[origin]
             full = sorted(self._full)
         if not full:

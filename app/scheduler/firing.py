@@ -35,7 +35,7 @@ from app.targets.base import Delivery, Target
 log = logging.getLogger(__name__)
 
 jobs, runs, audit_log = Job.__table__, Run.__table__, AuditEntry.__table__
-MAX_ORIGIN = 300  # runs.origin's length
+MAX_ORIGIN: int = runs.c.origin.type.length  # runs.origin's length
 JOB_COLUMNS = (
     jobs.c.id,
     jobs.c.payload,
@@ -117,7 +117,9 @@ class Firing:
                 break
             state = JobState.of(row)
             change = jobstate.fire(timing.timing_of(row), state, now, self._misfire(row))
-            run_rows += [self._run_row(row, state, at, now) for at in change.fire_times]
+            if change.fire_times:
+                origin = self._origin(row)
+                run_rows += [self._run_row(row, state, origin, t, now) for t in change.fire_times]
             job_rows.append({"id": row.id, **change.state.columns()})
             skipped += change.state.skipped_count - (row.skipped_count or 0)
             audits += audit.dispatcher_entries(now, row.id, change.audits)
@@ -139,11 +141,17 @@ class Firing:
             row.max_catch_up or self.settings.catch_up_limit,
         )
 
+    def _origin(self, job: Row[Any]) -> str | None:
+        """Where the job's runs go (None for in-transaction targets): once per job."""
+        if job.target["type"] in self.local_targets:
+            return None
+        return origin_of(self.remote_targets, job.target)
+
     def _run_row(
-        self, job: Row[Any], state: JobState, scheduled_for: datetime, now: datetime
-    ) -> dict[str, Any]:
+        self, job: Row[Any], state: JobState, origin: str | None, scheduled_for: datetime,
+        now: datetime,
+    ) -> dict[str, Any]:  # fmt: skip
         local = job.target["type"] in self.local_targets
-        origin = None if local else origin_of(self.remote_targets, job.target)
         return {
             "id": uuid.uuid4(),
             "job_id": job.id,

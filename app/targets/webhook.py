@@ -108,9 +108,7 @@ class _Url:
 @dataclass(frozen=True, slots=True)
 class _Request:
     method: str
-    url: URL  # an IP literal host in its canonical form
-    host: str  # the host as the job wrote it, for error texts and logs (never the whole URL)
-    literal: IPAddress | None
+    where: _Url
     headers: CIMultiDict[str]
     body: bytes | None
     timeout: float
@@ -203,7 +201,7 @@ class WebhookTarget:
             self._check_literal(request)
             async with self._client().request(
                 request.method,
-                request.url,
+                request.where.url,
                 data=request.body,
                 headers=request.headers,
                 timeout=_client_timeout(request.timeout),
@@ -223,15 +221,15 @@ class WebhookTarget:
 
     def _check_literal(self, request: _Request) -> None:
         """aiohttp never asks the resolver about an IP literal: check it here."""
-        if request.literal is not None:
-            refuse_forbidden(request.host, [request.literal], self.allow_networks)
+        if request.where.literal is not None:
+            refuse_forbidden(request.where.host, [request.where.literal], self.allow_networks)
 
     def _log(self, d: Delivery, request: _Request, **extra: Any) -> None:
         ok = 200 <= extra.get("status", 0) < 300
         logger.log(
             logging.DEBUG if ok else logging.WARNING,
             "webhook delivered" if ok else "webhook delivery failed",
-            extra={"run_id": d.run_id, "host": request.host, "attempt": d.attempt, **extra},
+            extra={"run_id": d.run_id, "host": request.where.host, "attempt": d.attempt, **extra},
         )
 
     def _build_request(self, d: Delivery) -> _Request:
@@ -247,9 +245,7 @@ class WebhookTarget:
         signatures = [sign(s, d.run_id, timestamp, body or b"") for s in secrets]
         if signatures:
             headers["webhook-signature"] = " ".join(signatures)
-        return _Request(
-            spec.method, where.url, where.host, where.literal, headers, body, spec.timeout
-        )
+        return _Request(spec.method, where, headers, body, spec.timeout)
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> str:
         """First max_body_keep bytes. The rest is drained (up to a cap) so the connection can be
@@ -381,7 +377,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 def _failure(run_id: str, exc: Exception, request: _Request, *, connected: bool) -> Outcome:
     """The Outcome of a request that got no response. The error never holds the URL (its path
     or query may carry a token), so aiohttp's own messages, which do, are not used."""
-    host = request.host
+    host = request.where.host
     if isinstance(exc, AddressRefused):
         # Permanent: the address (or our allow-list) won't change by itself; retrying only
         # knocks on the forbidden door again. Fix the job or allow_networks, then retry the run.

@@ -112,22 +112,22 @@ def password_mark(password: str) -> str:
 @sign_in_limit("all")
 def login() -> Response | str:
     error = None
+    password_set = bool(current_app.config.get("ADMIN_PASSWORD"))
     if request.method == "POST":
         found = check_secret(request.form.get("secret", ""))
         if found:
             session.clear()
             session.update(found)
             return redirect(safe_next(request.args.get("next")), 303)
-        password_set = bool(current_app.config.get("ADMIN_PASSWORD"))
         error = (
             "That is neither an API key nor the admin password."
             if password_set
-            else ("That is not an active API key.")
+            else "That is not an active API key."
         )
         record_failed_sign_in()
     return render_template(
         "login.html", error=error, required=login_required(), signing_in=True,
-        password_set=bool(current_app.config.get("ADMIN_PASSWORD")),
+        password_set=password_set,
     )  # fmt: skip
 
 
