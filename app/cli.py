@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -18,16 +16,11 @@ scheduler_cli = AppGroup("scheduler", help="The dispatcher process.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations first.")
 def run_command(no_migrate: bool) -> None:
     """Fire due jobs and deliver their runs until stopped (SIGTERM finishes the batch)."""
-    from app.scheduler.process import run_scheduler
+    from app.scheduler.process import configure_logging, run_scheduler
 
     if not no_migrate:
         upgrade()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
-    )
-    # A pass drains all due work before it returns, so APScheduler skipping a tick while a
-    # pass is still busy is expected, not worth a warning every second under load.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    configure_logging()
     run_scheduler(current_app._get_current_object())  # type: ignore[attr-defined]
 
 

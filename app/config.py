@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     DELIVERY_ORIGIN_IN_FLIGHT: Count = 250  # ... to one origin (maxInFlight may lower it)
     DELIVERY_MAX_HELD: Count = 10000  # runs held by the delivery loop at once
     DELIVERY_ORIGIN_BACKOFF: Positive = 60.0  # longest pause for an unreachable origin, s
+    DELIVERY_PROCESS: bool = True  # delivery calls in a child process (false: a thread)
     MAX_CATCH_UP: Count = 100  # misfire "all": missed occurrences fired at most, per job
     MISFIRE_GRACE: Annotated[float, Field(ge=0)] = 60.0  # seconds late before "missed"
     DEFAULT_TARGET: Target | None = None  # None: the built-in queue "default"

@@ -18,6 +18,10 @@ import requests
 from sqlalchemy import create_engine, select, text
 
 from app.models import Job, Run
+from app.scheduler.callprocess import ProcessLoop
+from app.scheduler.calls import Limits, Work
+from app.scheduler.process import configure_logging, remote_targets
+from app.targets.base import Delivery, Outcome
 from tests.support.burst import (
     assert_all_delivered_to_the_queue,
     assert_each_job_fired_once,
@@ -137,6 +141,83 @@ def test_a_slow_webhook_never_delays_built_in_queue_fires(
     print(f"\nqueue lag p50 {lags[len(lags) // 2]:.3f} s, max {lags[-1]:.3f} s; "
           f"{in_flight} webhook calls in flight")  # fmt: skip
     assert len(lags) == 50 and lags[-1] < 1.0
+
+
+def delivery_child(scheduler_pid: int) -> psutil.Process:
+    """The scheduler process's delivery child (spawned by multiprocessing)."""
+    children = psutil.Process(scheduler_pid).children()
+    (child,) = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    return child
+
+
+def test_a_dead_delivery_process_is_replaced_and_its_runs_delivered_again(
+    database_url: str, tmp_path: Path, http_target: HttpTarget
+) -> None:
+    """kill -9 of the delivery child with 20 calls in flight: a new child starts, the runs
+    are delivered again once their leases end, and nothing else is lost."""
+    http_target.respond("/hook", *[Response(200, delay=30.0)] * 20, Response(200))
+    engine = create_engine(database_url)
+    env = process_env(database_url, WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8",
+                      DELIVERY_LEASE="2", DELIVERY_LEASE_MARGIN="1")  # fmt: skip
+    hook = {"type": "webhook", "url": http_target.url + "/hook", "timeout": 10.0}
+    with running(start_scheduler(env, tmp_path / "scheduler.log")) as scheduler:
+        wait_until(lambda: "scheduler started" in scheduler.output(), 60, scheduler)
+        first = delivery_child(scheduler.popen.pid)
+        insert_one_shot_jobs(engine, 20, datetime.now(UTC), target=hook)
+        wait_until(lambda: len(http_target.requests_to("/hook")) == 20, 60, scheduler)
+        first.kill()
+        wait_until(lambda: delivery_statuses(engine) == {"delivered": 20}, 60, scheduler)
+        second = delivery_child(scheduler.popen.pid)
+        assert second.pid != first.pid
+        assert scheduler.terminate() == 0, scheduler.output()
+    engine.dispose()
+    ids = [r.headers["webhook-id"] for r in http_target.requests_to("/hook")]
+    assert len(ids) == 40 and len(set(ids)) == 20  # each run once more, with its own id
+    assert "the delivery process died" in scheduler.output()
+
+
+def test_the_delivery_process_never_outlives_the_scheduler(
+    database_url: str, tmp_path: Path
+) -> None:
+    with running(start_scheduler(process_env(database_url), tmp_path / "scheduler.log")) as s:
+        wait_until(lambda: "scheduler started" in s.output(), 60, s)
+        child = delivery_child(s.popen.pid)
+        s.kill()  # kill -9: the scheduler process cannot tell its child anything
+        child.wait(timeout=10)  # it sees its pipe close and exits
+
+
+def loopback_targets() -> dict[str, Any]:
+    return remote_targets(["127.0.0.0/8"])
+
+
+def test_the_delivery_process_delivers_drops_what_waits_and_closes(
+    http_target: HttpTarget,
+) -> None:
+    http_target.respond("/hook", Response(200, delay=1.0))
+    reported: list[Outcome] = []
+    dropped: list[str] = []
+    calls = ProcessLoop(loopback_targets, Limits(10, 60.0, 5.0), setup=configure_logging)
+    calls.start(reported.extend, dropped.extend, lost=lambda: None)
+    target = {"type": "webhook", "url": http_target.url + "/hook"}
+    now = datetime.now(UTC)
+    deliveries = [Delivery(str(uuid.uuid4()), "job", now, "{}", target, 1) for _ in range(3)]
+    works = [Work(d, 10.0, "http://127.0.0.1", 1) for d in deliveries]
+    calls.send(works)  # one origin, one call at a time: the first goes, two wait
+    wait_until(lambda: len(http_target.requests_to("/hook")) == 1, 30)
+    calls.drop({works[1].delivery.run_id, works[2].delivery.run_id})
+    wait_until(lambda: len(reported) == 1 and len(dropped) == 2, 30)
+    assert reported[0].ok and reported[0].run_id == works[0].delivery.run_id
+    assert set(dropped) == {works[1].delivery.run_id, works[2].delivery.run_id}
+    process = calls.process
+    calls.close()
+    assert process.exitcode == 0
+    assert len(http_target.requests_to("/hook")) == 1
+
+
+def delivery_statuses(engine: Any) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, count(*) FROM runs GROUP BY status"))
+        return {status: int(n) for status, n in rows}
 
 
 def queue_runs(engine: Any) -> int:

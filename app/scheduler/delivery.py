@@ -16,6 +16,7 @@ run per look, and a fast one is topped up before its lane runs dry.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import Counter, defaultdict
@@ -23,7 +24,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, and_, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Text,
+    and_,
+    cast,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from app.clock import Clock
 from app.database import write_connection
@@ -80,7 +93,7 @@ class Delivering:
                     runs.c.attempts,
                     runs.c.origin,
                     jobs.c.payload,
-                    jobs.c.target,
+                    cast(jobs.c.target, Text).label("target"),  # decoded once per claim
                     jobs.c.retry,
                 )
                 .join(jobs, jobs.c.id == runs.c.job_id)
@@ -129,10 +142,16 @@ class Delivering:
         dead: list[tuple[Delivery, str]] = []
         labels: list[dict[str, Any]] = []  # runs left due, their origin newly known
         taken: Counter[str] = Counter()
+        # Runs of one target share one decoded spec, so a target that parses it keeps what
+        # it parsed for all of them (and the delivery process receives it once per claim).
+        specs: dict[str, dict[str, Any]] = {}
         for row in rows:
-            kind = row.target["type"]
+            spec = specs.get(row.target)
+            if spec is None:
+                spec = specs[row.target] = json.loads(row.target)
+            kind = spec["type"]
             run = {"id": row.id, "job_id": row.job_id, "scheduled_for": row.scheduled_for}
-            delivery = delivery_of(run, row.payload, row.target, row.attempts + 1)
+            delivery = delivery_of(run, row.payload, spec, row.attempts + 1)
             if kind in self.local_targets:
                 local[kind].append(delivery)
                 continue
@@ -163,7 +182,8 @@ class Delivering:
     def _held(
         self, target: Target, delivery: Delivery, retry: Mapping[str, Any] | None, now: datetime
     ) -> Held:
-        lease = max(self.settings.lease, target.timeout(delivery) + self.settings.lease_margin)
+        timeout = target.timeout(delivery)
+        lease = max(self.settings.lease, timeout + self.settings.lease_margin)
         origin = origin_of(self.remote_targets, delivery.target) or ""
         limit = delivery.target.get("maxInFlight") or self.settings.origin_in_flight
         # A destination may impose its own limit (a FIFO queue: one call at a time).
@@ -172,6 +192,7 @@ class Delivering:
         return Held(
             delivery=delivery,
             policy=RetryPolicy.of(retry, self.settings.default_retry),
+            timeout=timeout,
             lease=lease,
             lease_until=now + timedelta(seconds=lease),
             origin=origin,

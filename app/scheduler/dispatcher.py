@@ -20,6 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
@@ -27,12 +28,14 @@ from sqlalchemy import Engine
 from app.clock import Clock
 from app.metrics import CounterWriter
 from app.scheduler.bulk import bulk_for
+from app.scheduler.calls import CallLoop, Limits, ThreadLoop
 from app.scheduler.delivery import Delivering
 from app.scheduler.firing import Firing
 from app.scheduler.lanes import Lanes
 from app.scheduler.outcomes import OutcomeRecorder
 from app.scheduler.settings import DispatcherSettings
 from app.scheduler.wake import Waiter
+from app.targets.base import Target
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,9 @@ class Dispatcher:
         rng: random.Random | None = None,
         *,
         background: bool = False,
+        call_loop: Callable[[Mapping[str, Target], Limits], CallLoop] | None = None,
     ) -> None:
+        """call_loop: where the delivery calls run (default: a thread of this process)."""
         self.engine = engine
         self.clock = clock
         self.settings = settings
@@ -61,14 +66,13 @@ class Dispatcher:
         self.recorder = OutcomeRecorder(
             engine, clock, bulk, counters, rng or random.Random(), linger=settings.outcome_linger
         )
-        self.lanes = Lanes(
-            remote,
-            clock,
-            self.recorder.put,
+        limits = Limits(
             max_in_flight=settings.max_in_flight,
             backoff_ceiling=settings.origin_backoff,
             grace=settings.lease_margin / 2,
         )
+        calls = (call_loop or partial(ThreadLoop, clock=clock))(remote, limits)
+        self.lanes = Lanes(calls, self.recorder.put)
         self.firing = Firing(
             engine, clock, local, remote, settings, bulk, counters, self.delivery_waiter.wake
         )

@@ -16,7 +16,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -27,10 +28,13 @@ from app import clock_of
 from app.database import db, is_postgresql
 from app.jobs import allowed_networks
 from app.scheduler.bulk import bulk_for
+from app.scheduler.callprocess import ProcessLoop
+from app.scheduler.calls import CallLoop, Limits
 from app.scheduler.dispatcher import Dispatcher
 from app.scheduler.retention import prune
 from app.scheduler.settings import DispatcherSettings
 from app.scheduler.wake import Waiter
+from app.targets.base import Target
 from app.targets.queue import QueueTarget
 from app.targets.sqs import SqsTarget, default_client_factory
 from app.targets.webhook import WebhookTarget
@@ -39,20 +43,49 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 10.0  # seconds calls in flight may take to finish at shutdown
 
 
-def build_targets(app: Flask) -> dict[str, Any]:
+def remote_targets(allow_networks: list[str]) -> dict[str, Any]:
     return {
         "sqs": SqsTarget(default_client_factory),
-        "webhook": WebhookTarget(allow_networks=allowed_networks()),
+        "webhook": WebhookTarget(allow_networks=allow_networks),
     }
 
 
+def build_targets(app: Flask) -> dict[str, Any]:
+    return remote_targets(allowed_networks())
+
+
 def build_dispatcher(
-    app: Flask, targets: dict[str, Any] | None = None, *, background: bool = False
+    app: Flask,
+    targets: dict[str, Any] | None = None,
+    *,
+    background: bool = False,
+    delivery_process: bool = False,
 ) -> Dispatcher:
-    """The dispatcher of this app's database; `targets` replaces the remote ones."""
+    """The dispatcher of this app's database; `targets` replaces the remote ones.
+    delivery_process: the delivery calls run in a child process, with targets of its own
+    built as build_targets builds them."""
     every = {"queue": QueueTarget(bulk_for(db.engine))} | (targets or build_targets(app))
     settings = DispatcherSettings.from_config(app.config)
-    return Dispatcher(db.engine, clock_of(app), every, settings, background=background)
+    call_loop = None
+    if delivery_process:
+        make_targets = partial(remote_targets, allowed_networks())
+
+        def call_loop(_targets: Mapping[str, Target], limits: Limits) -> CallLoop:
+            return ProcessLoop(make_targets, limits, setup=configure_logging)
+
+    return Dispatcher(
+        db.engine, clock_of(app), every, settings, background=background, call_loop=call_loop
+    )
+
+
+def configure_logging() -> None:
+    """The scheduler process's log lines (its delivery child's too)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
+    )
+    # A pass drains all due work before it returns, so APScheduler skipping a tick while a
+    # pass is still busy is expected, not worth a warning every second under load.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
@@ -66,7 +99,9 @@ def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
 def run_scheduler(app: Flask) -> None:
     """Run until SIGTERM or SIGINT; finish the calls in hand, then exit."""
     interval = float(app.config["DISPATCH_INTERVAL"])
-    dispatcher = build_dispatcher(app, background=True)
+    dispatcher = build_dispatcher(
+        app, background=True, delivery_process=bool(app.config["DELIVERY_PROCESS"])
+    )
     waiter = make_waiter(app, dispatcher)
     scheduler = BlockingScheduler(timezone="UTC")
     now = clock_of(app).now()

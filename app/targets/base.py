@@ -19,6 +19,12 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 
+def reduce_by_fields(self: Any) -> tuple[Any, tuple[Any, ...]]:
+    """How a slots dataclass crosses a process boundary: its fields in order (pickle's
+    default for slots dataclasses asks dataclasses.fields() for every object)."""
+    return type(self), tuple(getattr(self, name) for name in self.__slots__)
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """One attempt to hand one run to its target."""
@@ -29,6 +35,8 @@ class Delivery:
     payload: str
     target: dict[str, Any]  # the job's target spec, as stored (camelCase keys)
     attempt: int  # 1 for the first attempt
+
+    __reduce__ = reduce_by_fields
 
 
 @dataclass(slots=True)
@@ -44,6 +52,8 @@ class Outcome:
     response_ms: float | None = None
     response_body: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    __reduce__ = reduce_by_fields
 
 
 class Target(Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import functools
 import hashlib
 import hmac
@@ -25,11 +26,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from multidict import CIMultiDict
 from pydantic import ValidationError
 from yarl import URL
@@ -136,6 +139,7 @@ class WebhookTarget:
         self._ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
+        self._allowed_literals: set[IPAddress] = set()
 
     def origin(self, target: Mapping[str, Any]) -> str:
         try:
@@ -167,7 +171,7 @@ class WebhookTarget:
         """The session, made on first use: aiohttp binds it to the running loop."""
         if self._session is None:
             self._resolver = GuardedResolver(self.allow_networks)
-            connector = aiohttp.TCPConnector(
+            connector = _Connector(
                 limit=0,  # no limits of its own: the delivery loop limits calls per origin
                 limit_per_host=0,
                 resolver=self._resolver,
@@ -179,7 +183,6 @@ class WebhookTarget:
                 # (or check) the address finally connected to.
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),  # no cookies carried from job to job
-                trace_configs=[_connection_tracing()],
             )
         return self._session
 
@@ -195,7 +198,8 @@ class WebhookTarget:
             request = self._build_request(d)
         except _InvalidTarget as e:
             return Outcome(d.run_id, ok=False, error=f"invalid target: {e}", permanent=True)
-        progress = {"connected": False}  # set by _connection_tracing
+        progress = _Progress()
+        _PROGRESS.set(progress)  # this call's own task: seen by _Connector.connect alone
         started = time.monotonic()
         try:
             self._check_literal(request)
@@ -206,11 +210,10 @@ class WebhookTarget:
                 headers=request.headers,
                 timeout=_client_timeout(request.timeout),
                 allow_redirects=False,  # Standard Webhooks: a 3xx is a failure, not followed
-                trace_request_ctx=progress,
             ) as response:
                 kept = await self._read_body(response)
         except Exception as exc:
-            outcome = _failure(d.run_id, exc, request, connected=progress["connected"])
+            outcome = _failure(d.run_id, exc, request, connected=progress.connected)
             self._log(d, request, error=outcome.error, unreachable=outcome.unreachable)
             return outcome
         outcome = classify_response(d.run_id, response.status, response.headers, time.time())
@@ -221,8 +224,10 @@ class WebhookTarget:
 
     def _check_literal(self, request: _Request) -> None:
         """aiohttp never asks the resolver about an IP literal: check it here."""
-        if request.where.literal is not None:
-            refuse_forbidden(request.where.host, [request.where.literal], self.allow_networks)
+        literal = request.where.literal
+        if literal is not None and literal not in self._allowed_literals:
+            refuse_forbidden(request.where.host, [literal], self.allow_networks)
+            self._allowed_literals.add(literal)  # the same answer every time: ask once
 
     def _log(self, d: Delivery, request: _Request, **extra: Any) -> None:
         ok = 200 <= extra.get("status", 0) < 300
@@ -271,6 +276,24 @@ def _spec(target: Mapping[str, Any]) -> WebhookSpec:
     """The stored target, validated by the model that validated it when the job was saved;
     one that no longer passes (saved by an older version, edited in the database) fails
     its runs permanently, naming the field."""
+    # A run's target is asked for three or four times (origin, timeout, request): the same
+    # dict each time, so it is looked up by identity before it is encoded. The entry holds
+    # the dict, so its id is not reused while the entry lives.
+    known = _SPECS.get(id(target))
+    if known is not None and known[0] is target:
+        return known[1]
+    spec = _spec_of_json(target)
+    if len(_SPECS) >= MAX_SPECS:
+        _SPECS.clear()
+    _SPECS[id(target)] = (target, spec)
+    return spec
+
+
+MAX_SPECS = 4096
+_SPECS: dict[int, tuple[Mapping[str, Any], WebhookSpec]] = {}
+
+
+def _spec_of_json(target: Mapping[str, Any]) -> WebhookSpec:
     try:
         return _validated(json.dumps(target, sort_keys=True, default=str))
     except ValidationError as exc:
@@ -296,6 +319,7 @@ def _parse_url(url: str) -> _Url:
     return _Url(parsed, written, literal)
 
 
+@functools.lru_cache(maxsize=256)  # a few timeouts, asked for every request
 def _client_timeout(timeout: float) -> aiohttp.ClientTimeout:
     # total: the whole call, as timeout() promises the delivery loop (the run's lease covers
     # it), so no rounding up to whole seconds either. connect (DNS, TCP, TLS) gets at most
@@ -305,18 +329,28 @@ def _client_timeout(timeout: float) -> aiohttp.ClientTimeout:
     )
 
 
-def _connection_tracing() -> aiohttp.TraceConfig:
-    """Marks a request's progress dict once it has a connection, so that a timeout can tell
-    'never connected' (unreachable) from 'connected, then too slow': when timeout <= 10 s the
-    total and connect timers end together, and either may fire."""
+@dataclass(slots=True)
+class _Progress:
+    connected: bool = False
 
-    async def connected(session: aiohttp.ClientSession, ctx: SimpleNamespace, _: Any) -> None:
-        ctx.trace_request_ctx["connected"] = True
 
-    tracing = aiohttp.TraceConfig()
-    tracing.on_connection_create_end.append(connected)
-    tracing.on_connection_reuseconn.append(connected)
-    return tracing
+_PROGRESS: contextvars.ContextVar[_Progress] = contextvars.ContextVar("webhook_progress")
+
+
+class _Connector(aiohttp.TCPConnector):
+    """Marks the calling request's progress once it has a connection, so that a timeout can
+    tell 'never connected' (unreachable) from 'connected, then too slow': when timeout <= 10
+    s the total and connect timers end together, and either may fire. (aiohttp's request
+    tracing would tell too, at the price of a dozen signals sent for every request.)"""
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        progress = _PROGRESS.get(None)
+        if progress is not None:
+            progress.connected = True
+        return connection
 
 
 def _headers(job_headers: Mapping[str, str], payload: str | None) -> CIMultiDict[str]:
