@@ -73,7 +73,8 @@ class Lane:
         self.origin = origin
         self.limit = limit
         self.waiting: deque[list[Work]] = deque()
-        self.in_flight = 0
+        self.in_flight = 0  # its workers (each makes one call at a time)
+        self.working = 0  # of them, those in a call
         self.failures = 0  # connection failures in a row
         self.blocked_until: datetime | None = None
 
@@ -148,7 +149,7 @@ class Calls:
         await asyncio.get_running_loop().shutdown_default_executor()
 
     def _pump(self) -> None:
-        """Start waiting calls, one per lane per round, while limits allow."""
+        """Start workers, one per lane per round, while limits allow."""
         most = self.limits.max_in_flight
         started = True
         while started and self._in_flight < most:
@@ -156,27 +157,46 @@ class Calls:
             for lane in list(self._lanes.values()):
                 if self._in_flight >= most:
                     break
-                if lane.waiting and lane.in_flight < lane.limit:
-                    self._start(lane, lane.waiting.popleft())
+                if len(lane.waiting) > lane.in_flight - lane.working and (
+                    lane.in_flight < lane.limit
+                ):
+                    self._start(lane)
                     started = True
         for origin in [o for o, lane in self._lanes.items() if lane.idle]:
             del self._lanes[origin]
 
-    def _start(self, lane: Lane, batch: list[Work]) -> None:
+    def _start(self, lane: Lane) -> None:
         lane.in_flight += 1
         self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._call(lane, batch))
+        task = asyncio.get_running_loop().create_task(self._work(lane))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _call(self, lane: Lane, batch: list[Work]) -> None:
+    async def _work(self, lane: Lane) -> None:
+        """One slot of a lane: calls, one after another, while its lane has work and no
+        other lane waits for a slot (then the slot goes round, as _pump gives it)."""
         try:
-            outcomes = await self._outcomes(lane, batch)
+            while lane.waiting and lane.in_flight <= lane.limit:
+                batch = lane.waiting.popleft()
+                lane.working += 1
+                try:
+                    outcomes = await self._outcomes(lane, batch)
+                finally:
+                    lane.working -= 1
+                self.report(outcomes)
+                if self._in_flight >= self.limits.max_in_flight and self._others_wait(lane):
+                    break
         finally:
             lane.in_flight -= 1
             self._in_flight -= 1
-        self.report(outcomes)
         self._pump()
+
+    def _others_wait(self, lane: Lane) -> bool:
+        return any(
+            other.waiting and other.in_flight < other.limit
+            for other in self._lanes.values()
+            if other is not lane
+        )
 
     async def _outcomes(self, lane: Lane, batch: list[Work]) -> list[Outcome]:
         now = self.clock.now()
