@@ -166,6 +166,7 @@ class Calls:
             del self._lanes[origin]
 
     def _start(self, lane: Lane) -> None:
+        self._lanes[lane.origin] = self._lanes.pop(lane.origin)  # to the back: lanes take turns
         lane.in_flight += 1
         self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._work(lane))
