@@ -144,9 +144,9 @@ def test_a_slow_webhook_never_delays_built_in_queue_fires(
 
 
 def delivery_child(scheduler_pid: int) -> psutil.Process:
-    """The scheduler process's delivery child (spawned by multiprocessing)."""
+    """The scheduler process's delivery child (forked, or spawned after a death)."""
     children = psutil.Process(scheduler_pid).children()
-    (child,) = [c for c in children if "spawn_main" in " ".join(c.cmdline())]
+    (child,) = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
     return child
 
 

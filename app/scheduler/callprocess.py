@@ -52,10 +52,10 @@ class ProcessLoop:
         self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
         self._dropped: Dropped = lambda _: None
+        self._spawn()  # now: made before the scheduler process starts its threads, it can fork
 
     def start(self, report: Report, dropped: Dropped, lost: Lost) -> None:
         self._dropped = dropped
-        self._spawn()
         self._reader = threading.Thread(
             target=self._read, args=(report, dropped, lost), name="delivery-process", daemon=True
         )
@@ -87,17 +87,26 @@ class ProcessLoop:
         return self._process
 
     def _spawn(self) -> None:
-        # spawn, not fork: the scheduler process has threads and database connections.
-        context = multiprocessing.get_context("spawn")
+        # A forked child starts at once, with what this process has imported; a spawned one
+        # imports it all again (2 s of CPU here, which a restart storm of dispatchers felt).
+        # Fork only while this process has a single thread: a lock another thread held would
+        # stay held in the child. The database connections it inherits it never touches,
+        # and it leaves by os._exit, which closes none of them.
+        method = "fork" if threading.active_count() == 1 else "spawn"
+        context = multiprocessing.get_context(method)
         ours, theirs = context.Pipe()
         process = context.Process(
             target=serve,
-            args=(theirs, self.make_targets, self.limits, self.setup),
+            args=(theirs, self.make_targets, self.limits, self.setup, ours),
             name="scheduler-delivery",
             daemon=True,
         )
         process.start()
         theirs.close()  # the child's end: ours reads EOF once the child is gone
+        log.info(
+            "delivery process started",
+            extra={"action": "start", "pid": process.pid, "start_method": method},
+        )
         with self._send_lock:
             self._process, self._conn = process, ours
 
@@ -141,10 +150,15 @@ class ProcessLoop:
 
 
 def serve(
-    conn: Connection, make_targets: TargetsFactory, limits: Limits, setup: Callable[[], None]
+    conn: Connection,
+    make_targets: TargetsFactory,
+    limits: Limits,
+    setup: Callable[[], None],
+    parents_end: Connection,
 ) -> None:
     """The child's main: deliver what the pipe brings until told to close, or until the
     scheduler process is gone."""
+    parents_end.close()  # a forked child holds it too: with it open, no EOF would ever come
     # Ctrl-C and SIGTERM are the scheduler process's to handle: it closes us when done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

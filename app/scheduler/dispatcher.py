@@ -63,15 +63,17 @@ class Dispatcher:
         counters = CounterWriter(engine)
         local = {kind: t for kind, t in targets.items() if t.in_transaction}
         remote = {kind: t for kind, t in targets.items() if not t.in_transaction}
-        self.recorder = OutcomeRecorder(
-            engine, clock, bulk, counters, rng or random.Random(), linger=settings.outcome_linger
-        )
         limits = Limits(
             max_in_flight=settings.max_in_flight,
             backoff_ceiling=settings.origin_backoff,
             grace=settings.lease_margin / 2,
         )
+        # The call loop first, while this process has no threads of its own: a delivery
+        # process is forked from it.
         calls = (call_loop or partial(ThreadLoop, clock=clock))(remote, limits)
+        self.recorder = OutcomeRecorder(
+            engine, clock, bulk, counters, rng or random.Random(), linger=settings.outcome_linger
+        )
         self.lanes = Lanes(calls, self.recorder.put)
         self.firing = Firing(
             engine, clock, local, remote, settings, bulk, counters, self.delivery_waiter.wake
