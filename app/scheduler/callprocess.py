@@ -93,7 +93,7 @@ class ProcessLoop:
         # stay held in the child. The database connections it inherits it never touches,
         # and it leaves by os._exit, which closes none of them.
         method = "fork" if threading.active_count() == 1 else "spawn"
-        context = multiprocessing.get_context(method)
+        context: Any = multiprocessing.get_context(method)  # typeshed: a context per method
         ours, theirs = context.Pipe()
         process = context.Process(
             target=serve,
