@@ -60,6 +60,11 @@ def _storage(uri: str) -> str:
     return uri
 
 
+def allow_networks(config: Mapping[str, Any]) -> list[str]:
+    """WEBHOOK_ALLOW_NETWORKS as a list of CIDRs."""
+    return [n.strip() for n in config["WEBHOOK_ALLOW_NETWORKS"].split(",") if n.strip()]
+
+
 def _networks(text: str) -> str:
     parse_networks([n.strip() for n in text.split(",") if n.strip()])  # ValueError: bad CIDR
     return text

@@ -1,7 +1,7 @@
 """Page cursors: opaque to clients, checked strictly when they come back.
 
 A cursor is only ever one this service gave out; anything else (edited, truncated, from
-another list) is a 400 naming `cursor`, never a server error further down.
+another list) is refused naming `cursor` (a 400), never a server error further down.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from app.problems import Problem, field_problem
+from app.errors import BadLookup
 
 MAX_ID = 2**63 - 1  # the largest id any of our databases stores
 _ID = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() takes '²'
@@ -45,5 +45,5 @@ def decode_id_cursor(cursor: str) -> int:
     return int(cursor)
 
 
-def bad_cursor() -> Problem:
-    return field_problem("cursor", "not a cursor this service gave out", 400)
+def bad_cursor() -> BadLookup:
+    return BadLookup.field("cursor", "not a cursor this service gave out")

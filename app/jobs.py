@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
@@ -16,103 +14,25 @@ from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 from app import audit, jobstate, timing
 from app.cursors import decode_cursor, encode_cursor
 from app.database import begin_write, db, is_postgresql
+from app.errors import NotFound
+from app.jobinput import JobValues
 from app.jobstate import JobState
 from app.models import Job, Run
-from app.netguard import check_address, parse_ip_literal
-from app.problems import Problem, field_problem, not_found
-from app.retry import RetryPolicy
-from app.schemas import JobIn, TimingFields
 from app.targets.webhook import generate_secret
 
 NOTIFY_CHANNEL = "scheduler_due"
 JOB_COLUMNS = tuple(Job.__table__.columns)
 
 
-def make_timing(fields: TimingFields) -> timing.Timing:
-    """The timing rules of a request, or a 422 problem naming the field at fault."""
-    minute = fields.minute
-    if minute is not None and fields.at is not None:
-        # Answers carry both; get-modify-put sends both back. They must agree.
-        at = instant_field("at", fields.at)
-        if math.floor(at.timestamp() / 60) == minute:
-            minute = None
-    try:
-        return timing.make_timing(
-            recurring=fields.recurring,
-            minute=minute,
-            at=fields.at,
-            timezone=fields.timezone,
-            cron=fields.cron,
-            interval=fields.interval,
-            start_at=fields.startAt,
-            end_at=fields.endAt,
-            max_runs=fields.maxRuns,
-        )
-    except timing.TimingError as exc:
-        raise field_problem(exc.field, exc.message) from exc
-
-
-def instant_field(name: str, value: str, status: int = 422) -> datetime:
-    """An RFC 3339 instant from a request (the timing rules' parser), or a problem naming
-    the field."""
-    try:
-        return timing.parse_instant(value, name)
-    except timing.TimingError as exc:
-        raise field_problem(name, exc.message, status) from exc
-
-
 def job_timing(job: Job) -> timing.Timing:
     return timing.timing_of(job)
 
 
-def _check_payload(payload: str, field: str = "payload") -> None:
-    limit = current_app.config["MAX_PAYLOAD_BYTES"]
-    if len(payload.encode()) > limit:
-        raise Problem(
-            413,
-            "Payload too large",
-            f"{field}: larger than {limit} bytes",
-            errors=[{"field": field, "message": f"larger than {limit} bytes"}],
-        )
-
-
-def _resolve_target(data: JobIn, old: dict[str, Any] | None) -> dict[str, Any]:
-    if data.target is None:
-        default = current_app.config.get("DEFAULT_TARGET") or {"type": "queue", "name": "default"}
-        return dict(default)
-    target = data.target.model_dump(exclude_none=True)
-    if target["type"] == "webhook":
-        _check_webhook_address(target["url"])
-    if target["type"] == "webhook" and not target.get("secret"):
-        # Keep the secret across get-modify-put (answers never show it); make one otherwise.
-        kept = old.get("secret") if old and old.get("type") == "webhook" else None
-        target["secret"] = kept or generate_secret()
-    return target
-
-
-def allowed_networks() -> list[str]:
-    networks = current_app.config["WEBHOOK_ALLOW_NETWORKS"].split(",")
-    return [n.strip() for n in networks if n.strip()]
-
-
-def _check_webhook_address(url: str) -> None:
-    """Refuse a webhook to a literal private address now; names are checked when connecting
-    (what a name resolves to can change, so the dispatcher checks every connection)."""
-    host = urlsplit(url).hostname or ""
-    address = parse_ip_literal(host)
-    if address is None:
-        return
-    refusal = check_address(address, allowed_networks())
-    if refusal:
-        raise field_problem("target.url", f"refused: {refusal} (see WEBHOOK_ALLOW_NETWORKS)")
-
-
-def _apply(job: Job, data: JobIn, now: datetime) -> None:
-    """Write a request's fields onto a job and work out its next run."""
-    _check_payload(data.payload)
-    rules = make_timing(data)
-    job.payload = data.payload
-    job.name = data.name
+def _apply(job: Job, values: JobValues, now: datetime) -> None:
+    """Write a request's values onto a job and work out its next run."""
+    rules = values.rules
+    job.payload = values.payload
+    job.name = values.name
     job.recurring = rules.recurring
     job.first_at = rules.first_at
     job.timezone = rules.timezone
@@ -121,16 +41,23 @@ def _apply(job: Job, data: JobIn, now: datetime) -> None:
     job.start_at = rules.start_at
     job.end_at = rules.end_at
     job.max_runs = rules.max_runs
-    job.target = _resolve_target(data, job.target)
+    job.target = _with_secret(values.target, job.target)
     job.target_type = job.target["type"]
-    defaults = RetryPolicy.of(current_app.config["DEFAULT_RETRY"])
-    asked = data.retry.model_dump(exclude_none=True) if data.retry else None
-    job.retry = RetryPolicy.of(asked, defaults).as_spec()
-    job.misfire = data.misfire
-    job.max_catch_up = data.maxCatchUp
+    job.retry = values.retry
+    job.misfire = values.misfire
+    job.max_catch_up = values.max_catch_up
     job.updated_at = now
-    state = jobstate.schedule(rules, JobState.of(job), now, paused=data.status == "paused")
+    state = jobstate.schedule(rules, JobState.of(job), now, paused=values.paused)
     _set_state(job, state)
+
+
+def _with_secret(target: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """A webhook without a secret keeps the job's (answers never show it, so get-modify-put
+    sends none back), or gets a new one."""
+    if target["type"] != "webhook" or target.get("secret"):
+        return target
+    kept = old.get("secret") if old and old.get("type") == "webhook" else None
+    return target | {"secret": kept or generate_secret()}
 
 
 def _set_state(job: Job, state: JobState) -> None:
@@ -163,27 +90,18 @@ def _notify_if_due_soon(jobs: Sequence[Job], now: datetime) -> None:
         db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
-def create_job(data: JobIn, now: datetime) -> Job:
-    return create_jobs([data], now)[0]
+def create_job(values: JobValues, now: datetime) -> Job:
+    return create_jobs([values], now)[0]
 
 
-def create_jobs(items: Sequence[JobIn], now: datetime) -> list[Job]:
-    """Create jobs all-or-nothing; per-item errors are reported with the item's index."""
-    jobs, errors = [], []
-    for index, data in enumerate(items):
+def create_jobs(items: Sequence[JobValues], now: datetime) -> list[Job]:
+    """Create jobs, all in one transaction."""
+    jobs = []
+    for values in items:
         job = Job(id=uuid.uuid4(), created_at=now, target=None)
         _set_state(job, JobState(status=jobstate.ACTIVE))
-        try:
-            _apply(job, data, now)
-        except Problem as problem:
-            prefix = f"jobs.{index}." if len(items) > 1 else ""
-            errors += [{**e, "field": prefix + e["field"]} for e in problem.errors]
-            if len(items) == 1:
-                raise
-            continue
+        _apply(job, values, now)
         jobs.append(job)
-    if errors:
-        raise Problem(422, "Invalid request", "no job was created", errors=errors)
     begin_write()
     # One multi-row INSERT: the ORM's unit of work costs more than the rows themselves.
     db.session.execute(insert(Job), [_columns(job) for job in jobs])
@@ -200,7 +118,7 @@ def _columns(job: Job) -> dict[str, Any]:
 def get_job(job_id: str) -> Job:
     job = db.session.get(Job, _uuid(job_id, "jobId"))
     if job is None:
-        raise not_found(f"job {job_id}")
+        raise NotFound(f"job {job_id}")
     return job
 
 
@@ -213,15 +131,15 @@ def _locked_job(job_id: str) -> Job:
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if job is None:
-        raise not_found(f"job {job_id}")
+        raise NotFound(f"job {job_id}")
     return job
 
 
-def update_job(job_id: str, data: JobIn, now: datetime) -> Job:
+def update_job(job_id: str, values: JobValues, now: datetime) -> Job:
     job = _locked_job(job_id)
-    if _timing_key(job) != _timing_key_of(data):
+    if _timing_key(job) != _timing_key_of(values.rules):
         _set_state(job, jobstate.new_rule(JobState.of(job)))
-    _apply(job, data, now)
+    _apply(job, values, now)
     audit.record("update", now, job_id=job.id)
     _notify_if_due_soon([job], now)
     db.session.commit()
@@ -232,8 +150,7 @@ def _timing_key(job: Job) -> tuple[Any, ...]:
     return (job.recurring, job.first_at, job.timezone, job.cron, job.interval)
 
 
-def _timing_key_of(data: JobIn) -> tuple[Any, ...]:
-    rules = make_timing(data)
+def _timing_key_of(rules: timing.Timing) -> tuple[Any, ...]:
     return (rules.recurring, rules.first_at, rules.timezone, rules.cron, rules.interval)
 
 
@@ -353,7 +270,7 @@ def _uuid(value: str, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError as exc:
-        raise not_found(f"{field} {value}") from exc
+        raise NotFound(f"{field} {value}") from exc
 
 
 def jobs_by_id(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Job]:

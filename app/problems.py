@@ -11,6 +11,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from app.errors import BadLookup, Conflict, DomainError, Invalid, NotFound, TooLarge
+from app.schemas import invalid_from
+
 PROBLEM_TYPE = "about:blank"
 API_PREFIXES = ("/schedules", "/runs", "/queues", "/openapi.json", "/healthz", "/readyz", "/audit")
 
@@ -57,17 +60,23 @@ def not_found(what: str) -> Problem:
     return Problem(404, "Not found", f"{what} does not exist")
 
 
+def problem_of(error: DomainError) -> Problem:
+    """The one HTTP answer to each kind of domain error."""
+    if isinstance(error, Invalid):
+        errors = [{"field": e.field, "message": e.message} for e in error.errors]
+        if isinstance(error, TooLarge):
+            return Problem(413, "Payload too large", error.detail, errors=errors)
+        status = 400 if isinstance(error, BadLookup) else 422
+        return Problem(status, "Invalid request", error.detail, errors=errors)
+    if isinstance(error, NotFound):
+        return not_found(error.what)
+    if isinstance(error, Conflict):
+        return Problem(409, error.title, error.detail)
+    return Problem(400, "Bad request", str(error))
+
+
 def from_validation_error(exc: ValidationError, prefix: str = "") -> Problem:
-    errors = []
-    for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
-        field = ".".join([prefix, *loc] if prefix else loc) or "body"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown field"
-        errors.append({"field": field, "message": message})
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return Problem(422, "Invalid request", detail, errors=errors)
+    return problem_of(invalid_from(exc, prefix))
 
 
 def problem_response(problem: Problem) -> Response:
@@ -109,6 +118,7 @@ def database_unavailable(exc: Exception) -> Problem:
 
 def register(app: Flask) -> None:
     app.register_error_handler(Problem, problem_response)
+    app.register_error_handler(DomainError, lambda error: problem_response(problem_of(error)))
     for error in DATABASE_UNAVAILABLE:
         app.register_error_handler(error, lambda exc: problem_response(database_unavailable(exc)))
 

@@ -11,9 +11,9 @@ from sqlalchemy import Select, func, select, tuple_, update
 from app import audit
 from app.cursors import decode_cursor, encode_cursor
 from app.database import begin_write, db, rowcount
+from app.errors import BadLookup, Conflict, NotFound
 from app.jobs import key_values
 from app.models import RUN_STATUSES, Run
-from app.problems import Problem, field_problem, not_found
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def list_runs(
         query = query.where(Run.job_id == filters.job_id)
     if filters.status:
         if filters.status not in RUN_STATUSES:
-            raise field_problem("status", f"must be one of {', '.join(RUN_STATUSES)}", 400)
+            raise BadLookup.field("status", f"must be one of {', '.join(RUN_STATUSES)}")
         query = query.where(Run.status == filters.status)
     if filters.since:
         query = query.where(Run.fired_at >= filters.since)
@@ -58,10 +58,10 @@ def get_run(run_id: str) -> Run:
     try:
         key = uuid.UUID(run_id)
     except ValueError as exc:
-        raise not_found(f"run {run_id}") from exc
+        raise NotFound(f"run {run_id}") from exc
     run = db.session.get(Run, key)
     if run is None:
-        raise not_found(f"run {run_id}")
+        raise NotFound(f"run {run_id}")
     return run
 
 
@@ -78,7 +78,7 @@ def retry_run(run_id: str, now: datetime) -> Run:
     )
     if changed != 1:
         db.session.rollback()
-        raise Problem(409, "Not retryable", f"run {run_id} is {run.status}; only dead runs retry")
+        raise Conflict("Not retryable", f"run {run_id} is {run.status}; only dead runs retry")
     audit.record("retry", now, job_id=run.job_id, run_id=run.id)
     db.session.commit()
     db.session.refresh(run)

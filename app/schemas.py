@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -16,15 +18,37 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    ValidationError,
     field_validator,
+    model_validator,
 )
 from yarl import URL
 
+from app.errors import FieldError, Invalid
+
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,80}$"
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+# What the document promises a webhook URL may be (the code takes more spellings: IP
+# literals, which the address guard may refuse, non-ASCII paths, leading zeros in a port).
+WEBHOOK_URL_PATTERN = rf"^https?://[A-Za-z][A-Za-z0-9.-]*(:{_PORT})?([/?#][!-~]*)?$"
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def whole_numbers(cls, data: Any) -> Any:
+        """JSON Schema's integer includes 1.0: an integer field takes a float with no
+        fraction as that integer (and, being strict, still no "1" and no true)."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: int(value)
+            if isinstance(value, float) and value.is_integer() and key in _integer_fields(cls)
+            else value
+            for key, value in data.items()
+        }
 
     @field_validator("*", mode="after")
     @classmethod
@@ -34,6 +58,23 @@ class Strict(BaseModel):
         if not _storable(value):
             raise ValueError("must not contain NUL characters or unpaired surrogates")
         return value
+
+
+@functools.cache
+def _integer_fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name for name, field in model.model_fields.items() if _integer_field(field.annotation)
+    )
+
+
+def _integer_field(annotation: Any) -> bool:
+    """int, an Annotated int, or either or None."""
+    if get_origin(annotation) is Annotated:
+        return _integer_field(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        return len(members) == 1 and _integer_field(members[0])
+    return annotation is int
 
 
 def _storable(value: Any) -> bool:
@@ -81,8 +122,16 @@ class SqsTarget(Strict):
 
 
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+# A header value: Latin-1 without CR, LF or NUL (the characters themselves, not escapes:
+# the document's readers take those best).
+HEADER_VALUE = "^[\x01-\x09\x0b\x0c\x0e-\xff]*$"
 SECRET_PREFIX = "whsec_"
-Secret = Annotated[StrictStr, Field(max_length=200)]
+_B64 = r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)"
+# Patterns only the document states: the validators give the clearer messages.
+Secret = Annotated[
+    StrictStr,
+    Field(max_length=200, json_schema_extra={"pattern": rf"^({SECRET_PREFIX})?{_B64}$"}),
+]
 
 
 def secret_key(secret: str) -> bytes:
@@ -102,11 +151,19 @@ class WebhookTarget(Strict):
     a target that passes here is one the webhook target can send."""
 
     type: Literal["webhook"]
-    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
-    method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
-    headers: Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=50)] = (
-        Field(default_factory=dict)
+    url: Annotated[str, Field(min_length=1, max_length=2048)] = Field(
+        json_schema_extra={"pattern": WEBHOOK_URL_PATTERN}
     )
+    method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
+    headers: Annotated[
+        dict[
+            str, Annotated[str, Field(max_length=4096, json_schema_extra={"pattern": HEADER_VALUE})]
+        ],
+        Field(
+            max_length=50,
+            json_schema_extra={"propertyNames": {"pattern": f"^{HEADER_NAME.pattern}$"}},
+        ),
+    ] = Field(default_factory=dict)
     timeout: Annotated[StrictFloat, Field(gt=0, le=120)] = 10.0
     secret: Secret | Annotated[list[Secret], Field(min_length=1, max_length=10)] | None = None
     maxInFlight: MaxInFlight = None
@@ -211,7 +268,11 @@ READ_ONLY_JOB_FIELDS = frozenset(JobOut.model_fields) - frozenset(JobIn.model_fi
 
 
 class JobBatchIn(Strict):
-    jobs: Annotated[list[dict[str, Any]], Field(min_length=1)]
+    # Each item is checked as a JobIn on its own, so its errors can name its index.
+    jobs: Annotated[
+        list[dict[str, Any]],
+        Field(min_length=1, json_schema_extra={"items": {"$ref": "#/components/schemas/JobIn"}}),
+    ]
 
 
 class JobBatchOut(BaseModel):
@@ -323,7 +384,7 @@ class PreviewQuery(Strict):
 
 
 class AuditQuery(PageQuery):
-    jobId: str | None = None
+    jobId: str | None = Field(None, json_schema_extra={"format": "uuid"})
 
 
 class AuditOut(BaseModel):
@@ -334,3 +395,14 @@ class AuditOut(BaseModel):
     jobId: str | None
     runId: str | None
     detail: str | None
+
+
+def invalid_from(exc: ValidationError, prefix: str = "") -> Invalid:
+    """A model's validation errors as the domain's, each named by its dotted field."""
+    errors = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
+        field = ".".join([prefix, *loc] if prefix else loc) or "body"
+        message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        errors.append(FieldError(field, message))
+    return Invalid(errors)

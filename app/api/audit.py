@@ -20,11 +20,13 @@ from app.schemas import AuditOut, AuditQuery
            query=AuditQuery, response=AuditOut, list_response=True)  # fmt: skip
 def list_audit(query: AuditQuery) -> Response:
     job_id = None
-    if query.jobId:
+    if query.jobId is not None:  # present but empty is not a job id either
         try:
             job_id = uuid.UUID(query.jobId)
-        except ValueError as exc:
-            raise field_problem("jobId", "not a job id", 400) from exc
+        except ValueError:
+            job_id = None
+        if job_id is None or str(job_id) != query.jobId.lower():  # the form the API writes
+            raise field_problem("jobId", "not a job id", 400)
     before = decode_id_cursor(query.cursor) if query.cursor else None
     entries = audit.list_entries(query.limit, before, job_id)
     next_cursor = None

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, jsonify, request
 
-from app import clock_of, jobs, timing
+from app import clock_of, jobinput, jobs, timing
 from app.api import bp
 from app.api.openapi import operation, validate
 from app.api.serialize import job_out, run_out
@@ -63,7 +63,7 @@ def list_jobs(query: JobListQuery) -> Response:
 @operation(bp, "POST", "/schedules", summary="Create a job", tag=TAG, body=JobIn,
            response=JobOut, status=201, errors=[422])  # fmt: skip
 def create_job(body: JobIn) -> tuple[Response, int]:
-    job = jobs.create_job(body, now())
+    job = jobs.create_job(jobinput.job_values(body), now())
     response = jsonify(job_out(job, show_secret=True))
     response.headers["Location"] = f"/schedules/{job.id}"
     return response, 201
@@ -81,7 +81,7 @@ def create_jobs(body: JobBatchIn) -> tuple[Response, int]:
             errors=[{"field": "jobs", "message": f"at most {limit} jobs a request"}],
         )
     items = [validate(JobIn, item, prefix=f"jobs.{i}") for i, item in enumerate(body.jobs)]
-    created = jobs.create_jobs(items, now())
+    created = jobs.create_jobs(jobinput.jobs_values(items), now())
     return jsonify({"jobs": [job_out(job, show_secret=True) for job in created]}), 201
 
 
@@ -92,8 +92,8 @@ def preview(query: PreviewQuery) -> Response:
     fields = TimingFields.model_construct(
         **query.model_dump(exclude={"after", "count"}, exclude_unset=False)
     )
-    rules = jobs.make_timing(fields)
-    after = jobs.instant_field("after", query.after) if query.after else now()
+    rules = jobinput.make_timing(fields)
+    after = jobinput.instant_field("after", query.after) if query.after else now()
     return jsonify(preview_of(rules, after, query.count))
 
 
@@ -118,7 +118,7 @@ def get_job(jobId: UUID) -> Response:
 @operation(bp, "PUT", "/schedules/<uuid:jobId>", summary="Replace a job", tag=TAG, body=JobIn,
            response=JobOut, errors=[404, 422], ignore_fields=READ_ONLY_JOB_FIELDS)  # fmt: skip
 def update_job(jobId: UUID, body: JobIn) -> Response:
-    return jsonify(job_out(jobs.update_job(str(jobId), body, now())))
+    return jsonify(job_out(jobs.update_job(str(jobId), jobinput.job_values(body), now())))
 
 
 @operation(bp, "DELETE", "/schedules/<uuid:jobId>", summary="Delete a job and its runs", tag=TAG,
@@ -156,6 +156,6 @@ def job_runs(jobId: UUID, query: RunListQuery) -> Response:
 
 
 def run_filter(query: RunListQuery, job_id: Any = None) -> RunFilter:
-    since = jobs.instant_field("since", query.since, 400) if query.since else None
-    until = jobs.instant_field("until", query.until, 400) if query.until else None
+    since = jobinput.instant_field("since", query.since, lookup=True) if query.since else None
+    until = jobinput.instant_field("until", query.until, lookup=True) if query.until else None
     return RunFilter(job_id, query.status, since, until)

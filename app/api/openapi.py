@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from app import jsontext
 from app.problems import Problem, field_problem, from_validation_error
+from app.schemas import NAME_PATTERN, Strict
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 M = TypeVar("M", bound=BaseModel)
@@ -39,6 +40,12 @@ PATH_TYPES: dict[str, dict[str, str]] = {
     "": {"type": "string"},
     "uuid": {"type": "string", "format": "uuid"},
 }
+PATH_PARAMETERS: dict[str, dict[str, str]] = {  # by name, where the type says too little
+    "name": {"type": "string", "pattern": NAME_PATTERN},  # a queue's
+}
+# Text a request may carry: no NUL (Strict.storable_text; the NUL itself, in JSON an escape).
+# Lone UTF-16 surrogates are refused too; no pattern can say so that every tool reads.
+STORABLE_TEXT = "^[^\x00]*$"
 
 
 def operation(
@@ -117,6 +124,10 @@ def parse_query(model: type[M], status: int = 400) -> M:
 def document(title: str, version: str) -> dict[str, Any]:
     models = _models()
     _, defs = models_json_schema([(m, "validation") for m in models], ref_template=REF_TEMPLATE)
+    requests = {model.__name__ for model in _subclasses(Strict)}
+    for name, schema in defs.get("$defs", {}).items():
+        if name in requests:
+            _storable_strings(schema)
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(_openapi_path(op.rule), {})[op.method.lower()] = _operation_doc(op)
@@ -134,8 +145,37 @@ LIMITS = (
     "Limits beyond what the schemas say: a JSON body nests at most "
     f"{jsontext.MAX_DEPTH} levels of objects and arrays (deeper is a 400 naming `body`); "
     "a page `cursor` is only ever one this service gave out (anything else is a 400 naming "
-    "`cursor`)."
+    "`cursor`); text never holds a NUL character or a lone UTF-16 surrogate (a 422 naming "
+    "the field); the timing fields must make a rule that can fire (a 422 naming the field: "
+    "an instant that exists, an end after the start, a cron expression that matches a "
+    "time, `minute` or `at` to start from)."
 )
+
+
+def _subclasses(model: type[BaseModel]) -> list[type[BaseModel]]:
+    found = [model]
+    for sub in model.__subclasses__():
+        found += _subclasses(sub)
+    return found
+
+
+def _storable_strings(schema: Any) -> None:
+    """Say what Strict.storable_text refuses, on every free-form string of a request."""
+    if isinstance(schema, list):
+        for item in schema:
+            _storable_strings(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    free = not {"pattern", "format", "enum", "const"} & set(schema)
+    if schema.get("type") == "string" and free:
+        schema["pattern"] = STORABLE_TEXT
+    for key, value in schema.items():
+        if key != "properties":
+            _storable_strings(value)
+        else:
+            for prop in value.values():
+                _storable_strings(prop)
 
 
 def _models() -> list[type[BaseModel]]:
@@ -173,11 +213,17 @@ def _operation_doc(op: Operation) -> dict[str, Any]:
 
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     params = [
-        {"name": name, "in": "path", "required": True, "schema": PATH_TYPES[converter or ""]}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": PATH_PARAMETERS.get(name) or PATH_TYPES[converter or ""],
+        }
         for converter, name in re.findall(r"<(?:([a-z]+):)?([A-Za-z_]+)>", op.rule)
     ]
     if op.query is not None:
         schema = op.query.model_json_schema()
+        _storable_strings(schema)
         for name, prop in schema.get("properties", {}).items():
             params.append(
                 {

@@ -25,8 +25,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
 from app import clock_of
+from app.config import allow_networks
 from app.database import db, is_postgresql
-from app.jobs import allowed_networks
 from app.scheduler.bulk import bulk_for
 from app.scheduler.callprocess import ProcessLoop
 from app.scheduler.calls import CallLoop, Limits
@@ -51,7 +51,7 @@ def remote_targets(allow_networks: list[str]) -> dict[str, Any]:
 
 
 def build_targets(app: Flask) -> dict[str, Any]:
-    return remote_targets(allowed_networks())
+    return remote_targets(allow_networks(app.config))
 
 
 def build_dispatcher(
@@ -68,7 +68,7 @@ def build_dispatcher(
     settings = DispatcherSettings.from_config(app.config)
     call_loop = None
     if delivery_process:
-        make_targets = partial(remote_targets, allowed_networks())
+        make_targets = partial(remote_targets, allow_networks(app.config))
 
         def call_loop(_targets: Mapping[str, Target], limits: Limits) -> CallLoop:
             return ProcessLoop(make_targets, limits, setup=configure_logging)

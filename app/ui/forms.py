@@ -17,12 +17,12 @@ from typing import Any, get_args
 from flask import current_app
 from pydantic import ValidationError
 
-from app import jobs, jsontext, timing
+from app import jobinput, jsontext, timing
 from app.api.jobs import preview_of
+from app.errors import Invalid
 from app.instants import format_instant
 from app.models import Job
-from app.problems import Problem, from_validation_error
-from app.schemas import JobIn, TimingFields, WebhookTarget
+from app.schemas import JobIn, TimingFields, WebhookTarget, invalid_from
 from app.timing.zones import get_zone, to_instant, to_wall
 
 WHEN_KINDS = {
@@ -209,13 +209,13 @@ def preview(form: JobForm, now: datetime) -> Preview:
     """The preview fragment's content: the API's preview of the form's timing fields."""
     try:
         data = TimingFields.model_validate(timing_fields(form, now))
-        rules = jobs.make_timing(data)
+        rules = jobinput.make_timing(data)
     except FormErrors as exc:
         return Preview(errors=exc.errors)
     except ValidationError as exc:
-        return Preview(errors=errors_of(from_validation_error(exc)))
-    except Problem as problem:
-        return Preview(errors=errors_of(problem))
+        return Preview(errors=errors_of(invalid_from(exc)))
+    except Invalid as error:
+        return Preview(errors=errors_of(error))
     answer = preview_of(rules, now, PREVIEW_COUNT)
     times = [datetime.fromisoformat(item["utc"].replace("Z", "+00:00")) for item in answer["times"]]
     first = timing.first_fire(rules, now)
@@ -287,7 +287,7 @@ def job_in(form: JobForm, now: datetime, old_target: dict[str, Any] | None = Non
     try:
         checked = JobIn.model_validate(data)
     except ValidationError as exc:
-        for name, message in errors_of(from_validation_error(exc)).items():
+        for name, message in errors_of(invalid_from(exc)).items():
             errors.setdefault(name, message)
         raise FormErrors(errors) from exc
     if errors:
@@ -309,11 +309,11 @@ def json_payload_error(payload: str) -> str | None:
     return None
 
 
-def errors_of(problem: Problem) -> dict[str, str]:
-    """A problem's field errors, keyed by form field (the first error of each field wins)."""
+def errors_of(error: Invalid) -> dict[str, str]:
+    """Field errors keyed by form field (the first error of each field wins)."""
     found: dict[str, str] = {}
-    for error in problem.errors or [{"field": "form", "message": problem.detail or problem.title}]:
-        found.setdefault(form_field(error["field"]), error["message"])
+    for each in error.errors:
+        found.setdefault(form_field(each.field), each.message)
     return found
 
 

@@ -14,10 +14,10 @@ from functools import cache
 from flask import flash, make_response, redirect, render_template, request
 from werkzeug.wrappers import Response
 
-from app import jobs, runs, timing
+from app import jobinput, jobs, runs, timing
+from app.errors import Invalid
 from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
-from app.problems import Problem
 from app.timing import RECURRING
 from app.ui import bp, forms
 from app.ui.display import job_label, now, viewer_zone
@@ -92,11 +92,11 @@ def create_job() -> Response:
     form = forms.JobForm.from_values(request.form, viewer_zone())
     current = now()
     try:
-        job = jobs.create_job(forms.job_in(form, current), current)
+        job = jobs.create_job(jobinput.job_values(forms.job_in(form, current)), current)
     except forms.FormErrors as exc:
         return form_page(form, None, exc.errors)
-    except Problem as problem:
-        return form_page(form, None, forms.errors_of(problem))
+    except Invalid as error:
+        return form_page(form, None, forms.errors_of(error))
     flash(f"Job created: {job_label(job)}")
     return redirect(f"/ui/jobs/{job.id}", 303)
 
@@ -117,13 +117,12 @@ def update_job(job_id: str) -> Response:
     form = forms.JobForm.from_values(request.form, job.timezone)
     current = now()
     try:
-        jobs.update_job(job_id, forms.job_in(form, current, job.target), current)
+        values = jobinput.job_values(forms.job_in(form, current, job.target))
+        jobs.update_job(job_id, values, current)
     except forms.FormErrors as exc:
         return form_page(form, job, exc.errors)
-    except Problem as problem:
-        if problem.status == 404:
-            raise
-        return form_page(form, job, forms.errors_of(problem))
+    except Invalid as error:
+        return form_page(form, job, forms.errors_of(error))
     flash("Job saved")
     return redirect(f"/ui/jobs/{job_id}", 303)
 

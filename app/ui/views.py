@@ -13,8 +13,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from app import jobs, queue, runs
+from app.errors import DomainError, NotFound
 from app.models import RUN_STATUSES, Run
-from app.problems import DATABASE_UNAVAILABLE, Problem, database_unavailable
+from app.problems import DATABASE_UNAVAILABLE, Problem, database_unavailable, problem_of
 from app.schemas import NAME_PATTERN
 from app.timing.zones import get_zone, to_instant
 from app.ui import bp, charts
@@ -43,6 +44,11 @@ def _problem(problem: Problem) -> Response:
         return response
     html = render_template("error.html", problem=problem, message=message)
     return make_response(html, problem.status, problem.headers)
+
+
+@bp.errorhandler(DomainError)
+def _domain_error(error: DomainError) -> Response:
+    return _problem(problem_of(error))
 
 
 for _error in DATABASE_UNAVAILABLE:  # before the catch-all below: a 503 page, not a 500
@@ -150,7 +156,7 @@ def run_filter_job(value: str, errors: dict[str, str]) -> Any:
         return None
     try:
         return jobs.get_job(value.strip())
-    except Problem:
+    except NotFound:
         errors["job"] = "no such job"
         return None
 
@@ -189,7 +195,7 @@ def retry_dead() -> Response:
         try:
             key = uuid.UUID(job_id)
         except ValueError as exc:
-            raise Problem(404, "Not found", f"job {job_id} does not exist") from exc
+            raise NotFound(f"job {job_id}") from exc
     count = runs.retry_all_dead(now(), key)
     flash(f"{count} dead run{'s' if count != 1 else ''} retried" if count else "No dead runs")
     return redirect(back("/ui/runs?status=dead"), 303)
@@ -204,7 +210,7 @@ def queues_page() -> Response:
     names = sorted({"default", *queue.queue_names()})
     peek_name = request.args.get("peek", "")
     if peek_name and not re.fullmatch(NAME_PATTERN, peek_name):
-        raise Problem(404, "Not found", f"queue {peek_name} does not exist")
+        raise NotFound(f"queue {peek_name}")
     return page(
         "queues.html",
         ("queue-table", "peek"),

@@ -264,7 +264,7 @@ def _walk(
 def _cursor(created_at: datetime, job_id: uuid.UUID) -> str:
     # app.jobs and app.api import each other; importing the package first loads them in order.
     import app.api  # noqa: F401
-    from app.jobs import encode_cursor
+    from app.cursors import encode_cursor
 
     return encode_cursor(created_at, job_id)
 
