@@ -146,6 +146,7 @@ class ProcessLoop:
                     self._closed.set()
                     return
                 conn.close()
+                self._process.join(timeout=1)  # reap it
                 self._spawn()
 
 
