@@ -62,11 +62,15 @@ def _storage(uri: str) -> str:
 
 def allow_networks(config: Mapping[str, Any]) -> list[str]:
     """WEBHOOK_ALLOW_NETWORKS as a list of CIDRs."""
-    return [n.strip() for n in config["WEBHOOK_ALLOW_NETWORKS"].split(",") if n.strip()]
+    return _cidrs(config["WEBHOOK_ALLOW_NETWORKS"])
+
+
+def _cidrs(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
 
 
 def _networks(text: str) -> str:
-    parse_networks([n.strip() for n in text.split(",") if n.strip()])  # ValueError: bad CIDR
+    parse_networks(_cidrs(text))  # ValueError: bad CIDR
     return text
 
 

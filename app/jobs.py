@@ -137,7 +137,7 @@ def _locked_job(job_id: str) -> Job:
 
 def update_job(job_id: str, values: JobValues, now: datetime) -> Job:
     job = _locked_job(job_id)
-    if _timing_key(job) != _timing_key_of(values.rules):
+    if _timing_key(job_timing(job)) != _timing_key(values.rules):
         _set_state(job, jobstate.new_rule(JobState.of(job)))
     _apply(job, values, now)
     audit.record("update", now, job_id=job.id)
@@ -146,11 +146,8 @@ def update_job(job_id: str, values: JobValues, now: datetime) -> Job:
     return job
 
 
-def _timing_key(job: Job) -> tuple[Any, ...]:
-    return (job.recurring, job.first_at, job.timezone, job.cron, job.interval)
-
-
-def _timing_key_of(rules: timing.Timing) -> tuple[Any, ...]:
+def _timing_key(rules: timing.Timing) -> tuple[Any, ...]:
+    """What makes a rule new: a change here starts a new sequence (jobstate.new_rule)."""
     return (rules.recurring, rules.first_at, rules.timezone, rules.cron, rules.interval)
 
 

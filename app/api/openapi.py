@@ -170,12 +170,8 @@ def _storable_strings(schema: Any) -> None:
     free = not {"pattern", "format", "enum", "const"} & set(schema)
     if schema.get("type") == "string" and free:
         schema["pattern"] = STORABLE_TEXT
-    for key, value in schema.items():
-        if key != "properties":
-            _storable_strings(value)
-        else:
-            for prop in value.values():
-                _storable_strings(prop)
+    for value in schema.values():  # subschemas, and maps of them ("properties", "$defs")
+        _storable_strings(value)
 
 
 def _models() -> list[type[BaseModel]]:

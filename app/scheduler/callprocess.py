@@ -51,14 +51,14 @@ class ProcessLoop:
         self._process: Any = None
         self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
+        self._report: Report = lambda _: None
         self._dropped: Dropped = lambda _: None
+        self._lost: Lost = lambda: None
         self._spawn()  # now: made before the scheduler process starts its threads, it can fork
 
     def start(self, report: Report, dropped: Dropped, lost: Lost) -> None:
-        self._dropped = dropped
-        self._reader = threading.Thread(
-            target=self._read, args=(report, dropped, lost), name="delivery-process", daemon=True
-        )
+        self._report, self._dropped, self._lost = report, dropped, lost
+        self._reader = threading.Thread(target=self._read, name="delivery-process", daemon=True)
         self._reader.start()
 
     def send(self, works: list[Work]) -> None:
@@ -119,7 +119,7 @@ class ProcessLoop:
             except OSError:  # the child is gone: the reader releases its runs and restarts it
                 return False
 
-    def _read(self, report: Report, dropped: Dropped, lost: Lost) -> None:
+    def _read(self) -> None:
         while True:
             conn = self._conn
             assert conn is not None
@@ -128,9 +128,9 @@ class ProcessLoop:
             except (EOFError, OSError):
                 kind, body = "lost", None
             if kind == "done":
-                report(body)
+                self._report(body)
             elif kind == "dropped":
-                dropped(body)
+                self._dropped(body)
             elif kind == "closed" or self._closing.is_set():
                 self._closed.set()
                 return
@@ -140,7 +140,7 @@ class ProcessLoop:
                     "the delivery process died; its runs are delivered again when their leases end",
                     extra={"action": "deliver", "exit_code": code},
                 )
-                lost()
+                self._lost()
                 time.sleep(RESTART_AFTER)
                 if self._closing.is_set():
                     self._closed.set()
