@@ -38,6 +38,35 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise bad_cursor() from exc
 
 
+def encode_sort_cursor(sort: str, value: datetime | str | None, key: uuid.UUID) -> str:
+    """A keyset cursor for a list in another order: the sort it belongs to, the last row's
+    sort value (None past the rows that have one) and id."""
+    written = value.isoformat() if isinstance(value, datetime) else value
+    raw = json.dumps([sort, written, str(key)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_sort_cursor(
+    cursor: str, sort: str, *, timed: bool
+) -> tuple[datetime | str | None, uuid.UUID]:
+    """The (value, id) of a cursor from encode_sort_cursor for this sort (`timed`: its values
+    are instants, given back in UTC)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        written_sort, written, key = json.loads(raw)
+        if written_sort != sort or not isinstance(written, str | None):
+            raise ValueError("another list's cursor")
+        value: datetime | str | None = written
+        if timed and written is not None:
+            instant = datetime.fromisoformat(written)
+            if instant.tzinfo is None:
+                raise ValueError("no offset")
+            value = instant.astimezone(UTC)
+        return value, uuid.UUID(key)
+    except (ValueError, TypeError, OverflowError, binascii.Error, RecursionError) as exc:
+        raise bad_cursor() from exc
+
+
 def decode_id_cursor(cursor: str) -> int:
     """The id of a cursor that is an id (the audit log's)."""
     if not _ID.fullmatch(cursor) or int(cursor) > MAX_ID:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 
 from app import audit, jobstate, timing
-from app.cursors import decode_cursor, encode_cursor
+from app.cursors import decode_cursor, decode_sort_cursor, encode_cursor, encode_sort_cursor
 from app.database import begin_write, db, is_postgresql
 from app.errors import NotFound
 from app.jobinput import JobValues
@@ -87,7 +87,7 @@ def _notify_if_due_soon(jobs: Sequence[Job], now: datetime) -> None:
         return
     horizon = now + timedelta(seconds=current_app.config["DISPATCH_INTERVAL"])
     if any(job.next_run_at is not None and job.next_run_at <= horizon for job in jobs):
-        db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        _wake_dispatchers()
 
 
 def create_job(values: JobValues, now: datetime) -> Job:
@@ -152,15 +152,13 @@ def _timing_key(rules: timing.Timing) -> tuple[Any, ...]:
 
 
 def delete_job(job_id: str, now: datetime) -> None:
-    job = _locked_job(job_id)
-    audit.record("delete", now, job_id=job.id, detail=job.name or job.payload[:200])
-    db.session.delete(job)
+    _delete(_locked_job(job_id), now)
     db.session.commit()
 
 
 def pause_job(job_id: str, now: datetime) -> Job:
     job = _locked_job(job_id)
-    _change(job, jobstate.pause(JobState.of(job)), now)
+    _pause(job, now)
     db.session.commit()
     return job
 
@@ -168,7 +166,7 @@ def pause_job(job_id: str, now: datetime) -> Job:
 def resume_job(job_id: str, now: datetime) -> Job:
     """Resume from now: occurrences that fell while paused are not fired."""
     job = _locked_job(job_id)
-    _change(job, jobstate.resume(job_timing(job), JobState.of(job), now), now)
+    _resume(job, now)
     _notify_if_due_soon([job], now)
     db.session.commit()
     return job
@@ -177,6 +175,26 @@ def resume_job(job_id: str, now: datetime) -> Job:
 def run_job_now(job_id: str, now: datetime) -> Run:
     """Fire once, now, outside the job's rules (it counts as a run, not towards maxRuns)."""
     job = _locked_job(job_id)
+    run = _run_now(job, now)
+    _wake_dispatchers()
+    db.session.commit()
+    return run
+
+
+def _delete(job: Job, now: datetime) -> None:
+    audit.record("delete", now, job_id=job.id, detail=job.name or job.payload[:200])
+    db.session.delete(job)
+
+
+def _pause(job: Job, now: datetime) -> None:
+    _change(job, jobstate.pause(JobState.of(job)), now)
+
+
+def _resume(job: Job, now: datetime) -> None:
+    _change(job, jobstate.resume(job_timing(job), JobState.of(job), now), now)
+
+
+def _run_now(job: Job, now: datetime) -> Run:
     run = Run(
         id=uuid.uuid4(),
         job_id=job.id,
@@ -189,10 +207,46 @@ def run_job_now(job_id: str, now: datetime) -> Run:
     )
     db.session.add(run)
     _change(job, jobstate.run_now(JobState.of(job), now), now, touch=False, run_id=run.id)
+    return run
+
+
+def _wake_dispatchers() -> None:
     if is_postgresql(db.engine):
         db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+BULK_ACTIONS: dict[str, Callable[[Job, datetime], object]] = {
+    "pause": _pause,
+    "resume": _resume,
+    "run": _run_now,
+    "delete": _delete,
+}
+
+
+def bulk_action(action: str, job_ids: Sequence[str], now: datetime) -> list[uuid.UUID]:
+    """One action on many jobs, in one transaction; the ids of the jobs it found (others
+    were deleted meanwhile, or never were). The caller bounds how many."""
+    apply = BULK_ACTIONS[action]
+    ids = sorted({_uuid(job_id, "jobIds") for job_id in job_ids})
+    begin_write()
+    # Locked in id order, so two bulk actions never wait on each other in a cycle.
+    found = db.session.execute(
+        select(Job)
+        .where(Job.id.in_(ids))
+        .order_by(Job.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalars()
+    done = list(found)
+    for job in done:
+        apply(job, now)
+    if action == "run":
+        _wake_dispatchers()
+    elif action == "resume":
+        _notify_if_due_soon(done, now)
+    ids = [job.id for job in done]  # read before the commit expires them
     db.session.commit()
-    return run
+    return ids
 
 
 @dataclass(frozen=True)
@@ -203,24 +257,84 @@ class JobFilter:
     search: str | None = None
 
 
+@dataclass(frozen=True)
+class JobOrder:
+    """A list order: by one column then id, rows without a value (nullable) after the rest."""
+
+    column: Any
+    descending: bool = False
+    nullable: bool = False
+
+    def by(self, *columns: Any) -> list[Any]:
+        return [c.desc() if self.descending else c.asc() for c in columns]
+
+
+# The orders the jobs list offers (the API's `sort`); "created" is the original order.
+JOB_ORDERS = {
+    "created": JobOrder(Job.created_at),
+    "-created": JobOrder(Job.created_at, descending=True),
+    "nextRun": JobOrder(Job.next_run_at, nullable=True),
+    "name": JobOrder(Job.name, nullable=True),
+}
+JOB_SORTS = tuple(JOB_ORDERS)
+Key = tuple[datetime | str | None, uuid.UUID]
+
+
 def list_jobs(
-    limit: int, cursor: str | None, filters: JobFilter = JobFilter()
+    limit: int, cursor: str | None, filters: JobFilter = JobFilter(), sort: str = "created"
 ) -> tuple[list[Job], str | None]:
-    """A page of jobs by creation order (keyset, never OFFSET) and the next page's cursor."""
-    query: Select[tuple[Job]] = select(Job).order_by(Job.created_at, Job.id).limit(limit + 1)
-    if cursor:
-        created_at, last_id = decode_cursor(cursor)
-        # A row comparison, so the index range starts at the cursor (an OR scans from the top).
-        query = query.where(
-            tuple_(Job.created_at, Job.id)
-            > tuple_(*key_values(Job.created_at, Job.id, created_at, last_id))
-        )
-    query = _filtered(query, filters)
-    jobs = list(db.session.execute(query).scalars())
+    """A page of jobs in a JOB_ORDERS order (keyset, never OFFSET) and the next page's
+    cursor. Creation and next-run orders follow an index; by name, the filtered jobs are
+    sorted (a top-N sort: names change too rarely to pay for an index on every fire)."""
+    order = JOB_ORDERS[sort]
+    after = _decode_job_cursor(cursor, sort) if cursor else None
+    jobs: list[Job] = []
+    if after is None or after[0] is not None:
+        jobs = _keyed_page(order, after, filters, limit + 1)
+    if order.nullable and len(jobs) <= limit:
+        tail_after = after[1] if after and after[0] is None else None
+        jobs += _tail_page(order, tail_after, filters, limit + 1 - len(jobs))
     if len(jobs) <= limit:
         return jobs, None
-    last = jobs[limit - 1]
-    return jobs[:limit], encode_cursor(last.created_at, last.id)
+    return jobs[:limit], _job_cursor(sort, jobs[limit - 1])
+
+
+def _keyed_page(order: JobOrder, after: Key | None, filters: JobFilter, limit: int) -> list[Job]:
+    """The jobs that have a value in the order's column, from the cursor on."""
+    column = order.column
+    query = select(Job).order_by(*order.by(column, Job.id)).limit(limit)
+    if order.nullable:
+        query = query.where(column.is_not(None))
+    if after:
+        # A row comparison, so the index range starts at the cursor (an OR scans from the top).
+        key = tuple_(*key_values(column, Job.id, *after))
+        row = tuple_(column, Job.id)
+        query = query.where(row < key if order.descending else row > key)
+    return list(db.session.execute(_filtered(query, filters)).scalars())
+
+
+def _tail_page(
+    order: JobOrder, after: uuid.UUID | None, filters: JobFilter, limit: int
+) -> list[Job]:
+    """The jobs without a value in the order's column (no next run, no name), by id."""
+    query = select(Job).where(order.column.is_(None)).order_by(Job.id).limit(limit)
+    if after:
+        query = query.where(Job.id > literal(after, Job.id.type))
+    return list(db.session.execute(_filtered(query, filters)).scalars())
+
+
+def _job_cursor(sort: str, job: Job) -> str:
+    value = getattr(job, JOB_ORDERS[sort].column.key)
+    if sort == "created":  # the original cursor, so cursors given out before stay good
+        return encode_cursor(value, job.id)
+    return encode_sort_cursor(sort, value, job.id)
+
+
+def _decode_job_cursor(cursor: str, sort: str) -> Key:
+    if sort == "created":
+        return decode_cursor(cursor)
+    timed = sort != "name"
+    return decode_sort_cursor(cursor, sort, timed=timed)
 
 
 def _filtered(query: Select[Any], filters: JobFilter) -> Select[Any]:
@@ -257,10 +371,10 @@ def due_between(start: datetime, end: datetime, limit: int = 200) -> list[Job]:
 
 
 def key_values(
-    time_column: Any, id_column: Any, instant: datetime, key: uuid.UUID
+    column: Any, id_column: Any, value: datetime | str | None, key: uuid.UUID
 ) -> tuple[Any, Any]:
-    """A cursor's values as typed parameters, for a row comparison with (time, id)."""
-    return literal(instant, time_column.type), literal(key, id_column.type)
+    """A cursor's values as typed parameters, for a row comparison with (column, id)."""
+    return literal(value, column.type), literal(key, id_column.type)
 
 
 def _uuid(value: str, field: str) -> uuid.UUID:

@@ -10,6 +10,7 @@ import re
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from pydantic import (
     BaseModel,
@@ -279,6 +280,17 @@ class JobBatchOut(BaseModel):
     jobs: list[JobOut]
 
 
+class JobBulkIn(Strict):
+    action: Literal["pause", "resume", "run", "delete"]
+    jobIds: Annotated[list[UUID], Field(min_length=1, description="At most MAX_BATCH_JOBS")]
+
+
+class JobBulkOut(BaseModel):
+    action: str
+    done: list[str] = Field(description="The jobs the action was applied to")
+    notFound: list[str] = Field(description="Ids of no job (deleted meanwhile, or never were)")
+
+
 class RunOut(BaseModel):
     runId: str
     jobId: str
@@ -359,6 +371,11 @@ class JobListQuery(PageQuery):
     recurring: Recurring | None = None
     target: Literal["queue", "sqs", "webhook"] | None = None
     q: Annotated[str | None, Field(max_length=200, description="Search name and payload")] = None
+    sort: Literal["created", "-created", "nextRun", "name"] = Field(
+        "created",
+        description="created: oldest first; -created: newest first; nextRun: soonest first, "
+        "jobs with no next run last; name: A to Z, unnamed jobs last",
+    )
 
 
 class RunListQuery(PageQuery):

@@ -21,6 +21,8 @@ from app.schemas import (
     READ_ONLY_JOB_FIELDS,
     JobBatchIn,
     JobBatchOut,
+    JobBulkIn,
+    JobBulkOut,
     JobIn,
     JobListQuery,
     JobOut,
@@ -56,6 +58,7 @@ def list_jobs(query: JobListQuery) -> Response:
         query.limit,
         query.cursor,
         jobs.JobFilter(query.status, query.recurring, query.target, query.q),
+        query.sort,
     )
     return paged([job_out(job) for job in page], cursor, query.limit)
 
@@ -72,17 +75,38 @@ def create_job(body: JobIn) -> tuple[Response, int]:
 @operation(bp, "POST", "/schedules:batch", summary="Create up to 1,000 jobs, all or none",
            tag=TAG, body=JobBatchIn, response=JobBatchOut, status=201, errors=[422])  # fmt: skip
 def create_jobs(body: JobBatchIn) -> tuple[Response, int]:
-    limit = current_app.config["MAX_BATCH_JOBS"]
-    if len(body.jobs) > limit:
-        raise Problem(
-            413,
-            "Batch too large",
-            f"jobs: at most {limit} jobs a request",
-            errors=[{"field": "jobs", "message": f"at most {limit} jobs a request"}],
-        )
+    at_most_a_batch("jobs", len(body.jobs))
     items = [validate(JobIn, item, prefix=f"jobs.{i}") for i, item in enumerate(body.jobs)]
     created = jobs.create_jobs(jobinput.jobs_values(items), now())
     return jsonify({"jobs": [job_out(job, show_secret=True) for job in created]}), 201
+
+
+@operation(bp, "POST", "/schedules:bulk", summary="Pause, resume, run or delete many jobs at once",
+           tag=TAG, body=JobBulkIn, response=JobBulkOut, errors=[422])  # fmt: skip
+def bulk_action(body: JobBulkIn) -> Response:
+    at_most_a_batch("jobIds", len(body.jobIds))
+    ids = [str(job_id) for job_id in body.jobIds]
+    done = {str(job_id) for job_id in jobs.bulk_action(body.action, ids, now())}
+    return jsonify(
+        {
+            "action": body.action,
+            "done": [job_id for job_id in dict.fromkeys(ids) if job_id in done],
+            "notFound": [job_id for job_id in dict.fromkeys(ids) if job_id not in done],
+        }
+    )
+
+
+def at_most_a_batch(field: str, count: int) -> None:
+    """One request does at most MAX_BATCH_JOBS jobs' work."""
+    limit = current_app.config["MAX_BATCH_JOBS"]
+    if count > limit:
+        message = f"at most {limit} jobs a request"
+        raise Problem(
+            413,
+            "Batch too large",
+            f"{field}: {message}",
+            errors=[{"field": field, "message": message}],
+        )
 
 
 @operation(bp, "GET", "/schedules/preview", summary="The next times of a rule, in words",
