@@ -14,7 +14,7 @@ from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 from app import audit, jobstate, timing
 from app.cursors import decode_cursor, decode_sort_cursor, encode_cursor, encode_sort_cursor
 from app.database import begin_write, db, is_postgresql
-from app.errors import NotFound
+from app.errors import NotFound, TooLarge
 from app.jobinput import JobValues
 from app.jobstate import JobState
 from app.models import Job, Run
@@ -113,6 +113,13 @@ def create_jobs(items: Sequence[JobValues], now: datetime) -> list[Job]:
 
 def _columns(job: Job) -> dict[str, Any]:
     return {column.key: getattr(job, column.key) for column in JOB_COLUMNS}
+
+
+def at_most_a_batch(field: str, count: int) -> None:
+    """One request creates or changes at most MAX_BATCH_JOBS jobs."""
+    limit = current_app.config["MAX_BATCH_JOBS"]
+    if count > limit:
+        raise TooLarge.field(field, f"at most {limit} jobs a request")
 
 
 def get_job(job_id: str) -> Job:
@@ -225,7 +232,8 @@ BULK_ACTIONS: dict[str, Callable[[Job, datetime], object]] = {
 
 def bulk_action(action: str, job_ids: Sequence[str], now: datetime) -> list[uuid.UUID]:
     """One action on many jobs, in one transaction; the ids of the jobs it found (others
-    were deleted meanwhile, or never were). The caller bounds how many."""
+    were deleted meanwhile, or never were)."""
+    at_most_a_batch("jobIds", len(job_ids))
     apply = BULK_ACTIONS[action]
     ids = sorted({_uuid(job_id, "jobIds") for job_id in job_ids})
     begin_write()

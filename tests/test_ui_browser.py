@@ -5,6 +5,7 @@ so waits are Playwright's `expect` with a timeout, never sleeps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -202,7 +203,9 @@ def test_pause_resume_and_delete_from_the_jobs_list(service: Service) -> None:
     assert service.api(f"/schedules/{ids['drop']}").status_code == 404
 
     page.fill("#q", "kee")
-    expect(page).to_have_url(f"{service.base}/ui/jobs?q=kee&status=&recurring=&target=")
+    expect(page).to_have_url(
+        f"{service.base}/ui/jobs?q=kee&status=&recurring=&target=&sort=-created"
+    )
     expect(page.locator("#job-table .job-link")).to_have_text(["keep"])
 
     page.goto(f"{service.base}/ui/jobs/{ids['keep']}")
@@ -211,6 +214,43 @@ def test_pause_resume_and_delete_from_the_jobs_list(service: Service) -> None:
     page.click("#delete-job")
     expect(page).to_have_url(f"{service.base}/ui/jobs")
     expect(page.locator(".flash")).to_contain_text("Job deleted: keep")
+    assert service.api("/schedules").json() == []
+
+
+def test_tick_jobs_and_act_on_them_together(service: Service) -> None:
+    """A person sorts the list by name, ticks two jobs, pauses them with one press, then
+    ticks the whole page and deletes it."""
+    for name in ("cherry", "apple", "banana"):
+        body = {"name": name, "payload": name, "recurring": "interval", "interval": 3600,
+                "at": "2030-01-01T00:00:00Z"}  # fmt: skip
+        assert requests.post(f"{service.base}/schedules", json=body, timeout=5).status_code == 201
+    page = service.page
+    page.goto(f"{service.base}/ui/jobs")
+    links = page.locator("#job-table .job-link")
+    expect(links).to_have_text(["banana", "apple", "cherry"])  # newest first
+    page.locator("#sort").focus()
+    page.keyboard.press("End")  # the last order: by name
+    expect(links).to_have_text(["apple", "banana", "cherry"])
+    expect(page).to_have_url(re.compile(r"sort=name"))
+
+    expect(page.locator("#bulk-form button[value=pause]")).to_be_disabled()
+    press_and_release(page, "label:has-text('Select apple')")
+    press_and_release(page, "label:has-text('Select cherry')")
+    expect(page.locator("#bulk-count")).to_have_text("2 selected")
+    expect(page.locator("#select-all")).to_have_js_property("indeterminate", True)
+    press_and_release(page, "#bulk-form button[value=pause]")
+    expect(page.locator("#toast")).to_have_text("Paused 2 jobs")
+    expect(page.locator("#job-table .badge")).to_have_text(["paused", "active", "paused"])
+    expect(page.locator("#job-counts")).to_have_text("1 active · 2 paused · 0 completed")
+    expect(links).to_have_text(["apple", "banana", "cherry"])  # still in the order chosen
+    statuses = {job["name"]: job["status"] for job in service.api("/schedules").json()}
+    assert statuses == {"apple": "paused", "banana": "active", "cherry": "paused"}
+
+    press_and_release(page, "label:has-text('Select every job on this page')")
+    expect(page.locator("#bulk-count")).to_have_text("3 selected")
+    press_and_release(page, "#bulk-form button[value=delete]")  # the confirm is accepted
+    expect(page.locator("#toast")).to_have_text("Deleted 3 jobs")
+    expect(page.locator("#job-table .empty")).to_contain_text("No jobs")
     assert service.api("/schedules").json() == []
 
 

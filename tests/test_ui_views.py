@@ -630,13 +630,14 @@ def test_jobs_search_and_filters(client: FlaskClient, clock: ManualClock) -> Non
         html = text(fragment(client, f"/ui/jobs?{query}", "job-table"))
         return re.findall(r'class="job-link">([^<]+)<', html)
 
-    assert names("") == ["alpha", "beta", "gamma", "delta"]
+    assert names("") == ["delta", "gamma", "beta", "alpha"]  # newest first
+    assert names("sort=created") == ["alpha", "beta", "gamma", "delta"]
     assert names("q=banana") == ["beta"]
     assert names("q=ALPHA") == ["alpha"]
     assert names("status=paused") == ["beta"]
     assert names("target=webhook") == ["gamma"]
     assert names("recurring=interval") == ["delta"]
-    assert names("status=bogus") == ["alpha", "beta", "gamma", "delta"]  # ignored
+    assert names("status=bogus") == ["delta", "gamma", "beta", "alpha"]  # ignored
     assert paused["status"] == "paused"
     assert "No jobs match these filters" in text(client.get("/ui/jobs?q=nothing-like-it"))
 
@@ -653,7 +654,7 @@ def test_jobs_pagination_follows_the_store_cursor(client: FlaskClient, clock: Ma
     assert "cursor=" in href and "q=job-" in href and "offset" not in href
     second = text(fragment(client, href, "job-table"))
     names = re.findall(r'class="job-link">([^<]+)<', second)
-    assert names == [f"job-{index:02d}" for index in range(25, 30)]
+    assert names == [f"job-{index:02d}" for index in range(4, -1, -1)]  # newest first
     assert 'id="next-page"' not in second and 'id="first-page"' in second
 
 

@@ -15,7 +15,6 @@ from app.api import bp
 from app.api.openapi import operation, validate
 from app.api.serialize import job_out, run_out
 from app.instants import format_instant
-from app.problems import Problem
 from app.runs import RunFilter, list_runs
 from app.schemas import (
     READ_ONLY_JOB_FIELDS,
@@ -75,7 +74,7 @@ def create_job(body: JobIn) -> tuple[Response, int]:
 @operation(bp, "POST", "/schedules:batch", summary="Create up to 1,000 jobs, all or none",
            tag=TAG, body=JobBatchIn, response=JobBatchOut, status=201, errors=[422])  # fmt: skip
 def create_jobs(body: JobBatchIn) -> tuple[Response, int]:
-    at_most_a_batch("jobs", len(body.jobs))
+    jobs.at_most_a_batch("jobs", len(body.jobs))
     items = [validate(JobIn, item, prefix=f"jobs.{i}") for i, item in enumerate(body.jobs)]
     created = jobs.create_jobs(jobinput.jobs_values(items), now())
     return jsonify({"jobs": [job_out(job, show_secret=True) for job in created]}), 201
@@ -84,7 +83,6 @@ def create_jobs(body: JobBatchIn) -> tuple[Response, int]:
 @operation(bp, "POST", "/schedules:bulk", summary="Pause, resume, run or delete many jobs at once",
            tag=TAG, body=JobBulkIn, response=JobBulkOut, errors=[422])  # fmt: skip
 def bulk_action(body: JobBulkIn) -> Response:
-    at_most_a_batch("jobIds", len(body.jobIds))
     ids = [str(job_id) for job_id in body.jobIds]
     done = {str(job_id) for job_id in jobs.bulk_action(body.action, ids, now())}
     return jsonify(
@@ -94,19 +92,6 @@ def bulk_action(body: JobBulkIn) -> Response:
             "notFound": [job_id for job_id in dict.fromkeys(ids) if job_id not in done],
         }
     )
-
-
-def at_most_a_batch(field: str, count: int) -> None:
-    """One request does at most MAX_BATCH_JOBS jobs' work."""
-    limit = current_app.config["MAX_BATCH_JOBS"]
-    if count > limit:
-        message = f"at most {limit} jobs a request"
-        raise Problem(
-            413,
-            "Batch too large",
-            f"{field}: {message}",
-            errors=[{"field": field, "message": message}],
-        )
 
 
 @operation(bp, "GET", "/schedules/preview", summary="The next times of a rule, in words",

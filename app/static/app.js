@@ -108,4 +108,32 @@
       if (main) main.focus({ preventScroll: true });
     }
   });
+
+  // 6. The jobs list's selection: how many are ticked, a tick for the whole page, and the
+  //    bulk actions usable only while something is ticked.
+  function followSelection() {
+    const form = document.getElementById("bulk-form");
+    if (!form) return;
+    const boxes = Array.from(document.querySelectorAll('input[name="ids"][form="bulk-form"]'));
+    const ticked = boxes.filter((box) => box.checked).length;
+    const all = document.getElementById("select-all");
+    if (all) {
+      all.checked = ticked > 0 && ticked === boxes.length;
+      all.indeterminate = ticked > 0 && ticked < boxes.length;
+    }
+    document.getElementById("bulk-count").textContent =
+      ticked ? ticked + " selected" : "None selected";
+    form.querySelectorAll("button").forEach((button) => { button.disabled = ticked === 0; });
+  }
+  document.addEventListener("change", function (event) {
+    const box = event.target;
+    if (box.id === "select-all") {
+      document.querySelectorAll('input[name="ids"][form="bulk-form"]').forEach((one) => {
+        one.checked = box.checked;
+      });
+    }
+    if (box.id === "select-all" || box.name === "ids") followSelection();
+  });
+  document.addEventListener("htmx:load", followSelection);
+  document.addEventListener("DOMContentLoaded", followSelection);
 })();

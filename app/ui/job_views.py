@@ -8,8 +8,11 @@ both refuse the same input with the same words.
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import flash, make_response, redirect, render_template, request
 from werkzeug.wrappers import Response
@@ -40,14 +43,28 @@ def zone_names() -> tuple[str, ...]:
 # The list
 
 
+SORTS = {
+    "-created": "Newest first",
+    "created": "Oldest first",
+    "nextRun": "Next run",
+    "name": "Name",
+}
+BULK_DONE = {"pause": "Paused", "resume": "Resumed", "run": "Started a run of", "delete": "Deleted"}
+
+
 @bp.get("/jobs")
 def jobs_page() -> Response:
-    args = request.args
+    return page("jobs.html", ("job-table",), **list_context(request.args))
+
+
+def list_context(args: Mapping[str, str]) -> dict[str, Any]:
+    """The jobs list for these query arguments (bad values fall back to the default)."""
     filters = {
         "q": args.get("q", "").strip()[:200],
         "status": args.get("status", "") if args.get("status") in JOB_STATUSES else "",
         "recurring": args.get("recurring", "") if args.get("recurring") in RECURRING else "",
         "target": args.get("target", "") if args.get("target") in TARGET_TYPES else "",
+        "sort": args.get("sort", "") if args.get("sort") in SORTS else "-created",
     }
     cursor = args.get("cursor") or None
     found, next_cursor = jobs.list_jobs(
@@ -59,19 +76,45 @@ def jobs_page() -> Response:
             filters["target"] or None,
             filters["q"] or None,
         ),
+        filters["sort"],
     )
-    return page(
-        "jobs.html",
-        ("job-table",),
-        jobs=found,
-        next_cursor=next_cursor,
-        paged=bool(cursor),
-        filters=filters,
-        statuses=JOB_STATUSES,
-        kinds=RECURRING,
-        target_types=TARGET_TYPES,
-        counts=jobs.count_by_status(),
-    )
+    return {
+        "jobs": found,
+        "next_cursor": next_cursor,
+        "paged": bool(cursor),
+        "filters": filters,
+        "statuses": JOB_STATUSES,
+        "kinds": RECURRING,
+        "target_types": TARGET_TYPES,
+        "sorts": SORTS,
+        "counts": jobs.count_by_status(),
+    }
+
+
+@bp.post("/jobs/bulk")
+def bulk_action() -> Response:
+    """Pause, resume, run or delete the jobs ticked on the list, then show the list again."""
+    action = request.form.get("action", "")
+    ids = request.form.getlist("ids")
+    if action not in jobs.BULK_ACTIONS:
+        raise Invalid.field("action", f"must be one of {', '.join(jobs.BULK_ACTIONS)}")
+    if not ids:
+        raise Invalid.field("ids", "select at least one job")
+    done = jobs.bulk_action(action, ids, now())
+    message = bulk_message(action, len(done), len(set(ids)) - len(done))
+    list_url = back("/ui/jobs")
+    if htmx_target() != "job-table":
+        flash(message)
+        return redirect(list_url, 303)
+    context = list_context(dict(parse_qsl(urlsplit(list_url).query)))
+    return toast(page("jobs.html", ("job-table",), next=list_url, **context), message)
+
+
+def bulk_message(action: str, done: int, gone: int) -> str:
+    message = f"{BULK_DONE[action]} {done} job{'s' if done != 1 else ''}"
+    if gone:
+        message += f"; {gone} no longer existed"
+    return message
 
 
 # The form

@@ -1,0 +1,76 @@
+"""The jobs list through the test client: its orders and the actions on ticked jobs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask.testing import FlaskClient
+
+from app.clock import ManualClock
+from tests.test_ui_views import HTMX, create, text, token
+
+
+def names_shown(html: str) -> list[str]:
+    return re.findall(r'class="job-link">([^<]+)</a>', html)
+
+
+def test_the_list_in_each_order(client: FlaskClient, clock: ManualClock) -> None:
+    daily = {"recurring": "daily", "at": "2029-12-31T12:00:00Z"}  # next: today at 12:00
+    for name, fields in [
+        ("b", {"at": "2030-03-01T00:00:00Z"}),
+        ("d", {"at": "2030-01-01T06:00:00Z", "status": "paused"}),
+        ("c", {"at": "2030-02-01T00:00:00Z"}),
+        ("a", daily),
+    ]:
+        create(client, name=name, **fields)
+        clock.advance(1)
+    assert names_shown(text(client.get("/ui/jobs"))) == ["a", "c", "d", "b"]  # newest first
+    assert names_shown(text(client.get("/ui/jobs?sort=created"))) == ["b", "d", "c", "a"]
+    assert names_shown(text(client.get("/ui/jobs?sort=name"))) == ["a", "b", "c", "d"]
+    # Soonest first; the paused job has no next run, so it comes last.
+    assert names_shown(text(client.get("/ui/jobs?sort=nextRun"))) == ["a", "c", "b", "d"]
+    page = text(client.get("/ui/jobs?sort=name"))
+    assert '<option value="name" selected>' in page
+    assert names_shown(text(client.get("/ui/jobs?sort=nonsense"))) == ["a", "c", "d", "b"]
+
+
+def ticked(client: FlaskClient, action: str, ids: list[str], **headers: str) -> object:
+    form = {"csrf_token": token(client), "action": action, "ids": ids, "next": "/ui/jobs?q=job"}
+    return client.post("/ui/jobs/bulk", data=form, headers=headers)
+
+
+def test_bulk_actions_on_ticked_jobs(client: FlaskClient) -> None:
+    ids = [
+        create(client, name=f"job {i}", recurring="interval", interval=60)["jobId"]
+        for i in range(3)
+    ]
+    answer = ticked(client, "pause", ids[:2], **HTMX, **{"HX-Target": "job-table"})
+    assert answer.status_code == 200
+    assert "Paused 2 jobs" in answer.headers["HX-Trigger"]
+    html = answer.get_data(as_text=True)
+    assert "<html" not in html and '<div id="job-table"' in html  # the table alone
+    assert 'id="job-counts" hx-swap-oob="true">1 active · 2 paused' in html
+    assert 'name="next" value="/ui/jobs?q=job"' in html  # the rows go back to the same list
+    statuses = [client.get(f"/schedules/{i}").get_json()["status"] for i in ids]
+    assert statuses == ["paused", "paused", "active"]
+
+    plain_post = ticked(client, "run", [ids[2], str(uuid.uuid4())])
+    assert plain_post.status_code == 303 and plain_post.headers["Location"] == "/ui/jobs?q=job"
+    assert "Started a run of 1 job; 1 no longer existed" in text(client.get("/ui/jobs?q=job"))
+    assert client.get(f"/schedules/{ids[2]}").get_json()["runCount"] == 1
+
+    ticked(client, "delete", ids[:2])
+    assert [j["jobId"] for j in client.get("/schedules").get_json()] == [ids[2]]
+
+
+def test_bulk_refusals_name_what_is_wrong(client: FlaskClient) -> None:
+    job = create(client)["jobId"]
+    none_ticked = ticked(client, "pause", [], **HTMX, **{"HX-Target": "job-table"})
+    assert none_ticked.status_code == 422
+    assert none_ticked.get_data(as_text=True) == "ids: select at least one job"
+    bad_action = ticked(client, "explode", [job], **HTMX, **{"HX-Target": "job-table"})
+    assert bad_action.status_code == 422 and "action" in bad_action.get_data(as_text=True)
+    no_token = client.post("/ui/jobs/bulk", data={"action": "delete", "ids": [job]})
+    assert no_token.status_code in (400, 403)
+    assert client.get(f"/schedules/{job}").status_code == 200
