@@ -60,6 +60,7 @@ def test_read_only_key_cannot_change_through_the_ui(make_app: Callable[..., Flas
     assert client.post("/ui/login", data={"secret": key}).status_code == 303
     assert client.get("/ui/jobs").status_code == 200
     assert client.post("/ui/runs/retry-dead").status_code == 403
+    assert client.post("/ui/jobs/bulk", data={"action": "delete"}).status_code == 403
 
 
 def test_a_read_only_user_signs_out_and_sees_no_write_controls(
@@ -73,7 +74,8 @@ def test_a_read_only_user_signs_out_and_sees_no_write_controls(
     assert client.post("/ui/login", data={"secret": key}).status_code == 303
     for page in ("/ui/", "/ui/jobs", f"/ui/jobs/{job_id['jobId']}", "/ui/runs"):
         html = client.get(page).get_data(as_text=True)
-        for control in ("New job", "Run now", "Delete", "Pause", ">Edit<", "/edit"):
+        controls = ("New job", "Run now", "Delete", "Pause", ">Edit<", "/edit", 'name="ids"')
+        for control in controls:
             assert control not in html, (page, control)
     refused = client.get("/ui/jobs/new")
     assert refused.status_code == 403 and "read-only key" in refused.get_data(as_text=True)
