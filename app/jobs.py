@@ -67,14 +67,15 @@ def _set_state(job: Job, state: JobState) -> None:
 
 def _change(
     job: Job, change: jobstate.Change, now: datetime, *, touch: bool = True, **audit_fields: Any
-) -> None:
+) -> bool:
     """Write a transition decided by app.jobstate, and its audit entries (`touch`: it
-    changes the job itself, so updatedAt moves)."""
+    changes the job itself, so updatedAt moves); whether it changed anything."""
     _set_state(job, change.state)
     if change.audits and touch:
         job.updated_at = now
     for entry in change.audits:
         audit.record(entry.action, now, job_id=job.id, detail=entry.detail, **audit_fields)
+    return bool(change.audits)
 
 
 def _notify_if_due_soon(jobs: Sequence[Job], now: datetime) -> None:
@@ -188,17 +189,18 @@ def run_job_now(job_id: str, now: datetime) -> Run:
     return run
 
 
-def _delete(job: Job, now: datetime) -> None:
+def _delete(job: Job, now: datetime) -> bool:
     audit.record("delete", now, job_id=job.id, detail=job.name or job.payload[:200])
     db.session.delete(job)
+    return True
 
 
-def _pause(job: Job, now: datetime) -> None:
-    _change(job, jobstate.pause(JobState.of(job)), now)
+def _pause(job: Job, now: datetime) -> bool:
+    return _change(job, jobstate.pause(JobState.of(job)), now)
 
 
-def _resume(job: Job, now: datetime) -> None:
-    _change(job, jobstate.resume(job_timing(job), JobState.of(job), now), now)
+def _resume(job: Job, now: datetime) -> bool:
+    return _change(job, jobstate.resume(job_timing(job), JobState.of(job), now), now)
 
 
 def _run_now(job: Job, now: datetime) -> Run:
@@ -222,39 +224,47 @@ def _wake_dispatchers() -> None:
         db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
-BULK_ACTIONS: dict[str, Callable[[Job, datetime], object]] = {
+# Each takes a locked job and says whether it changed it (pausing a paused job does not).
+BULK_ACTIONS: dict[str, Callable[[Job, datetime], bool]] = {
     "pause": _pause,
     "resume": _resume,
-    "run": _run_now,
+    "run": lambda job, now: bool(_run_now(job, now)),
     "delete": _delete,
 }
 
 
-def bulk_action(action: str, job_ids: Sequence[str], now: datetime) -> list[uuid.UUID]:
-    """One action on many jobs, in one transaction; the ids of the jobs it found (others
-    were deleted meanwhile, or never were)."""
+@dataclass(frozen=True)
+class BulkResult:
+    changed: list[uuid.UUID]
+    unchanged: list[uuid.UUID]  # found, but already as asked (paused, active, completed)
+
+
+def bulk_action(action: str, job_ids: Sequence[str], now: datetime) -> BulkResult:
+    """One action on many jobs, in one transaction, audited per job. Jobs not found (deleted
+    meanwhile, or never were) are in neither list."""
     at_most_a_batch("jobIds", len(job_ids))
     apply = BULK_ACTIONS[action]
     ids = sorted({_uuid(job_id, "jobIds") for job_id in job_ids})
     begin_write()
     # Locked in id order, so two bulk actions never wait on each other in a cycle.
-    found = db.session.execute(
-        select(Job)
-        .where(Job.id.in_(ids))
-        .order_by(Job.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalars()
-    done = list(found)
-    for job in done:
-        apply(job, now)
+    found = list(
+        db.session.execute(
+            select(Job)
+            .where(Job.id.in_(ids))
+            .order_by(Job.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+    result = BulkResult([], [])
+    for job in found:
+        (result.changed if apply(job, now) else result.unchanged).append(job.id)
     if action == "run":
         _wake_dispatchers()
     elif action == "resume":
-        _notify_if_due_soon(done, now)
-    ids = [job.id for job in done]  # read before the commit expires them
+        _notify_if_due_soon(found, now)
     db.session.commit()
-    return ids
+    return result
 
 
 @dataclass(frozen=True)

@@ -280,14 +280,14 @@ class JobBatchOut(BaseModel):
     jobs: list[JobOut]
 
 
-class JobBulkIn(Strict):
-    action: Literal["pause", "resume", "run", "delete"]
+class JobSelectionIn(Strict):
     jobIds: Annotated[list[UUID], Field(min_length=1, description="At most MAX_BATCH_JOBS")]
 
 
 class JobBulkOut(BaseModel):
-    action: str
-    done: list[str] = Field(description="The jobs the action was applied to")
+    changed: int = Field(description="How many jobs the action changed")
+    changedIds: list[str]
+    unchangedIds: list[str] = Field(description="Jobs already as asked (paused, active...)")
     notFound: list[str] = Field(description="Ids of no job (deleted meanwhile, or never were)")
 
 

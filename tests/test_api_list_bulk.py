@@ -87,7 +87,7 @@ def test_a_cursor_belongs_to_its_order(client: FlaskClient, mixed_jobs: list[Any
 
 
 def bulk(client: FlaskClient, action: str, ids: list[str]) -> Any:
-    return client.post("/schedules:bulk", json={"action": action, "jobIds": ids})
+    return client.post(f"/schedules:{action}", json={"jobIds": ids})
 
 
 def test_bulk_pause_resume_run_delete(client: FlaskClient) -> None:
@@ -98,34 +98,44 @@ def test_bulk_pause_resume_run_delete(client: FlaskClient) -> None:
     missing = str(uuid.uuid4())
     answer = bulk(client, "pause", [*ids[:2], missing])
     assert answer.status_code == 200
-    assert answer.get_json() == {"action": "pause", "done": ids[:2], "notFound": [missing]}
+    assert answer.get_json() == {
+        "changed": 2,
+        "changedIds": sorted(ids[:2]),
+        "unchangedIds": [],
+        "notFound": [missing],
+    }
     statuses = [client.get(f"/schedules/{i}").get_json()["status"] for i in ids]
     assert statuses == ["paused", "paused", "active"]
 
-    assert bulk(client, "resume", ids).get_json()["done"] == ids
+    resumed = bulk(client, "resume", ids).get_json()
+    assert resumed["changed"] == 2 and resumed["unchangedIds"] == [ids[2]]
     assert {client.get(f"/schedules/{i}").get_json()["status"] for i in ids} == {"active"}
 
-    assert bulk(client, "run", ids[1:]).get_json()["done"] == ids[1:]
+    assert bulk(client, "run", ids[1:]).get_json()["changed"] == 2
     counts = [client.get(f"/schedules/{i}").get_json()["runCount"] for i in ids]
     assert counts == [0, 1, 1]
     assert len(client.get(f"/schedules/{ids[2]}/runs").get_json()) == 1
 
-    assert bulk(client, "delete", [ids[0], ids[0]]).get_json()["done"] == [ids[0]]
+    assert bulk(client, "delete", [ids[0], ids[0]]).get_json()["changedIds"] == [ids[0]]
     assert client.get(f"/schedules/{ids[0]}").status_code == 404
-    actions = [e["action"] for e in client.get(f"/audit?jobId={ids[1]}").get_json()]
-    assert {"pause", "resume", "run"} <= set(actions)
+    def audited(job_id: str) -> list[str]:
+        return sorted(e["action"] for e in client.get(f"/audit?jobId={job_id}").get_json())
+
+    assert audited(ids[1]) == ["create", "pause", "resume", "run"]  # per job, what changed
+    assert audited(ids[2]) == ["create", "run"]
 
 
 def test_bulk_refuses_bad_input_and_does_nothing(client: FlaskClient) -> None:
     job = create(client)["jobId"]
-    for body, field in [
-        ({"action": "explode", "jobIds": [job]}, "action"),
-        ({"action": "pause", "jobIds": []}, "jobIds"),
-        ({"action": "pause", "jobIds": [job, "not-an-id"]}, "jobIds.1"),
+    for url, body, field in [
+        ("/schedules:pause", {"jobIds": []}, "jobIds"),
+        ("/schedules:pause", {"jobIds": [job, "not-an-id"]}, "jobIds.1"),
+        ("/schedules:delete", {"jobIds": [job], "labels": {}}, "labels"),
     ]:
-        answer = client.post("/schedules:bulk", json=body)
+        answer = client.post(url, json=body)
         assert answer.status_code == 422, body
         assert answer.get_json()["errors"][0]["field"] == field
+    assert client.post("/schedules:explode", json={"jobIds": [job]}).status_code in (404, 405)
     too_many = bulk(client, "pause", [job] + [str(uuid.uuid4()) for _ in range(1000)])
     assert too_many.status_code == 413
     assert too_many.get_json()["errors"][0]["field"] == "jobIds"

@@ -60,6 +60,8 @@ def test_bulk_actions_on_ticked_jobs(client: FlaskClient) -> None:
     assert "Started a run of 1 job; 1 no longer existed" in text(client.get("/ui/jobs?q=job"))
     assert client.get(f"/schedules/{ids[2]}").get_json()["runCount"] == 1
 
+    again = ticked(client, "pause", ids, **HTMX, **{"HX-Target": "job-table"})
+    assert "Paused 1 job; 2 already paused or completed" in again.headers["HX-Trigger"]
     ticked(client, "delete", ids[:2])
     assert [j["jobId"] for j in client.get("/schedules").get_json()] == [ids[2]]
 

@@ -20,11 +20,11 @@ from app.schemas import (
     READ_ONLY_JOB_FIELDS,
     JobBatchIn,
     JobBatchOut,
-    JobBulkIn,
     JobBulkOut,
     JobIn,
     JobListQuery,
     JobOut,
+    JobSelectionIn,
     PreviewOut,
     PreviewQuery,
     RunListQuery,
@@ -80,18 +80,31 @@ def create_jobs(body: JobBatchIn) -> tuple[Response, int]:
     return jsonify({"jobs": [job_out(job, show_secret=True) for job in created]}), 201
 
 
-@operation(bp, "POST", "/schedules:bulk", summary="Pause, resume, run or delete many jobs at once",
-           tag=TAG, body=JobBulkIn, response=JobBulkOut, errors=[422])  # fmt: skip
-def bulk_action(body: JobBulkIn) -> Response:
-    ids = [str(job_id) for job_id in body.jobIds]
-    done = {str(job_id) for job_id in jobs.bulk_action(body.action, ids, now())}
-    return jsonify(
-        {
-            "action": body.action,
-            "done": [job_id for job_id in dict.fromkeys(ids) if job_id in done],
-            "notFound": [job_id for job_id in dict.fromkeys(ids) if job_id not in done],
-        }
-    )
+def bulk_operation(action: str, summary: str) -> None:
+    """POST /schedules:<action>: one action on many jobs, in one transaction."""
+
+    def view(body: JobSelectionIn) -> Response:
+        ids = list(dict.fromkeys(str(job_id) for job_id in body.jobIds))
+        result = jobs.bulk_action(action, ids, now())
+        found = {str(job_id) for job_id in [*result.changed, *result.unchanged]}
+        return jsonify(
+            {
+                "changed": len(result.changed),
+                "changedIds": [str(job_id) for job_id in result.changed],
+                "unchangedIds": [str(job_id) for job_id in result.unchanged],
+                "notFound": [job_id for job_id in ids if job_id not in found],
+            }
+        )
+
+    view.__name__ = f"{action}_jobs"
+    operation(bp, "POST", f"/schedules:{action}", summary=summary, tag=TAG, body=JobSelectionIn,
+              response=JobBulkOut, errors=[413, 422])(view)  # fmt: skip
+
+
+bulk_operation("pause", "Pause many jobs")
+bulk_operation("resume", "Resume many paused jobs")
+bulk_operation("run", "Fire many jobs once, now")
+bulk_operation("delete", "Delete many jobs and their runs")
 
 
 @operation(bp, "GET", "/schedules/preview", summary="The next times of a rule, in words",

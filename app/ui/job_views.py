@@ -49,6 +49,7 @@ SORTS = {
     "nextRun": "Next run",
     "name": "Name",
 }
+BULK_ALREADY = {"pause": "paused or completed", "resume": "active or completed"}
 BULK_DONE = {"pause": "Paused", "resume": "Resumed", "run": "Started a run of", "delete": "Deleted"}
 
 
@@ -100,8 +101,8 @@ def bulk_action() -> Response:
         raise Invalid.field("action", f"must be one of {', '.join(jobs.BULK_ACTIONS)}")
     if not ids:
         raise Invalid.field("ids", "select at least one job")
-    done = jobs.bulk_action(action, ids, now())
-    message = bulk_message(action, len(done), len(set(ids)) - len(done))
+    result = jobs.bulk_action(action, ids, now())
+    message = bulk_message(action, result, len(set(ids)))
     list_url = back("/ui/jobs")
     if htmx_target() != "job-table":
         flash(message)
@@ -110,10 +111,13 @@ def bulk_action() -> Response:
     return toast(page("jobs.html", ("job-table",), next=list_url, **context), message)
 
 
-def bulk_message(action: str, done: int, gone: int) -> str:
-    message = f"{BULK_DONE[action]} {done} job{'s' if done != 1 else ''}"
-    if gone:
-        message += f"; {gone} no longer existed"
+def bulk_message(action: str, result: jobs.BulkResult, asked: int) -> str:
+    changed, unchanged = len(result.changed), len(result.unchanged)
+    message = f"{BULK_DONE[action]} {changed} job{'s' if changed != 1 else ''}"
+    if unchanged:
+        message += f"; {unchanged} already {BULK_ALREADY[action]}"
+    if asked - changed - unchanged:
+        message += f"; {asked - changed - unchanged} no longer existed"
     return message
 
 
