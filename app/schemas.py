@@ -214,7 +214,10 @@ class TimingFields(Strict):
 
     recurring: Recurring = "none"
     minute: StrictInt | None = Field(None, description="Minutes since the Unix epoch, UTC")
-    at: StrictStr | None = Field(None, description="RFC 3339 instant, to the second")
+    at: StrictStr | None = Field(
+        None,
+        description="RFC 3339 instant, to the second; without an offset, a wall time in timezone",
+    )
     timezone: StrictStr | None = Field("UTC", description="IANA time zone")
     cron: Annotated[StrictStr | None, Field(max_length=200)] = None
     interval: StrictInt | None = Field(None, description="Seconds, for recurring=interval")

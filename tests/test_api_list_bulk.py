@@ -118,6 +118,7 @@ def test_bulk_pause_resume_run_delete(client: FlaskClient) -> None:
 
     assert bulk(client, "delete", [ids[0], ids[0]]).get_json()["changedIds"] == [ids[0]]
     assert client.get(f"/schedules/{ids[0]}").status_code == 404
+
     def audited(job_id: str) -> list[str]:
         return sorted(e["action"] for e in client.get(f"/audit?jobId={job_id}").get_json())
 

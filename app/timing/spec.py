@@ -10,7 +10,7 @@ from typing import Protocol, TypeGuard
 
 from app.timing.cron import parse_cron
 from app.timing.errors import TimingError
-from app.timing.zones import canonical_timezone
+from app.timing.zones import canonical_timezone, get_zone, to_instant, to_wall
 
 RECURRING = ("none", "daily", "weekly", "interval", "cron")
 MAX_INTERVAL = 315_576_000  # ten years of 365.25 days, in seconds
@@ -77,16 +77,17 @@ def make_timing(
 ) -> Timing:
     """Check the API's timing fields and build a Timing; raise TimingError naming the bad field.
 
-    `at` (and startAt/endAt) are aware datetimes or RFC 3339 strings with an offset. A fraction
-    of a second in `at` is dropped (runs fire on whole seconds; JavaScript's toISOString always
-    sends milliseconds).
+    `at` is an aware datetime or an RFC 3339 string; without an offset it is a wall time in
+    `timezone` (a wall time in a daylight-saving gap or overlap read by the DST rule:
+    zones.to_instant). startAt/endAt always carry an offset. A fraction of a second in `at` is
+    dropped (runs fire on whole seconds; JavaScript's toISOString always sends milliseconds).
     """
     if recurring not in RECURRING:
         raise TimingError(
             "recurring", f"recurring must be one of {', '.join(RECURRING)}, not {recurring!r}"
         )
     zone = "UTC" if timezone is None else canonical_timezone(timezone)
-    first_at = _first_at(recurring, minute, at)
+    first_at = _first_at(recurring, minute, _at_instant(at, zone, recurring))
     cron_text = _cron(recurring, cron)
     seconds = _interval(recurring, interval)
     start = None if start_at is None else parse_instant(start_at, "startAt")
@@ -117,18 +118,42 @@ def parse_instant(value: object, field: str) -> datetime:
     return instant
 
 
-def _parse_rfc3339(text: str, field: str) -> datetime:
+def _at_instant(at: object, zone: str, recurring: str) -> object:
+    """`at` as given, or, for a date and time without an offset, the instant that wall time
+    names in the job's zone. A daily or weekly job repeats its anchor's wall time, so that
+    one must exist: in a spring-forward gap it is refused rather than moved."""
+    if not isinstance(at, str):
+        return at
+    written = _parse_rfc3339(at, "at", wall_time=True)
+    if written.tzinfo is not None:
+        return written
+    tz = get_zone(zone)
+    try:
+        instant = to_instant(written, tz)
+    except OverflowError:
+        raise TimingError("at", "at must fall between 1970-01-01 and 9999-12-31 (UTC)") from None
+    if recurring in ("daily", "weekly") and to_wall(instant, tz) != written:
+        raise TimingError(
+            "at",
+            f"{at} does not happen in {zone} (the clocks skip it): anchor a {recurring} job "
+            "on a day when it does",
+        )
+    return instant
+
+
+def _parse_rfc3339(text: str, field: str, *, wall_time: bool = False) -> datetime:
+    """An aware datetime; with `wall_time`, a naive one where the text has no offset."""
     match = _RFC3339.fullmatch(text.strip())
     if match is None:
         raise TimingError(
             field, f"{text!r} is not an RFC 3339 instant such as 2030-01-01T12:00:00Z"
         )
     year, month, day, hour, minute, second, fraction, offset = match.groups()
-    if offset is None:
+    if offset is None and not wall_time:
         raise TimingError(field, f"{field} has no UTC offset: add Z or +hh:mm")
     micro = int((fraction[1:] + "000000")[:6]) if fraction else 0
     try:
-        zone = _offset_zone(offset)
+        zone = None if offset is None else _offset_zone(offset)
         return datetime(
             int(year), int(month), int(day), int(hour), int(minute), int(second), micro, zone
         )
