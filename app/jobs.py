@@ -91,12 +91,18 @@ def _notify_if_due_soon(jobs: Sequence[Job], now: datetime) -> None:
         _wake_dispatchers()
 
 
-def create_job(values: JobValues, now: datetime) -> Job:
-    return create_jobs([values], now)[0]
+BeforeCommit = Callable[[list["Job"]], None]
 
 
-def create_jobs(items: Sequence[JobValues], now: datetime) -> list[Job]:
-    """Create jobs, all in one transaction."""
+def create_job(values: JobValues, now: datetime, before_commit: BeforeCommit | None = None) -> Job:
+    return create_jobs([values], now, before_commit)[0]
+
+
+def create_jobs(
+    items: Sequence[JobValues], now: datetime, before_commit: BeforeCommit | None = None
+) -> list[Job]:
+    """Create jobs, all in one transaction (`before_commit` adds to it: the answer an
+    idempotency key keeps)."""
     jobs = []
     for values in items:
         job = Job(id=uuid.uuid4(), created_at=now, target=None)
@@ -108,6 +114,8 @@ def create_jobs(items: Sequence[JobValues], now: datetime) -> list[Job]:
     db.session.execute(insert(Job), [_columns(job) for job in jobs])
     audit.record_many("create", now, [job.id for job in jobs])
     _notify_if_due_soon(jobs, now)
+    if before_commit is not None:
+        before_commit(jobs)
     db.session.commit()
     return jobs
 

@@ -186,3 +186,29 @@ class Counter(db.Model):  # type: ignore[name-defined]
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class IdempotencyKey(db.Model):  # type: ignore[name-defined]
+    """The answer to a create sent with an Idempotency-Key, so a retry gets it again.
+
+    One per (actor, key): one caller's keys never meet another's. `fingerprint` is the
+    request's (method, path, body) digest: the same key with another request is refused.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    actor: Mapped[str] = mapped_column(String(120))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[str] = mapped_column(Text)  # the JSON body as sent
+    location: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("actor", "key", name="uq_idempotency_keys_actor_key"),
+        Index("ix_idempotency_keys_created_at", "created_at"),  # retention
+    )

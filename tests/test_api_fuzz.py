@@ -21,10 +21,11 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 # Refusals a valid-looking request may still get, each for a rule beyond JSON Schema:
 # cursors are only ever ones the service gave out; the timing fields must make a rule that
-# can fire (cron, interval, zone, dates that exist, start before end, minute or at).
+# can fire (cron, interval, zone, dates that exist, start before end, minute or at); an
+# Idempotency-Key is refused when it was used for another request within a day.
 SEMANTIC_FIELDS = frozenset(
     {"cursor", "minute", "at", "recurring", "cron", "interval", "timezone", "startAt",
-     "endAt", "maxRuns", "after", "since", "until"}
+     "endAt", "maxRuns", "after", "since", "until", "Idempotency-Key"}
 )  # fmt: skip
 SETTING_LIMITS = {413: {"payload"}}  # the payload limit is a setting, counted in bytes
 

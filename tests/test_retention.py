@@ -18,7 +18,7 @@ def test_prune_old_runs_messages_and_audit(
     client: FlaskClient, app: Flask, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = [{"payload": str(i), "at": "2030-01-01T00:00:01Z"} for i in range(25)]
-    client.post("/schedules:batch", json={"jobs": jobs})
+    client.post("/schedules:batch", json={"jobs": jobs}, headers={"Idempotency-Key": "old"})
     recent = client.post("/schedules", json={"payload": "new", "at": "2030-02-01T00:00:00Z"})
     clock.advance(1)
     with app.app_context():
@@ -36,6 +36,7 @@ def test_prune_old_runs_messages_and_audit(
             "runs": 25,
             "queue_messages": 25,
             "audit_log": 51,
+            "idempotency_keys": 1,  # kept a day
         }  # 26 creates, 25 completions
         left = db.session.execute(select(Run.status)).scalars().all()
         assert left == ["pending"]

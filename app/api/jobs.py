@@ -12,9 +12,12 @@ from flask import Response, current_app, jsonify, request
 
 from app import clock_of, jobinput, jobs, timing
 from app.api import bp
+from app.api.idempotent import KEY_HEADER, answer, create_once
 from app.api.openapi import operation, validate
 from app.api.serialize import job_out, run_out
+from app.idempotency import Answer
 from app.instants import format_instant
+from app.models import Job
 from app.runs import RunFilter, list_runs
 from app.schemas import (
     READ_ONLY_JOB_FIELDS,
@@ -63,21 +66,29 @@ def list_jobs(query: JobListQuery) -> Response:
 
 
 @operation(bp, "POST", "/schedules", summary="Create a job", tag=TAG, body=JobIn,
-           response=JobOut, status=201, errors=[422])  # fmt: skip
-def create_job(body: JobIn) -> tuple[Response, int]:
-    job = jobs.create_job(jobinput.job_values(body), now())
-    response = jsonify(job_out(job, show_secret=True))
-    response.headers["Location"] = f"/schedules/{job.id}"
-    return response, 201
+           response=JobOut, status=201, errors=[422], headers=[KEY_HEADER])  # fmt: skip
+def create_job(body: JobIn) -> Response:
+    values = jobinput.job_values(body)
+
+    def one(created: list[Job]) -> Answer:
+        job = created[0]
+        return answer(job_out(job, show_secret=True), 201, f"/schedules/{job.id}")
+
+    return create_once(lambda keep: [jobs.create_job(values, now(), keep)], one)
 
 
 @operation(bp, "POST", "/schedules:batch", summary="Create up to 1,000 jobs, all or none",
-           tag=TAG, body=JobBatchIn, response=JobBatchOut, status=201, errors=[422])  # fmt: skip
-def create_jobs(body: JobBatchIn) -> tuple[Response, int]:
+           tag=TAG, body=JobBatchIn, response=JobBatchOut, status=201, errors=[422],
+           headers=[KEY_HEADER])  # fmt: skip
+def create_jobs(body: JobBatchIn) -> Response:
     jobs.at_most_a_batch("jobs", len(body.jobs))
     items = [validate(JobIn, item, prefix=f"jobs.{i}") for i, item in enumerate(body.jobs)]
-    created = jobs.create_jobs(jobinput.jobs_values(items), now())
-    return jsonify({"jobs": [job_out(job, show_secret=True) for job in created]}), 201
+    values = jobinput.jobs_values(items)
+
+    def many(created: list[Job]) -> Answer:
+        return answer({"jobs": [job_out(job, show_secret=True) for job in created]}, 201)
+
+    return create_once(lambda keep: jobs.create_jobs(values, now(), keep), many)
 
 
 def bulk_operation(action: str, summary: str) -> None:

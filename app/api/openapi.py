@@ -33,6 +33,7 @@ class Operation:
     status: int
     errors: tuple[int, ...]
     list_response: bool
+    headers: tuple[dict[str, Any], ...] = ()
 
 
 OPERATIONS: list[Operation] = []
@@ -63,10 +64,22 @@ def operation(
     list_response: bool = False,
     ignore_fields: frozenset[str] = frozenset(),
     query_status: int = 400,
+    headers: Iterable[dict[str, Any]] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a view; parse its JSON body into `body=` and its query into `query=`."""
+    """Register a view; parse its JSON body into `body=` and its query into `query=`
+    (`headers`: the request headers it reads, as OpenAPI parameters)."""
     op = Operation(
-        method, rule, summary, tag, body, query, response, status, tuple(errors), list_response
+        method,
+        rule,
+        summary,
+        tag,
+        body,
+        query,
+        response,
+        status,
+        tuple(errors),
+        list_response,
+        tuple(headers),
     )
     OPERATIONS.append(op)
 
@@ -229,7 +242,7 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
                     "schema": {k: v for k, v in prop.items() if k != "title"},
                 }
             )
-    return params
+    return params + [{"in": "header", **header} for header in op.headers]
 
 
 def _responses(op: Operation) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Engine, Table, delete, select
 
 from app.database import write_connection
-from app.models import AuditEntry, QueueMessage, Run
+from app.idempotency import KEY_LIFETIME
+from app.models import AuditEntry, IdempotencyKey, QueueMessage, Run
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -43,11 +44,13 @@ def prune(
     audit_days: float,
     limit: int = 100_000,
 ) -> dict[str, int]:
-    """Delete finished runs, queue messages and audit entries older than their age.
+    """Delete finished runs, queue messages, audit entries and idempotency keys older than
+    their age.
 
     At most `limit` rows of each per call: a huge backlog is worked off over several calls.
     """
     runs, messages, audit = Run.__table__, QueueMessage.__table__, AuditEntry.__table__
+    keys = IdempotencyKey.__table__
     pruned = {
         "runs": prune_all(
             engine,
@@ -59,6 +62,7 @@ def prune(
             engine, messages, messages.c.created_at < now - timedelta(days=queue_days), limit
         ),
         "audit_log": prune_all(engine, audit, audit.c.at < now - timedelta(days=audit_days), limit),
+        "idempotency_keys": prune_all(engine, keys, keys.c.created_at <= now - KEY_LIFETIME, limit),
     }
     if any(pruned.values()):
         log.info("pruned history", extra={"action": "prune", **pruned})
