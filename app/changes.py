@@ -15,6 +15,7 @@ counters table (a few rows per counter name), whatever the number of jobs and ru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,11 +32,12 @@ class Marker:
     soonest_run: datetime | None
     oldest_message: datetime | None
 
-    def needs_seconds(self, now: datetime) -> bool:
-        """Whether a page may show a relative time under a minute (they count in seconds
-        there); from a minute on they count in minutes or more."""
-        near = [t for t in (self.soonest_run, self.oldest_message) if t is not None]
-        return any(abs(t - now) < timedelta(minutes=1) for t in near)
+    def needs_seconds(self, now: datetime, shows: Sequence[str]) -> bool:
+        """Whether a page that `shows` "next runs" and/or "queue messages" as relative times
+        may show one under a minute (they count seconds there, minutes or more from then on)."""
+        near = [self.soonest_run] if "next runs" in shows else []
+        near += [self.oldest_message] if "queue messages" in shows else []
+        return any(abs(t - now) < timedelta(minutes=1) for t in near if t is not None)
 
 
 def marker() -> Marker:

@@ -174,6 +174,7 @@ def test_a_poll_answers_304_until_a_run_is_recorded(
     fired = poll(client, "/ui/", "overview-live", etag)
     assert fired.status_code == 200 and fired.headers["ETag"] != etag
     assert "1 runs in the last hour" in text(fired)
+    clock.advance(5)  # the queue message is seconds old, but the overview shows no such text
     assert poll(client, "/ui/", "overview-live", fired.headers["ETag"]).status_code == 304
 
 
@@ -200,6 +201,20 @@ def test_relative_texts_in_seconds_refresh_every_poll(
     clock.advance(5)
     moved = poll(client, "/ui/", "overview-live", etag)
     assert moved.status_code == 200 and "in 35 s" in text(moved)
+
+
+def test_a_queue_message_seconds_old_refreshes_the_queues_page_every_poll(
+    app: Flask, client: FlaskClient, clock: ManualClock
+) -> None:
+    add_message(app, "emails", "mail")  # enqueued at NOW: "now", then "5 s ago"
+    etag = etag_of(poll(client, "/ui/queues", "queue-table"))
+    clock.advance(5)
+    moved = poll(client, "/ui/queues", "queue-table", etag)
+    assert moved.status_code == 200 and "5 s ago" in text(moved)
+    clock.advance(60)
+    etag = etag_of(poll(client, "/ui/queues", "queue-table"))
+    clock.advance(5)  # a minute old: it counts minutes now
+    assert poll(client, "/ui/queues", "queue-table", etag).status_code == 304
 
 
 def test_the_etag_is_per_block_url_and_viewer(client: FlaskClient) -> None:

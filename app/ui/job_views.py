@@ -165,7 +165,7 @@ def check_payload() -> str:
 
 
 @bp.get("/jobs/<job_id>")
-@live(("job-live", "job-runs"))  # polls answer 304 when nothing changed (app/ui/live.py)
+@live(("job-live", "job-runs"), shows=("next runs",))  # 304 if unchanged (app/ui/live.py)
 def job_page(job_id: str) -> Response:
     job = jobs.get_job(job_id)
     current = now()

@@ -6,13 +6,14 @@ The ETag of a block is a hash of:
 - the change marker (what people and the dispatcher changed, see app/changes.py);
 - the time, so that what time changes is shown too (the hour and day windows, the chart's
   minutes, relative texts): the current minute, or the current second while a relative
-  text may count seconds (something due or queued within a minute). A relative text in
-  minutes or more is then at most one of its own units late;
+  text of the page may count seconds (a next run or, on the queues page, the oldest
+  message within a minute). A relative text in minutes or more is then at most one of its
+  own units late, and so is a message coming back when its visibility timeout ends;
 - what else the block depends on: the URL with its filters, the block, the viewer's zone
   and whether they may write.
 The marker is read before the block: a change in between shows at the next poll. A change
-the marker does not see (a run claimed for delivery, old runs removed by
-retention) shows at the next minute at the latest.
+the marker does not see (a run claimed for delivery, old runs removed by retention) shows
+at the next minute at the latest.
 Only htmx requests for a block are answered this way; full pages are always rendered (they
 carry flashed messages and a fresh CSRF field).
 """
@@ -34,11 +35,11 @@ from app.ui.render import requested_fragment
 P = ParamSpec("P")
 
 
-def block_etag(fragment: str) -> str:
+def block_etag(fragment: str, shows: Sequence[str]) -> str:
     current = now()
     change = marker()
     tick = current.replace(microsecond=0)
-    if not change.needs_seconds(current):
+    if not change.needs_seconds(current, shows):
         tick = tick.replace(second=0)
     parts = (
         change.last_audit,
@@ -52,8 +53,11 @@ def block_etag(fragment: str) -> str:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
-def live(fragments: Sequence[str]) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
-    """A view whose blocks among `fragments` answer polls conditionally."""
+def live(
+    fragments: Sequence[str], shows: Sequence[str] = ()
+) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
+    """A view whose blocks among `fragments` answer polls conditionally; `shows`: the
+    relative times its blocks show ("next runs", "queue messages", see app.changes)."""
 
     def decorate(view: Callable[P, Response]) -> Callable[P, Response]:
         @wraps(view)
@@ -61,7 +65,7 @@ def live(fragments: Sequence[str]) -> Callable[[Callable[P, Response]], Callable
             fragment = requested_fragment(fragments)
             if fragment is None:
                 return view(*args, **kwargs)
-            etag = block_etag(fragment)
+            etag = block_etag(fragment, shows)
             if request.if_none_match.contains_weak(etag):
                 unchanged = make_response("", 304)
                 unchanged.set_etag(etag, weak=True)

@@ -89,7 +89,7 @@ def toast(response: Response, message: str) -> Response:
 
 
 @bp.get("/")
-@live(("overview-live",))
+@live(("overview-live",), shows=("next runs",))
 def overview() -> Response:
     return page("overview.html", ("overview-live",), **overview_context(now(), viewer_zone()))
 
@@ -232,7 +232,7 @@ def retry_dead() -> Response:
 
 
 @bp.get("/queues")
-@live(("queue-table",))
+@live(("queue-table",), shows=("queue messages",))
 def queues_page() -> Response:
     current = now()
     names = sorted({"default", *queue.queue_names()})
