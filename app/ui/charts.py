@@ -55,6 +55,7 @@ class RunChart:
     p50_lines: list[str] = field(default_factory=list)  # polyline point lists
     p99_lines: list[str] = field(default_factory=list)
     lag_points: list[tuple[float, float, str]] = field(default_factory=list)  # p99 points
+    p50_points: list[tuple[float, float]] = field(default_factory=list)  # seen when alone
     count_ticks: list[Tick] = field(default_factory=list)
     lag_ticks: list[Tick] = field(default_factory=list)
     time_ticks: list[Tick] = field(default_factory=list)
@@ -104,6 +105,7 @@ def run_chart(rows: Sequence[MinuteLag], zone: str) -> RunChart:
             segments["p50"].append(f"{middle},{lag_y(row.p50_ms)}")
             segments["p99"].append(f"{middle},{lag_y(row.p99_ms)}")
             chart.lag_points.append((middle, lag_y(row.p99_ms), title))
+            chart.p50_points.append((middle, lag_y(row.p50_ms)))
         else:  # no runs: the lines break
             close("p50", chart.p50_lines)
             close("p99", chart.p99_lines)
