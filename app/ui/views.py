@@ -94,7 +94,7 @@ def overview() -> Response:
     return page("overview.html", ("overview-live",), **overview_context(now(), viewer_zone()))
 
 
-OUTCOMES = ("delivered", "retrying", "dead", "pending", "delivering")
+OUTCOMES = ("delivered", "retrying", "dead", "pending", "delivering")  # RUN_STATUSES, ends first
 
 
 def overview_context(current: datetime, zone: str) -> dict[str, Any]:
