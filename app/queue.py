@@ -75,6 +75,7 @@ def _receive_once(
             .execution_options(populate_existing=True)
         ).scalars()
     )
+    _count("queue_received", len(messages))
     db.session.commit()
     return messages
 
@@ -88,8 +89,17 @@ def ack(queue: str, receipts: Sequence[str]) -> int:
             )
         )
     )
+    _count("queue_acked", deleted)
     db.session.commit()
     return int(deleted)
+
+
+def _count(name: str, value: int) -> None:
+    """Add to a counter in this transaction: receiving and acknowledging change what the
+    queue pages show, and the counters are what app.changes watches."""
+    from app.metrics import CounterWriter  # app.metrics reads this module's counts
+
+    CounterWriter(db.engine).add(db.session.connection(), {name: value})
 
 
 def counts_by_queue(now: datetime) -> Select[tuple[str, int, int, datetime]]:
@@ -107,6 +117,12 @@ def stats(queue: str, now: datetime) -> dict[str, Any]:
     row = db.session.execute(counts_by_queue(now).where(QueueMessage.queue == queue)).one_or_none()
     _, depth, in_flight, oldest = row or (queue, 0, 0, None)
     return {"name": queue, "depth": depth, "inFlight": in_flight, "oldestAt": oldest}
+
+
+def depth(now: datetime) -> int:
+    """Messages visible now, in all queues (the overview's figure)."""
+    query = select(func.count()).where(QueueMessage.visible_at <= now)
+    return int(db.session.execute(query).scalar_one())
 
 
 def queue_names(limit: int = 1000) -> list[str]:

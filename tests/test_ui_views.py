@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from app import runs
 from app.clock import ManualClock
 from app.database import db
 from app.models import QueueMessage, Run
@@ -837,13 +838,15 @@ def test_the_overview(app: Flask, client: FlaskClient) -> None:
 
 def test_the_run_chart_geometry() -> None:
     start = datetime(2030, 1, 1, tzinfo=UTC)
-    rows = [(start + timedelta(minutes=i), i % 3, 10.0 * i) for i in range(60)]
+    rows = [
+        runs.MinuteLag(start + timedelta(minutes=i), i % 3, 10.0 * i, 20.0 * i) for i in range(60)
+    ]
     chart = charts.run_chart(rows, "UTC")
     assert chart.total == sum(i % 3 for i in range(60))
     assert len([bar for bar in chart.bars if bar.height > 0]) == 40
     assert max(bar.height for bar in chart.bars) == chart.bottom - chart.top
     assert [tick.label for tick in chart.time_ticks] == [f"00:{m:02d}" for m in range(0, 60, 10)]
-    assert len(chart.lag_lines) == 20  # the line breaks at minutes without runs
+    assert len(chart.p99_lines) == 20  # the line breaks at minutes without runs
     assert charts.nice_ceiling(7) == 10 and charts.nice_ceiling(120) == 200
     assert charts.run_chart([], "UTC").total == 0
 

@@ -136,4 +136,30 @@
   });
   document.addEventListener("htmx:load", followSelection);
   document.addEventListener("DOMContentLoaded", followSelection);
+
+  // 7. Live blocks poll conditionally: each poll sends back the ETag of what the block shows
+  //    (If-None-Match), and the server answers 304 without a body when nothing changed
+  //    (app/ui/live.py). htmx would swap a 304's empty body in (it swaps every 2xx/3xx
+  //    answer but 204), so the block is left as it is. ETags are kept per block and URL.
+  const etags = new Map();
+  function etagKey(elt, path) {
+    return elt && elt.id ? elt.id + " " + path : null;
+  }
+  document.addEventListener("htmx:configRequest", function (event) {
+    const key = etagKey(event.detail.elt, event.detail.path);
+    if (event.detail.verb === "get" && key && etags.has(key)) {
+      event.detail.headers["If-None-Match"] = etags.get(key);
+    }
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const xhr = event.detail.xhr;
+    const config = event.detail.requestConfig;
+    if (xhr.status === 304) {
+      event.detail.shouldSwap = false;
+      return;
+    }
+    const key = config && config.verb === "get" && etagKey(config.elt, config.path);
+    const etag = xhr.getResponseHeader("ETag");
+    if (key && etag && xhr.status === 200) etags.set(key, etag);
+  });
 })();

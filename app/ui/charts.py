@@ -1,6 +1,6 @@
 """The overview's pictures, computed here and drawn by the templates (inline SVG and CSS).
 
-- run_chart: runs fired per minute over the last hour (bars) and their average lag (a line).
+- run_chart: runs fired per minute over the last hour (bars), their lag's p50 and p99 (lines).
 - timeline: what fires in the next hour, one lane per job, in the viewer's zone.
 No JavaScript: the server works out the geometry, the template writes it down.
 """
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from app import timing
 from app.jobs import job_timing
 from app.models import Job
+from app.runs import MinuteLag
 from app.timing.zones import get_zone
 
 # The run chart's drawing area, in SVG user units (the SVG scales to its container).
@@ -51,18 +52,23 @@ class RunChart:
     top: int = TOP
     bottom: int = HEIGHT - BOTTOM
     bars: list[Bar] = field(default_factory=list)
-    lag_lines: list[str] = field(default_factory=list)  # polyline point lists
-    lag_points: list[tuple[float, float, str]] = field(default_factory=list)
+    p50_lines: list[str] = field(default_factory=list)  # polyline point lists
+    p99_lines: list[str] = field(default_factory=list)
+    lag_points: list[tuple[float, float, str]] = field(default_factory=list)  # p99 points
+    p50_points: list[tuple[float, float]] = field(default_factory=list)  # seen when alone
     count_ticks: list[Tick] = field(default_factory=list)
     lag_ticks: list[Tick] = field(default_factory=list)
     time_ticks: list[Tick] = field(default_factory=list)
     total: int = 0
-    average_lag: float | None = None
     busiest: int = 0
+    latest: MinuteLag | None = None  # the newest minute with runs
+    worst_p99: float | None = None  # the highest p99 of the hour, ms
 
 
-def run_chart(rows: Sequence[tuple[datetime, int, float]], zone: str) -> RunChart:
-    """rows: (minute, runs fired, average lag ms), oldest first, as runs.runs_per_minute gives."""
+def run_chart(rows: Sequence[MinuteLag], zone: str) -> RunChart:
+    """rows: runs fired per minute and their lag percentiles, oldest first, as
+    runs.lag_per_minute gives. Bars count runs (left axis); two lines give each minute's
+    p50 and p99 lag (right axis, scaled to the hour's highest p99)."""
     chart = RunChart()
     if not rows:
         return chart
@@ -70,37 +76,45 @@ def run_chart(rows: Sequence[tuple[datetime, int, float]], zone: str) -> RunChar
     plot_width = chart.right - chart.left
     plot_height = chart.bottom - chart.top
     slot = plot_width / len(rows)
-    counts = [count for _, count, _ in rows]
-    chart.total = sum(counts)
-    chart.busiest = max(counts)
+    chart.total = sum(row.runs for row in rows)
+    chart.busiest = max(row.runs for row in rows)
     count_top = nice_ceiling(chart.busiest)
-    lags = [lag for _, count, lag in rows if count]
-    lag_top = nice_ceiling(max(lags)) if lags else 1.0
-    if chart.total:
-        chart.average_lag = sum(lag * count for _, count, lag in rows) / chart.total
-    segment: list[str] = []
-    for index, (minute, count, lag) in enumerate(rows):
+    p99s = [row.p99_ms for row in rows if row.p99_ms is not None]
+    chart.worst_p99 = max(p99s) if p99s else None
+    lag_top = nice_ceiling(chart.worst_p99 or 0)
+    segments: dict[str, list[str]] = {"p50": [], "p99": []}
+
+    def lag_y(value: float) -> float:
+        return round(chart.bottom - plot_height * max(0.0, min(value, lag_top)) / lag_top, 2)
+
+    def close(name: str, lines: list[str]) -> None:
+        if segments[name]:
+            lines.append(" ".join(segments[name]))
+            segments[name] = []
+
+    for index, row in enumerate(rows):
         x = chart.left + index * slot
-        local = minute.astimezone(tz)
+        middle = round(x + slot / 2, 2)
+        local = row.minute.astimezone(tz)
         label = f"{local:%H:%M}"
-        height = round(plot_height * count / count_top, 2)
-        title = f"{label}: {count} run{'s' if count != 1 else ''}"
-        if count:
-            title += f", average lag {format_ms(lag)}"
+        height = round(plot_height * row.runs / count_top, 2)
+        title = f"{label}: {row.runs} run{'s' if row.runs != 1 else ''}"
+        if row.runs and row.p50_ms is not None and row.p99_ms is not None:
+            title += f", lag p50 {format_ms(row.p50_ms)}, p99 {format_ms(row.p99_ms)}"
+            chart.latest = row
+            segments["p50"].append(f"{middle},{lag_y(row.p50_ms)}")
+            segments["p99"].append(f"{middle},{lag_y(row.p99_ms)}")
+            chart.lag_points.append((middle, lag_y(row.p99_ms), title))
+            chart.p50_points.append((middle, lag_y(row.p50_ms)))
+        else:  # no runs: the lines break
+            close("p50", chart.p50_lines)
+            close("p99", chart.p99_lines)
         top = round(chart.bottom - height, 2)
         chart.bars.append(Bar(round(x + slot * 0.12, 2), top, round(slot * 0.76, 2), height, title))
         if local.minute % 10 == 0:
-            chart.time_ticks.append(Tick(round(x + slot / 2, 2), label))
-        if count:
-            y = chart.bottom - plot_height * min(lag, lag_top) / lag_top
-            point = (round(x + slot / 2, 2), round(y, 2))
-            segment.append(f"{point[0]},{point[1]}")
-            chart.lag_points.append((point[0], point[1], title))
-        elif segment:
-            chart.lag_lines.append(" ".join(segment))
-            segment = []
-    if segment:
-        chart.lag_lines.append(" ".join(segment))
+            chart.time_ticks.append(Tick(middle, label))
+    close("p50", chart.p50_lines)
+    close("p99", chart.p99_lines)
     for fraction in (0, 0.5, 1):
         y = round(chart.bottom - plot_height * fraction, 2)
         chart.count_ticks.append(Tick(y, format_count(count_top * fraction)))

@@ -24,6 +24,7 @@ from app.models import JOB_STATUSES, Job
 from app.timing import RECURRING
 from app.ui import bp, forms
 from app.ui.display import job_label, now, viewer_zone
+from app.ui.live import live
 from app.ui.render import htmx_target, page
 from app.ui.views import back, toast
 
@@ -211,6 +212,7 @@ def check_payload() -> str:
 
 
 @bp.get("/jobs/<job_id>")
+@live(("job-live", "job-runs"), shows=("next runs",))  # 304 if unchanged (app/ui/live.py)
 def job_page(job_id: str) -> Response:
     job = jobs.get_job(job_id)
     current = now()

@@ -7,6 +7,7 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import current_app, flash, make_response, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -20,6 +21,7 @@ from app.schemas import NAME_PATTERN
 from app.timing.zones import get_zone, to_instant
 from app.ui import bp, charts
 from app.ui.display import now, viewer_zone
+from app.ui.live import live
 from app.ui.render import VARY, htmx_target, page
 
 RUN_PAGE_SIZE = 50
@@ -87,22 +89,44 @@ def toast(response: Response, message: str) -> Response:
 
 
 @bp.get("/")
+@live(("overview-live",), shows=("next runs",))
 def overview() -> Response:
     return page("overview.html", ("overview-live",), **overview_context(now(), viewer_zone()))
 
 
+OUTCOMES = ("delivered", "retrying", "dead", "pending", "delivering")  # RUN_STATUSES, ends first
+
+
 def overview_context(current: datetime, zone: str) -> dict[str, Any]:
+    current = current.replace(microsecond=0)  # windows that a runs page link repeats exactly
     upcoming = jobs.due_between(current, current + timedelta(hours=1), limit=200)
     failures = latest_failures(FAILURES_SHOWN)
     return {
         "job_counts": jobs.count_by_status(),
         "run_counts": runs.count_by_status(),
         "timeline": charts.timeline(upcoming, current, zone),
-        "chart": charts.run_chart(runs.runs_per_minute(current, 60), zone),
+        "chart": charts.run_chart(runs.lag_per_minute(current, 60), zone),
+        "outcomes": runs.outcomes(current),
+        "outcome_names": OUTCOMES,
+        "outcome_links": outcome_links(current, zone),
+        "queue_depth": queue.depth(current),
         "failures": failures,
         "job_of": jobs.jobs_by_id([run.job_id for run in failures]),
         "poll": POLL_TRIGGER,
     }
+
+
+def outcome_links(current: datetime, zone: str) -> dict[tuple[str, str], str]:
+    """The runs list behind each figure of the outcome table: status and since, the since
+    in the viewer's wall time as the runs page reads it (in the hour a fall-back repeats,
+    it reads as the first pass: the list then shows an hour more than the figure)."""
+    links: dict[tuple[str, str], str] = {}
+    for window, span in runs.WINDOWS.items():
+        since = f"{(current - span).astimezone(get_zone(zone)):%Y-%m-%dT%H:%M:%S}"
+        for status in ("", *OUTCOMES):  # "": every run of the window
+            query = {"status": status, "since": since} if status else {"since": since}
+            links[(window, status)] = "/ui/runs?" + urlencode(query)
+    return links
 
 
 def latest_failures(count: int) -> list[Run]:
@@ -118,6 +142,7 @@ def latest_failures(count: int) -> list[Run]:
 
 
 @bp.get("/runs")
+@live(("run-table",))
 def runs_page() -> Response:
     zone = viewer_zone()
     errors: dict[str, str] = {}
@@ -147,6 +172,8 @@ def runs_page() -> Response:
         statuses=RUN_STATUSES,
         run_counts=runs.count_by_status(),
         job=job,
+        poll=POLL_TRIGGER,
+        status=400 if errors else 200,  # the page names the field at fault
     )
 
 
@@ -205,6 +232,7 @@ def retry_dead() -> Response:
 
 
 @bp.get("/queues")
+@live(("queue-table",), shows=("queue messages",))
 def queues_page() -> Response:
     current = now()
     names = sorted({"default", *queue.queue_names()})
