@@ -101,6 +101,13 @@ class DatabaseCollector:
         retries = CounterMetricFamily("scheduler_retries", "Delivery attempts after the first")
         retries.add_metric([], totals.get("retries", 0.0))
         yield retries
+        queue = CounterMetricFamily(
+            "scheduler_queue_messages", "Built-in queue messages by what consumers did",
+            labels=["action"],
+        )  # fmt: skip
+        for action in ("received", "acked"):
+            queue.add_metric([action], totals.get(f"queue_{action}", 0.0))
+        yield queue
 
     def _lag(self, totals: Mapping[str, float]) -> Metric:
         lag = HistogramMetricFamily("scheduler_fire_lag_seconds", "Fire time minus nominal time")

@@ -42,3 +42,8 @@ def test_metrics_count_fires_lag_deliveries_and_depth(
     assert found[("scheduler_queue_depth", (("queue", "default"),))] == 5
     assert found[("scheduler_jobs", (("status", "completed"),))] == 5
     assert found[("scheduler_retries_total", ())] == 0
+    received = client.post("/queues/default/receive", json={"max": 3}).get_json()["messages"]
+    client.post("/queues/default/ack", json={"receipts": [m["receipt"] for m in received[:2]]})
+    found = samples(client)
+    assert found[("scheduler_queue_messages_total", (("action", "received"),))] == 3
+    assert found[("scheduler_queue_messages_total", (("action", "acked"),))] == 2
