@@ -11,12 +11,15 @@ at /usr/bin/chromium).
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         url = f"sqlite:///{tmp / 'scheduler.sqlite'}"
-        env = process_env(url, SECRET_KEY="screenshots", WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8")
+        env = process_env(
+            url,
+            SECRET_KEY="screenshots",
+            WEBHOOK_ALLOW_NETWORKS="127.0.0.0/8",
+            # Nothing leaves this machine: an SQS run would go to a closed loopback port.
+            AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{free_port()}",
+            AWS_ACCESS_KEY_ID="screenshots",
+            AWS_SECRET_ACCESS_KEY="screenshots",
+        )
         subprocess.run(
             [str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"],
             cwd=ROOT,
@@ -62,11 +73,13 @@ def main() -> None:
             running(start_scheduler(env, tmp / "scheduler.log")),
             running(start_web(env, tmp / "web.log", port)),
         ):
-            job_ids = seed_jobs(base)
+            receiver = start_receiver()
+            job_ids = seed_jobs(base, receiver.server_address[1])
             seed_messages(base)
-            wait_until(lambda: dead_runs(base) > 0, 30)
+            wait_until(lambda: dead_runs(base) > 0 and retried_runs(base) > 0, 60)
             add_history(url, job_ids)
             photograph(base, job_ids, args.out)
+            receiver.shutdown()
     print(f"screenshots in {args.out}")
 
 
@@ -85,9 +98,49 @@ def at(minutes: float = 0, seconds: float = 0) -> str:
     return instant.isoformat().replace("+00:00", "Z")
 
 
-def seed_jobs(base: str) -> dict[str, str]:
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver on loopback that fails one request in three (503), so the
+    pictures show retries as well as deliveries."""
+
+    calls = itertools.count()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status = 503 if next(self.calls) % 3 == 1 else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_receiver() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def seed_jobs(base: str, receiver_port: int) -> dict[str, str]:
     closed = free_port()  # nobody listens here: the webhook's runs fail and die
     return {
+        "orders": create(
+            base,
+            {
+                "name": "export-orders",
+                "payload": '{"export": "orders", "since": "last-run"}',
+                "recurring": "interval",
+                "interval": 5,
+                "at": at(seconds=1),
+                "target": {
+                    "type": "webhook",
+                    "url": f"http://127.0.0.1:{receiver_port}/hooks/orders",
+                    "headers": {"X-Team": "fulfilment"},
+                    "timeout": 5.0,
+                },
+                "retry": {"attempts": 4, "backoff": 1, "maxBackoff": 10},
+            },
+        ),
         "heartbeat": create(
             base,
             {
@@ -186,6 +239,11 @@ def queue_depth(base: str, name: str) -> int:
     return int(requests.get(f"{base}/queues/{name}", timeout=5).json()["depth"])
 
 
+def retried_runs(base: str) -> int:
+    runs = requests.get(f"{base}/runs?limit=100", timeout=5).json()
+    return sum(1 for run in runs if run["attempts"] > 1)
+
+
 def dead_runs(base: str) -> int:
     return len(requests.get(f"{base}/runs?status=dead", timeout=5).json())
 
@@ -198,6 +256,7 @@ def add_history(url: str, job_ids: dict[str, str]) -> None:
     rows: list[dict[str, Any]] = []
     heartbeat = uuid.UUID(job_ids["heartbeat"])
     emails = uuid.UUID(job_ids["emails"])
+    orders = uuid.UUID(job_ids["orders"])
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=59)
     for minute in range(59):
         at = start + timedelta(minutes=minute)
@@ -206,6 +265,13 @@ def add_history(url: str, job_ids: dict[str, str]) -> None:
             rows.append(history_row(heartbeat, at + timedelta(seconds=second), rng, minute))
         if minute % 5 == 0:
             rows.append(history_row(emails, at, rng, minute))
+        if minute % 2 == 0:  # the webhook: now and then retried, twice given up
+            status = "dead" if minute in (14, 38) else "delivered"
+            attempts = 4 if status == "dead" else (2 if minute % 6 == 0 else 1)
+            rows.append(history_row(orders, at, rng, minute, status, attempts))
+    waiting = history_row(orders, now - timedelta(seconds=40), rng, 58, "retrying", 2)
+    waiting |= {"next_attempt_at": now + timedelta(minutes=15), "last_error": "HTTP 503"}
+    rows.append(waiting)  # a run waiting for its next attempt while the pictures are taken
     beats = [row for row in rows if row["job_id"] == heartbeat]
     with engine.begin() as conn:
         conn.execute(insert(Run.__table__), rows)
@@ -222,18 +288,29 @@ def add_history(url: str, job_ids: dict[str, str]) -> None:
     engine.dispose()
 
 
-def history_row(job_id: uuid.UUID, nominal: datetime, rng: random.Random, minute: int) -> dict:
+def history_row(
+    job_id: uuid.UUID,
+    nominal: datetime,
+    rng: random.Random,
+    minute: int,
+    status: str = "delivered",
+    attempts: int = 1,
+) -> dict[str, Any]:
+    """A run as the dispatcher writes it: fired a few milliseconds late (more for a few
+    minutes, as under load), delivered or dead after its attempts."""
     lag = rng.uniform(2, 18) + (40 if 30 <= minute <= 34 else 0)
     fired = nominal + timedelta(milliseconds=lag)
     return {
         "id": uuid.uuid4(),
         "job_id": job_id,
         "scheduled_for": nominal,
+        "due_at": nominal,
         "fired_at": fired,
-        "status": "delivered",
-        "attempts": 1,
+        "status": status,
+        "attempts": attempts,
         "next_attempt_at": None,
-        "delivered_at": fired + timedelta(milliseconds=3),
+        "delivered_at": fired + timedelta(milliseconds=3) if status == "delivered" else None,
+        "last_error": "HTTP 503 Service Unavailable" if status == "dead" else None,
     }
 
 
@@ -247,7 +324,10 @@ def photograph(base: str, job_ids: dict[str, str], out: Path) -> None:
         page.goto(f"{base}/ui/")  # sets the tz cookie and reloads once
         page.wait_for_function(f"document.documentElement.dataset.tz === '{ZONE}'")
         shot(page, f"{base}/ui/", out / "overview.png")
-        shot(page, f"{base}/ui/jobs", out / "jobs.png")
+        page.goto(f"{base}/ui/jobs")
+        for label in ("Select export-orders", "Select crm-sync"):  # two ticked for an action
+            page.locator(f"label:has-text('{label}')").click()
+        page.screenshot(path=str(out / "jobs.png"), full_page=True)
         page.goto(f"{base}/ui/jobs/new")
         page.fill("#name", "weekday-standup")
         page.fill("#payload", '{"channel": "#team", "text": "Stand-up in 5 minutes"}')
