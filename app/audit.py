@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from flask import g, has_request_context
+from flask import g, has_app_context, has_request_context
 from sqlalchemy import Select, insert, select
 
 from app.database import db
@@ -22,9 +22,10 @@ DISPATCHER = "dispatcher"  # the actor of the changes the scheduler process make
 
 
 def current_actor() -> str:
-    if not has_request_context():
-        return "system"
-    return str(g.get("actor") or "anonymous")
+    """The request's actor; outside a request, the scheduler process's own work names
+    itself in g.actor (DISPATCHER), anything else is "system"."""
+    actor = g.get("actor") if has_app_context() else None
+    return str(actor or ("anonymous" if has_request_context() else "system"))
 
 
 def record(

@@ -14,7 +14,8 @@ from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 from app import audit, jobstate, timing
 from app.cursors import decode_cursor, decode_sort_cursor, encode_cursor, encode_sort_cursor
 from app.database import begin_write, db, is_postgresql
-from app.errors import NotFound, TooLarge
+from app.errors import Invalid, NotFound, TooLarge
+from app.instants import format_instant
 from app.jobinput import JobValues
 from app.jobstate import JobState
 from app.models import Job, Run
@@ -49,6 +50,8 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.updated_at = now
     state = jobstate.schedule(rules, JobState.of(job), now, paused=values.paused)
     _set_state(job, state)
+    if job.status != jobstate.PAUSED:  # a pause's terms last as long as the pause
+        job.pause_note = job.paused_until = None
 
 
 def _with_secret(target: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
@@ -172,11 +175,47 @@ def delete_job(job_id: str, now: datetime) -> None:
     db.session.commit()
 
 
-def pause_job(job_id: str, now: datetime) -> Job:
+@dataclass(frozen=True)
+class PauseTerms:
+    """Why a job is paused, and when the pause ends by itself (end_pauses)."""
+
+    note: str | None = None
+    until: datetime | None = None
+
+    def detail(self) -> str | None:
+        parts = [self.note] if self.note else []
+        parts += [f"until {format_instant(self.until)}"] if self.until else []
+        return "; ".join(parts) or None
+
+
+def pause_job(job_id: str, now: datetime, terms: PauseTerms = PauseTerms()) -> Job:
+    if terms.until is not None and terms.until <= now:
+        raise Invalid.field("until", "must be in the future")
     job = _locked_job(job_id)
-    _pause(job, now)
+    _pause(job, now, terms)
     db.session.commit()
     return job
+
+
+def end_pauses(now: datetime, limit: int = 500) -> int:
+    """Resume the paused jobs whose pause has ended, the longest over first; how many.
+    The scheduler process calls this every pass (an index range, empty most of the time)."""
+    begin_write()
+    ended = list(
+        db.session.execute(
+            select(Job)
+            .where(Job.paused_until <= now)
+            .order_by(Job.paused_until)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+    for job in ended:
+        _resume(job, now, detail=f"the pause ended (until {format_instant(job.paused_until)})")
+    _notify_if_due_soon(ended, now)
+    db.session.commit()
+    return len(ended)
 
 
 def resume_job(job_id: str, now: datetime) -> Job:
@@ -203,12 +242,22 @@ def _delete(job: Job, now: datetime) -> bool:
     return True
 
 
-def _pause(job: Job, now: datetime) -> bool:
-    return _change(job, jobstate.pause(JobState.of(job)), now)
+def _pause(job: Job, now: datetime, terms: PauseTerms = PauseTerms()) -> bool:
+    kept = PauseTerms(job.pause_note, job.paused_until)
+    new_terms = bool(terms.note or terms.until) and terms != kept
+    change = jobstate.pause(JobState.of(job), detail=terms.detail(), new_terms=new_terms)
+    changed = _change(job, change, now)
+    if changed:
+        job.pause_note, job.paused_until = terms.note, terms.until
+    return changed
 
 
-def _resume(job: Job, now: datetime) -> bool:
-    return _change(job, jobstate.resume(job_timing(job), JobState.of(job), now), now)
+def _resume(job: Job, now: datetime, detail: str | None = None) -> bool:
+    change = jobstate.resume(job_timing(job), JobState.of(job), now, detail=detail)
+    changed = _change(job, change, now)
+    if changed:
+        job.pause_note = job.paused_until = None
+    return changed
 
 
 def _run_now(job: Job, now: datetime) -> Run:

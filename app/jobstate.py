@@ -117,13 +117,18 @@ def new_rule(state: JobState) -> JobState:
     return replace(state, occurrence_count=0, last_occurrence_at=None)
 
 
-def pause(state: JobState, *, detail: str | None = None) -> Change:
+def pause(state: JobState, *, detail: str | None = None, new_terms: bool = False) -> Change:
+    """Pause an active job; a paused one only takes new terms (a note, an end), audited."""
+    if state.status == PAUSED and new_terms:
+        return Change(state, (Audit("pause", detail),))
     if state.status != ACTIVE:
         return Change(state)
     return Change(replace(state, status=PAUSED, next_run_at=None), (Audit("pause", detail),))
 
 
-def resume(rules: timing.Timing, state: JobState, now: datetime) -> Change:
+def resume(
+    rules: timing.Timing, state: JobState, now: datetime, *, detail: str | None = None
+) -> Change:
     """Resume from now: occurrences that fell while paused are not fired."""
     if state.status != PAUSED:
         return Change(state)
@@ -134,7 +139,7 @@ def resume(rules: timing.Timing, state: JobState, now: datetime) -> Change:
         upcoming = timing.next_fire(rules, now, fired=state.occurrence_count)
     status = ACTIVE if upcoming is not None else COMPLETED
     resumed = replace(state, status=status, next_run_at=upcoming, due_since=now)
-    return Change(resumed, (Audit("resume"),))
+    return Change(resumed, (Audit("resume", detail),))
 
 
 def due_at(state: JobState, scheduled_for: datetime) -> datetime:

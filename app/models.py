@@ -67,6 +67,9 @@ class Job(db.Model):  # type: ignore[name-defined]
     # occurrence before it was not late; it could not have fired sooner.
     due_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_catch_up: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
+    # A pause's terms, while paused: why, and when it ends by itself (app.jobs.end_pauses).
+    pause_note: Mapped[str | None] = mapped_column(Text)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -74,6 +77,13 @@ class Job(db.Model):  # type: ignore[name-defined]
         Index("ix_jobs_next_run_at", "next_run_at"),
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
+        # Partial: only paused jobs with an end are in it, so a fire never writes to it.
+        Index(
+            "ix_jobs_paused_until",
+            "paused_until",
+            postgresql_where=text("paused_until IS NOT NULL"),
+            sqlite_where=text("paused_until IS NOT NULL"),
+        ),
     )
 
 

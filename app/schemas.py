@@ -258,6 +258,8 @@ class JobOut(BaseModel):
     misfire: str
     maxCatchUp: int | None
     status: Literal["active", "paused", "completed"]
+    pauseNote: str | None = Field(None, description="Why it is paused (while paused)")
+    pausedUntil: str | None = Field(None, description="When the pause ends by itself")
     description: str = Field(description="The rule in words")
     nextRunAt: str | None
     lastRunAt: str | None
@@ -281,6 +283,13 @@ class JobBatchIn(Strict):
 
 class JobBatchOut(BaseModel):
     jobs: list[JobOut]
+
+
+class PauseIn(Strict):
+    """Optional: a pause without a body is as the original API's."""
+
+    note: Annotated[StrictStr | None, Field(max_length=500, description="Why it is paused")] = None
+    until: StrictStr | None = Field(None, description="RFC 3339: it resumes by itself then")
 
 
 class JobSelectionIn(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -254,6 +254,20 @@ def test_tick_jobs_and_act_on_them_together(service: Service) -> None:
     assert service.api("/schedules").json() == []
 
 
+def type_wall_time(page: Page, selector: str, wall: datetime) -> None:
+    """Type into a datetime-local as a person does in Chromium (en-US): press on its first
+    field (the month), type month and day, the year, Tab past it (a year may have six
+    digits), then hours, minutes, seconds and A or P."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 10, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.down()
+    page.mouse.up()
+    page.keyboard.type(wall.strftime("%m%d%Y"), delay=40)
+    page.keyboard.press("Tab")
+    page.keyboard.type(wall.strftime("%I%M%S") + wall.strftime("%p")[0], delay=40)
+
+
 def press_and_release(page: Page, selector: str) -> None:
     """A person's click: the control scrolled into view, the pointer moves there, the
     button goes down, is held, comes up."""
@@ -343,3 +357,29 @@ def test_the_overview_fits_a_phone_and_dense_lanes_reach_the_end_of_the_hour(
         }"""
     )
     assert overflow == [], f"axis labels cut off (x, width): {overflow}"
+
+
+def test_pause_with_a_note_until_a_time_then_it_resumes_by_itself(service: Service) -> None:
+    """A person pauses a job for a few seconds with a note, typed as people type; the
+    page says why and until when, and shows the job active again when the end comes."""
+    body = {"name": "nightly-export", "payload": "p", "recurring": "interval",
+            "interval": 3600, "at": "2030-01-01T00:00:00Z"}  # fmt: skip
+    job = requests.post(f"{service.base}/schedules", json=body, timeout=5).json()["jobId"]
+    page = service.page
+    page.goto(f"{service.base}/ui/jobs/{job}")
+    press_and_release(page, "#pause-terms summary")
+    press_and_release(page, "#pause-note")
+    page.keyboard.type("warehouse move", delay=40)
+    until = datetime.now(ZoneInfo(ZONE)).replace(microsecond=0) + timedelta(seconds=8)
+    type_wall_time(page, "#pause-until", until)
+    assert page.input_value("#pause-until") == until.strftime("%Y-%m-%dT%H:%M:%S")
+    press_and_release(page, "#pause-with-terms")
+    expect(page.locator(".flash")).to_contain_text("Job paused until")
+    expect(page.locator("#job-status .badge")).to_have_text("paused")
+    expect(page.locator("#job-pause")).to_contain_text("warehouse move")
+    answer = service.api(f"/schedules/{job}").json()
+    assert answer["pauseNote"] == "warehouse move"
+    assert answer["pausedUntil"] == until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # No reload: the live block follows the job back to active.
+    expect(page.locator("#job-status .badge")).to_have_text("active", timeout=20_000)
+    expect(page.locator("#job-pause")).to_have_count(0)

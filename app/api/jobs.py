@@ -28,6 +28,7 @@ from app.schemas import (
     JobListQuery,
     JobOut,
     JobSelectionIn,
+    PauseIn,
     PreviewOut,
     PreviewQuery,
     RunListQuery,
@@ -163,9 +164,11 @@ def delete_job(jobId: UUID) -> Response:
 
 
 @operation(bp, "POST", "/schedules/<uuid:jobId>/pause", summary="Pause a job", tag=TAG,
-           response=JobOut, errors=[404])  # fmt: skip
-def pause_job(jobId: UUID) -> Response:
-    return jsonify(job_out(jobs.pause_job(str(jobId), now())))
+           body=PauseIn, body_required=False, response=JobOut, errors=[404, 422])  # fmt: skip
+def pause_job(jobId: UUID, body: PauseIn) -> Response:
+    until = jobinput.instant_field("until", body.until) if body.until else None
+    terms = jobs.PauseTerms(body.note or None, until)
+    return jsonify(job_out(jobs.pause_job(str(jobId), now(), terms)))
 
 
 @operation(bp, "POST", "/schedules/<uuid:jobId>/resume", summary="Resume a paused job", tag=TAG,

@@ -34,6 +34,7 @@ class Operation:
     errors: tuple[int, ...]
     list_response: bool
     headers: tuple[dict[str, Any], ...] = ()
+    body_required: bool = True
 
 
 OPERATIONS: list[Operation] = []
@@ -65,9 +66,11 @@ def operation(
     ignore_fields: frozenset[str] = frozenset(),
     query_status: int = 400,
     headers: Iterable[dict[str, Any]] = (),
+    body_required: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a view; parse its JSON body into `body=` and its query into `query=`
-    (`headers`: the request headers it reads, as OpenAPI parameters)."""
+    (`headers`: the request headers it reads, as OpenAPI parameters; without
+    `body_required`, no body is the body model's defaults)."""
     op = Operation(
         method,
         rule,
@@ -80,6 +83,7 @@ def operation(
         tuple(errors),
         list_response,
         tuple(headers),
+        body_required,
     )
     OPERATIONS.append(op)
 
@@ -87,7 +91,8 @@ def operation(
         @functools.wraps(view)
         def wrapper(**kwargs: Any) -> Any:
             if body is not None:
-                kwargs["body"] = parse_body(body, ignore_fields)
+                given = body_required or request.get_data(cache=True).strip()
+                kwargs["body"] = parse_body(body, ignore_fields) if given else body()
             if query is not None:
                 kwargs["query"] = parse_query(query, query_status)
             return view(**kwargs)
@@ -214,7 +219,7 @@ def _operation_doc(op: Operation) -> dict[str, Any]:
     }
     if op.body is not None:
         doc["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": _ref(op.body)}},
         }
     return doc

@@ -31,6 +31,8 @@ def job_out(job: Job, *, show_secret: bool = False) -> dict[str, Any]:
         "misfire": job.misfire,
         "maxCatchUp": job.max_catch_up,
         "status": job.status,
+        "pauseNote": job.pause_note,
+        "pausedUntil": format_instant(job.paused_until),
         "description": timing.describe(job_timing(job)),
         "nextRunAt": format_instant(job.next_run_at),
         "lastRunAt": format_instant(job.last_run_at),

@@ -22,9 +22,9 @@ from types import FrameType
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
-from flask import Flask
+from flask import Flask, g
 
-from app import clock_of
+from app import audit, clock_of, jobs
 from app.config import allow_networks
 from app.database import db, is_postgresql
 from app.scheduler.bulk import bulk_for
@@ -132,6 +132,7 @@ def run_scheduler(app: Flask) -> None:
     every(interval, "deliver", lambda: dispatcher.run_delivery_pass(interval), passes=True)
     every(dispatcher.settings.lease / 4, "renew", dispatcher.renew_leases, passes=False)
     every(60, "prune", lambda: prune_history(app), passes=False)
+    every(interval, "end-pauses", lambda: end_pauses(app), passes=False)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", extra={"action": "stop", "signal": signum})
@@ -154,6 +155,12 @@ def run_scheduler(app: Flask) -> None:
     dispatcher.close(SHUTDOWN_GRACE)
     faulthandler.cancel_dump_traceback_later()
     log.info("scheduler stopped", extra={"action": "stop"})
+
+
+def end_pauses(app: Flask) -> None:
+    """Resume the jobs whose pause has ended, as the dispatcher (the audit log's actor)."""
+    g.actor = audit.DISPATCHER
+    jobs.end_pauses(clock_of(app).now())
 
 
 def prune_history(app: Flask) -> None:

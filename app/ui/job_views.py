@@ -23,10 +23,10 @@ from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
 from app.timing import RECURRING
 from app.ui import bp, forms
-from app.ui.display import job_label, now, viewer_zone
+from app.ui.display import job_label, local_time, now, viewer_zone
 from app.ui.live import live
 from app.ui.render import htmx_target, page
-from app.ui.views import back, toast
+from app.ui.views import back, toast, wall_instant
 
 JOB_PAGE_SIZE = 25
 JOB_RUNS_SHOWN = 25
@@ -249,7 +249,17 @@ def next_times(job: Job, current: datetime, count: int) -> list[datetime]:
 
 @bp.post("/jobs/<job_id>/pause")
 def pause_job(job_id: str) -> Response:
-    job = jobs.pause_job(job_id, now())
+    """Pause, with an optional note and end (a wall time in the viewer's zone)."""
+    errors: dict[str, str] = {}
+    until = wall_instant(request.form.get("until", ""), viewer_zone(), "until", errors)
+    if errors:
+        raise Invalid.field("until", errors["until"])
+    note = request.form.get("note", "").strip() or None
+    if note is not None and len(note) > 500:
+        raise Invalid.field("note", "at most 500 characters")
+    job = jobs.pause_job(job_id, now(), jobs.PauseTerms(note, until))
+    if until is not None:
+        return after_action(job, f"Job paused until {local_time(until).striptags()}")
     return after_action(job, "Job paused: it does not fire until resumed")
 
 
