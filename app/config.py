@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     RUN_RETENTION_DAYS: Positive = 30.0  # finished runs older than this are pruned
     QUEUE_RETENTION_DAYS: Positive = 14.0  # built-in queue messages older than this
     AUDIT_RETENTION_DAYS: Positive = 365.0  # audit entries older than this
+    COMPLETED_JOB_RETENTION_DAYS: Positive = 30.0  # completed jobs, their runs finished
     ADMIN_PASSWORD: str | None = None  # lets people sign in to the UI without a key
     TRUST_PROXY: bool = False  # behind a TLS-terminating proxy that sets X-Forwarded-*
 

@@ -39,6 +39,7 @@ class JobValues:
     misfire: str
     max_catch_up: int | None
     paused: bool
+    on_complete: str = "keep"  # or "delete": the job goes once its runs are finished
 
 
 def job_values(data: JobIn) -> JobValues:
@@ -52,6 +53,7 @@ def job_values(data: JobIn) -> JobValues:
         misfire=data.misfire,
         max_catch_up=data.maxCatchUp,
         paused=data.status == "paused",
+        on_complete=data.onComplete,
     )
 
 

@@ -47,6 +47,7 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.retry = values.retry
     job.misfire = values.misfire
     job.max_catch_up = values.max_catch_up
+    job.on_complete = values.on_complete
     job.updated_at = now
     state = jobstate.schedule(rules, JobState.of(job), now, paused=values.paused)
     _set_state(job, state)

@@ -67,6 +67,8 @@ class Job(db.Model):  # type: ignore[name-defined]
     # occurrence before it was not late; it could not have fired sooner.
     due_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_catch_up: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
+    # "keep" or "delete": once completed and its runs finished, retention deletes it.
+    on_complete: Mapped[str] = mapped_column(String(8), default="keep", server_default="keep")
     # A pause's terms, while paused: why, and when it ends by itself (app.jobs.end_pauses).
     pause_note: Mapped[str | None] = mapped_column(Text)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

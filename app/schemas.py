@@ -236,6 +236,11 @@ class JobIn(TimingFields):
         StrictInt | None,
         Field(ge=1, le=10_000, description='misfire "all": missed occurrences fired at most'),
     ] = None
+    onComplete: Literal["keep", "delete"] = Field(
+        "keep",
+        description="delete: once completed and its runs finished, the job is deleted "
+        "(kept: pruned after COMPLETED_JOB_RETENTION_DAYS)",
+    )
     # "completed" is accepted so get-modify-put works; the rules decide whether it still is.
     status: Literal["active", "paused", "completed"] = "active"
 
@@ -257,6 +262,7 @@ class JobOut(BaseModel):
     retry: dict[str, Any]
     misfire: str
     maxCatchUp: int | None
+    onComplete: Literal["keep", "delete"]
     status: Literal["active", "paused", "completed"]
     pauseNote: str | None = Field(None, description="Why it is paused (while paused)")
     pausedUntil: str | None = Field(None, description="When the pause ends by itself")

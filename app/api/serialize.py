@@ -30,6 +30,7 @@ def job_out(job: Job, *, show_secret: bool = False) -> dict[str, Any]:
         "retry": job.retry,
         "misfire": job.misfire,
         "maxCatchUp": job.max_catch_up,
+        "onComplete": job.on_complete,
         "status": job.status,
         "pauseNote": job.pause_note,
         "pausedUntil": format_instant(job.paused_until),

@@ -170,4 +170,5 @@ def prune_history(app: Flask) -> None:
         run_days=float(app.config["RUN_RETENTION_DAYS"]),
         queue_days=float(app.config["QUEUE_RETENTION_DAYS"]),
         audit_days=float(app.config["AUDIT_RETENTION_DAYS"]),
+        completed_job_days=float(app.config["COMPLETED_JOB_RETENTION_DAYS"]),
     )

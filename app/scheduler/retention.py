@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Engine, Table, delete, select
+from sqlalchemy import ColumnElement, Engine, Table, delete, exists, func, insert, select
 
+from app import audit
 from app.database import write_connection
 from app.idempotency import KEY_LIFETIME
-from app.models import AuditEntry, IdempotencyKey, QueueMessage, Run
+from app.models import AuditEntry, IdempotencyKey, Job, QueueMessage, Run
 
 log = logging.getLogger(__name__)
 BATCH = 1000
@@ -42,6 +43,7 @@ def prune(
     run_days: float,
     queue_days: float,
     audit_days: float,
+    completed_job_days: float = 30.0,
     limit: int = 100_000,
 ) -> dict[str, int]:
     """Delete finished runs, queue messages, audit entries and idempotency keys older than
@@ -52,6 +54,7 @@ def prune(
     runs, messages, audit = Run.__table__, QueueMessage.__table__, AuditEntry.__table__
     keys = IdempotencyKey.__table__
     pruned = {
+        **prune_completed_jobs(engine, now, completed_job_days, limit),
         "runs": prune_all(
             engine,
             runs,
@@ -64,6 +67,54 @@ def prune(
         "audit_log": prune_all(engine, audit, audit.c.at < now - timedelta(days=audit_days), limit),
         "idempotency_keys": prune_all(engine, keys, keys.c.created_at <= now - KEY_LIFETIME, limit),
     }
-    if any(pruned.values()):
+    if any(pruned.values()):  # (a deleted job's runs go with it: "runs" counts the rest)
         log.info("pruned history", extra={"action": "prune", **pruned})
     return pruned
+
+
+def prune_completed_jobs(
+    engine: Engine, now: datetime, completed_days: float, limit: int
+) -> dict[str, int]:
+    """Delete completed jobs, with their runs, once none of their runs is still to be
+    delivered: those that asked for it (onComplete "delete", audited as the dispatcher's
+    delete) and those completed longer ago than `completed_days`. A run still pending,
+    being delivered or waiting for a retry holds its job until it is finished."""
+    jobs, runs = Job.__table__, Run.__table__
+    unfinished = exists().where(runs.c.job_id == jobs.c.id, runs.c.next_attempt_at.is_not(None))
+    done = (jobs.c.status == "completed") & ~unfinished
+    completed_at = func.coalesce(jobs.c.last_run_at, jobs.c.updated_at)
+    old = completed_at < now - timedelta(days=completed_days)
+    asked = delete_jobs(engine, now, done & (jobs.c.on_complete == "delete"), limit, audited=True)
+    return {"jobs_deleted": asked, "jobs_expired": delete_jobs(engine, now, done & old, limit)}
+
+
+def delete_jobs(
+    engine: Engine,
+    now: datetime,
+    condition: ColumnElement[bool],
+    limit: int,
+    *,
+    audited: bool = False,
+) -> int:
+    jobs, audit_log = Job.__table__, AuditEntry.__table__
+    total = 0
+    while total < limit:
+        with write_connection(engine) as conn:
+            # Locked (skipping what another dispatcher holds), then deleted if still done.
+            query = (
+                select(jobs.c.id).where(condition).limit(BATCH).with_for_update(skip_locked=True)
+            )
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                break
+            deleted = conn.execute(delete(jobs).where(jobs.c.id.in_(ids), condition)).rowcount
+            if audited:
+                rows = [
+                    audit.entry(now, audit.DISPATCHER, "delete", i, detail="onComplete: delete")
+                    for i in ids
+                ]
+                conn.execute(insert(audit_log), rows)
+        total += int(deleted)
+        if len(ids) < BATCH:
+            break
+    return total
