@@ -90,6 +90,7 @@ class Delivering:
                     runs.c.id,
                     runs.c.job_id,
                     runs.c.scheduled_for,
+                    runs.c.fired_at,
                     runs.c.attempts,
                     runs.c.origin,
                     jobs.c.payload,
@@ -159,7 +160,7 @@ class Delivering:
             if target is None:
                 dead.append((delivery, f"no {kind} target configured in this scheduler"))
                 continue
-            item = self._held(target, delivery, row.retry, now)
+            item = self._held(target, delivery, row.fired_at, row.retry, now)
             share = self.settings.origin_held(item.limit)
             if self.lanes.held_for(item.origin) + taken[item.origin] >= share:
                 with self._lock:
@@ -180,7 +181,12 @@ class Delivering:
         return held
 
     def _held(
-        self, target: Target, delivery: Delivery, retry: Mapping[str, Any] | None, now: datetime
+        self,
+        target: Target,
+        delivery: Delivery,
+        fired_at: datetime,
+        retry: Mapping[str, Any] | None,
+        now: datetime,
     ) -> Held:
         timeout = target.timeout(delivery)
         lease = max(self.settings.lease, timeout + self.settings.lease_margin)
@@ -191,6 +197,7 @@ class Delivering:
         limit = min(limit, imposed or limit)
         return Held(
             delivery=delivery,
+            fired_at=fired_at,
             policy=RetryPolicy.of(retry, self.settings.default_retry),
             timeout=timeout,
             lease=lease,
