@@ -78,17 +78,6 @@ _RETRY_FIELDS = {
     "maxBackoff": "max_backoff",
     "maxAge": "max_age",
 }
-# Fields a form may leave out (an older page, a script): the job keeps what it has.
-OPTIONAL_FIELDS = (
-    "sqs_region",
-    "sqs_group",
-    "webhook_headers",
-    "webhook_timeout",
-    "webhook_secret",
-    "max_in_flight",
-    "max_backoff",
-    "max_age",
-)
 
 
 class FormErrors(Exception):
@@ -115,7 +104,7 @@ class JobForm:
     sqs_url: str = ""
     webhook_url: str = ""
     webhook_method: str = "POST"
-    # None: the field was not sent, so the job keeps its value (see OPTIONAL_FIELDS).
+    # None: not sent (an older page, a script), so the job keeps its value.
     sqs_region: str | None = None
     sqs_group: str | None = None  # a FIFO queue's message group
     webhook_headers: str | None = None  # one "Name: value" a line
@@ -386,54 +375,76 @@ def form_field(api_field: str) -> str:
 def _target(form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]) -> dict[str, Any]:
     """The target the form names. What the form leaves out is kept from the job's target
     when its type stays the same (the secret always is, unless a new one is typed in)."""
-    kept = {key: value for key, value in (old or {}).items() if key != "secret"}
-    if kept.get("type") != form.target_type:
-        kept = {}
-    if form.target_type == "queue":
+    kind = form.target_type
+    if kind == "queue":
         return {"type": "queue", "name": form.queue_name.strip() or "default"}
-    if form.target_type not in ("sqs", "webhook"):
-        return {"type": form.target_type}
-    target = kept | {"type": form.target_type}
-    sent: dict[str, Any] = {
-        "maxInFlight": _optional(form.max_in_flight, "max_in_flight", errors, _integer, "calls"),
-    }
-    if form.target_type == "sqs":
-        target["queueUrl"] = form.sqs_url.strip()
-        sent |= {"region": _text(form.sqs_region), "messageGroupId": _text(form.sqs_group)}
-    else:
-        method = form.webhook_method if form.webhook_method in WEBHOOK_METHODS else "POST"
-        target |= {"url": form.webhook_url.strip(), "method": method}
-        sent |= {
-            "headers": _headers(form.webhook_headers, errors),
-            "timeout": _optional(form.webhook_timeout, "webhook_timeout", errors, _number),
-            "secret": _text(form.webhook_secret) or KEEP,
-        }
-    for key, value in sent.items():
-        if value is None:
-            target.pop(key, None)  # left empty: the API's default
-        elif value is not KEEP:
-            target[key] = value
-    return target
+    if kind not in ("sqs", "webhook"):
+        return {"type": kind}
+    kept = {k: v for k, v in (old or {}).items() if k != "secret"}
+    if kept.get("type") != kind:
+        kept = {}
+    calls = _sent_integer(form.max_in_flight, "max_in_flight", errors, "a whole number of calls")
+    if kind == "sqs":
+        return _merged(
+            kept,
+            type="sqs",
+            queueUrl=form.sqs_url.strip(),
+            region=_sent_text(form.sqs_region),
+            messageGroupId=_sent_text(form.sqs_group),
+            maxInFlight=calls,
+        )
+    return _merged(
+        kept,
+        type="webhook",
+        url=form.webhook_url.strip(),
+        method=form.webhook_method if form.webhook_method in WEBHOOK_METHODS else "POST",
+        headers=_headers(form.webhook_headers, errors),
+        timeout=_sent_number(form.webhook_timeout, "webhook_timeout", errors),
+        secret=_sent_text(form.webhook_secret) or KEEP,  # empty: the job's, or a new one
+        maxInFlight=calls,
+    )
+
+
+def _retry(
+    form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]
+) -> dict[str, Any] | None:
+    """The job's retry policy from the form: empty fields take the defaults, fields the form
+    did not send are kept from the job's."""
+    retry = _merged(
+        dict(old or {}),
+        attempts=_integer(form.attempts, "attempts", errors, "a whole number of attempts"),
+        backoff=_number(form.backoff, "backoff", errors),
+        maxBackoff=_sent_number(form.max_backoff, "max_backoff", errors),
+        maxAge=_sent_number(form.max_age, "max_age", errors),
+    )
+    return retry or None
 
 
 KEEP: Any = object()  # a field the form did not send: the job keeps its value
 
 
-def _text(value: str | None) -> Any:
-    if value is None:
-        return KEEP
-    return value.strip() or None
+def _merged(kept: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """`kept` with the form's values: each one set, None (left empty) removed so the API's
+    default applies, KEEP left as it was."""
+    merged = dict(kept)
+    for key, value in values.items():
+        if value is None:
+            merged.pop(key, None)
+        elif value is not KEEP:
+            merged[key] = value
+    return merged
 
 
-def _optional(
-    value: str | None, name: str, errors: dict[str, str], read: Any, what: str = ""
-) -> Any:
-    """A number field the form may leave out (KEEP) or empty (None)."""
-    if value is None:
-        return KEEP
-    if what:
-        return read(value, name, errors, f"a whole number of {what}")
-    return read(value, name, errors)
+def _sent_text(value: str | None) -> Any:
+    return KEEP if value is None else value.strip() or None
+
+
+def _sent_integer(value: str | None, name: str, errors: dict[str, str], what: str) -> Any:
+    return KEEP if value is None else _integer(value, name, errors, what)
+
+
+def _sent_number(value: str | None, name: str, errors: dict[str, str]) -> Any:
+    return KEEP if value is None else _number(value, name, errors)
 
 
 def _headers(text: str | None, errors: dict[str, str]) -> Any:
@@ -442,39 +453,18 @@ def _headers(text: str | None, errors: dict[str, str]) -> Any:
         return KEEP
     headers: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
+        name, colon, value = (part.strip() for part in line.partition(":"))
         if not line.strip():
             continue
-        name, colon, value = line.partition(":")
-        if not colon or not name.strip():
-            errors["webhook_headers"] = f"line {number}: write it as Name: value"
-            return KEEP
         try:
-            check_header(name.strip(), value.strip())
+            if not colon or not name:
+                raise ValueError("write it as Name: value")
+            check_header(name, value)
         except ValueError as exc:
             errors["webhook_headers"] = f"line {number}: {exc}"
             return KEEP
-        headers[name.strip()] = value.strip()
+        headers[name] = value
     return headers
-
-
-def _retry(
-    form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]
-) -> dict[str, Any] | None:
-    """The job's retry policy from the form: empty fields take the defaults, fields the form
-    did not send are kept from the job's."""
-    retry = {
-        "attempts": _integer(form.attempts, "attempts", errors, "a whole number of attempts"),
-        "backoff": _number(form.backoff, "backoff", errors),
-        "maxBackoff": _optional(form.max_backoff, "max_backoff", errors, _number),
-        "maxAge": _optional(form.max_age, "max_age", errors, _number),
-    }
-    kept = dict(old or {})
-    for key, value in retry.items():
-        if value is None:
-            kept.pop(key, None)
-        elif value is not KEEP:
-            kept[key] = value
-    return kept or None
 
 
 def _zone_or_error(name: str, errors: dict[str, str]) -> str | None:
