@@ -31,6 +31,14 @@ def stored_secrets(app: Flask, job_id: str) -> list[str]:
         return jobs.secrets_of(jobs.get_job(job_id).target)
 
 
+def session_of(app: Flask, client: FlaskClient) -> dict[str, Any]:
+    """What the session cookie holds, decoded."""
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    return dict(serializer.loads(cookie.value))
+
+
 def input_names(html: str) -> set[str]:
     return set(re.findall(r'<(?:input|select|textarea)[^>]*\bname="([^"]+)"', html))
 
@@ -300,6 +308,7 @@ def test_a_new_webhook_jobs_secret_is_shown_once(app: Flask, client: FlaskClient
     response = client.post("/ui/jobs/new", data=data)
     job = saved_job(client, response)
     (secret,) = stored_secrets(app, job["jobId"])
+    assert secret not in str(session_of(app, client))  # the cookie holds no secret
     url = response.headers["Location"]
     # A poll of part of the page first: it does not use up the one showing.
     poll = client.get(url, headers=HTMX | {"HX-Target": "job-live"})

@@ -7,6 +7,8 @@ both refuse the same input with the same words.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import zoneinfo
 from datetime import datetime
 from functools import cache
@@ -257,7 +259,7 @@ def delete_job(job_id: str) -> Response:
 
 # The signing secret of a webhook job: shown once, right after it is made.
 
-NEW_SECRET = "new_secret"  # session key: {"job": id, "secret": the new secret}
+NEW_SECRET = "new_secret"  # session key: {"job": id, "digest": of the secret to show}
 SECRET_HINT_CHARS = 10  # "whsec_" and 4 characters: enough to tell secrets apart
 
 
@@ -269,18 +271,25 @@ def secret_hint(target: dict[str, Any]) -> str:
 
 
 def show_secret_once(job: Job) -> None:
-    """Keep the job's newest secret for its next page, and only that page (the session
-    cookie is signed and HttpOnly; the entry is gone once shown)."""
+    """Let the job's next page show its newest secret, once. The session (a signed cookie)
+    holds a digest, never the secret: the page takes the secret from the job itself."""
     newest = jobs.secrets_of(job.target)[:1]
     if newest:
-        session[NEW_SECRET] = {"job": str(job.id), "secret": newest[0]}
+        session[NEW_SECRET] = {"job": str(job.id), "digest": _digest(newest[0])}
 
 
 def new_secret(job: Job) -> str | None:
-    """The secret made for this job since its page was last shown, if any (then forgotten)."""
+    """The secret made for this job since its page was last shown, if any (then forgotten;
+    a newer one made since, elsewhere, is not shown)."""
     if htmx_target() or (session.get(NEW_SECRET) or {}).get("job") != str(job.id):
         return None  # a refresh of part of the page, or none made: nothing to show
-    return str(session.pop(NEW_SECRET)["secret"])
+    digest = session.pop(NEW_SECRET).get("digest")
+    newest = jobs.secrets_of(job.target)[:1]
+    return newest[0] if newest and hmac.compare_digest(_digest(newest[0]), str(digest)) else None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @bp.post("/jobs/<job_id>/rotate-secret")
