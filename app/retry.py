@@ -50,6 +50,10 @@ class RetryPolicy:
         """True when a run `age` seconds past its fire is beyond max_age."""
         return self.max_age is not None and age > self.max_age
 
+    def too_old_error(self) -> str:
+        """Why a run too old for another attempt is dead."""
+        return f"not retried: older than its max age ({self.max_age:g} s)"
+
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds before the attempt after `attempt`: exponential backoff with equal jitter,
         never sooner than the target asked, never longer than max_backoff."""

@@ -101,3 +101,42 @@ def test_a_run_dies_when_its_next_retry_would_be_past_its_max_age(
     still = run_of(client, ageless)
     assert (still["status"], still["attempts"]) == ("retrying", 3)
     assert len(http_target.requests_to("/fail")) == 6
+
+
+def test_a_retry_due_after_downtime_past_its_max_age_is_not_tried(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    http_target: HttpTarget,
+) -> None:  # fmt: skip
+    http_target.respond("/fail", Response(500))
+    job_id = create(client, http_target.url + "/fail", {"attempts": 10, "maxAge": 60})
+    dispatcher = make_dispatcher({"webhook": WebhookTarget(allow_networks=["127.0.0.0/8"])})
+    clock.advance(1)
+    dispatcher.step()
+    assert run_of(client, job_id)["status"] == "retrying"  # due within a few seconds
+    clock.advance(3600)  # the dispatcher was away for an hour
+    dispatcher.deliver_due()
+    run = run_of(client, job_id)
+    assert (run["status"], run["attempts"]) == ("dead", 2)
+    assert run["lastError"].startswith("not retried: older than its max age (60 s); ")
+    assert "500" in run["lastError"]  # the failure before is kept
+    assert len(http_target.requests_to("/fail")) == 1  # not tried again
+
+
+def test_a_dead_run_retried_by_hand_gets_one_attempt_past_its_max_age(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    http_target: HttpTarget,
+) -> None:  # fmt: skip
+    http_target.respond("/fail", Response(500))
+    job_id = create(client, http_target.url + "/fail", {"attempts": 1, "maxAge": 60})
+    dispatcher = make_dispatcher({"webhook": WebhookTarget(allow_networks=["127.0.0.0/8"])})
+    clock.advance(1)
+    dispatcher.step()
+    run = run_of(client, job_id)
+    assert run["status"] == "dead"
+    clock.advance(3600)
+    assert client.post(f"/runs/{run['runId']}/retry").status_code == 202
+    dispatcher.deliver_due()
+    run = run_of(client, job_id)
+    assert (run["status"], run["attempts"]) == ("dead", 1)
+    assert "older than its max age" in run["lastError"]
+    assert len(http_target.requests_to("/fail")) == 2  # the attempt asked for was made

@@ -63,7 +63,7 @@ def settle(held: Held, outcome: Outcome, now: datetime, rng: random.Random) -> d
     dead = outcome.permanent or policy.gives_up(attempt, age)
     error = outcome.error or "delivery failed"
     if dead and not outcome.permanent and policy.too_old(age):
-        error = f"not retried: older than its max age ({policy.max_age:g} s); {error}"
+        error = f"{policy.too_old_error()}; {error}"
     return values | {
         "status": "dead" if dead else "retrying",
         "next_attempt_at": None if dead else retry_at,
