@@ -14,11 +14,12 @@ from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
 from app import audit, jobstate, timing
 from app.cursors import decode_cursor, decode_sort_cursor, encode_cursor, encode_sort_cursor
 from app.database import begin_write, db, is_postgresql
-from app.errors import Invalid, NotFound, TooLarge
+from app.errors import Conflict, Invalid, NotFound, TooLarge
 from app.instants import format_instant
 from app.jobinput import JobValues
 from app.jobstate import JobState
 from app.models import Job, Run
+from app.schemas import MAX_SECRETS
 from app.targets.webhook import generate_secret
 
 NOTIFY_CHANNEL = "scheduler_due"
@@ -62,6 +63,47 @@ def _with_secret(target: dict[str, Any], old: dict[str, Any] | None) -> dict[str
         return target
     kept = old.get("secret") if old and old.get("type") == "webhook" else None
     return target | {"secret": kept or generate_secret()}
+
+
+def secrets_of(target: dict[str, Any]) -> list[str]:
+    """A webhook target's signing secrets, the newest first (one, or several mid-rotation)."""
+    secret = target.get("secret") if target.get("type") == "webhook" else None
+    return [secret] if isinstance(secret, str) else list(secret or [])
+
+
+def rotate_secret(job_id: str, now: datetime) -> Job:
+    """Standard Webhooks rotation: a new secret goes first and the current ones stay valid
+    (every delivery is signed with each) until drop_old_secrets; the oldest go beyond
+    MAX_SECRETS."""
+    job = _locked_job(job_id)
+    current = _webhook_secrets(job)
+    job.target = job.target | {"secret": [generate_secret(), *current][:MAX_SECRETS]}
+    job.updated_at = now
+    audit.record("update", now, job_id=job.id, detail="signing secret rotated")
+    db.session.commit()
+    return job
+
+
+def drop_old_secrets(job_id: str, now: datetime) -> Job:
+    """End a rotation: only the newest secret signs from now on."""
+    job = _locked_job(job_id)
+    current = _webhook_secrets(job)
+    if len(current) > 1:
+        job.target = job.target | {"secret": current[0]}
+        job.updated_at = now
+        audit.record("update", now, job_id=job.id, detail="old signing secrets dropped")
+    db.session.commit()
+    return job
+
+
+def _webhook_secrets(job: Job) -> list[str]:
+    if job.target.get("type") != "webhook":
+        db.session.rollback()
+        raise Conflict(
+            "Not a webhook",
+            f"job {job.id} has a {job.target_type} target; only a webhook has a secret",
+        )
+    return secrets_of(job.target)
 
 
 def _set_state(job: Job, state: JobState) -> None:

@@ -20,6 +20,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -104,6 +105,10 @@ class RetryIn(Strict):
     maxBackoff: Annotated[StrictFloat | None, Field(ge=1, le=86400, description="Longest, s")] = (
         None
     )
+    maxAge: Annotated[
+        StrictFloat | None,
+        Field(ge=60, le=86400, description="Seconds after its fire a run is no longer retried"),
+    ] = None
 
 
 # Calls in flight to this target's origin at most (DELIVERY_ORIGIN_IN_FLIGHT when absent).
@@ -115,11 +120,30 @@ class QueueTarget(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)] = "default"
 
 
+# What SQS takes as a MessageGroupId: alphanumerics and ASCII punctuation, 1-128 of them.
+MESSAGE_GROUP_PATTERN = r"^[!-~]{1,128}$"
+
+
 class SqsTarget(Strict):
     type: Literal["sqs"]
     queueUrl: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^https?://")]
     region: Annotated[str | None, Field(max_length=64)] = None
+    messageGroupId: Annotated[
+        StrictStr | None,
+        Field(description="FIFO queues: the message group (default: the job id)"),
+    ] = Field(None, json_schema_extra={"pattern": MESSAGE_GROUP_PATTERN})
     maxInFlight: MaxInFlight = None
+
+    @field_validator("messageGroupId")
+    @classmethod
+    def message_group(cls, group: str | None, info: ValidationInfo) -> str | None:
+        if group is None:
+            return group
+        if not re.fullmatch(MESSAGE_GROUP_PATTERN, group):
+            raise ValueError("must be 1-128 letters, digits or ASCII punctuation")
+        if not str(info.data.get("queueUrl", "")).endswith(".fifo"):
+            raise ValueError("only a FIFO queue (a URL ending in .fifo) takes a message group")
+        return group
 
 
 HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
@@ -127,6 +151,7 @@ HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
 # the document's readers take those best).
 HEADER_VALUE = "^[\x01-\x09\x0b\x0c\x0e-\xff]*$"
 SECRET_PREFIX = "whsec_"
+MAX_SECRETS = 10  # a webhook signs with each during a rotation
 _B64 = r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)"
 # Patterns only the document states: the validators give the clearer messages.
 Secret = Annotated[
@@ -145,6 +170,18 @@ def secret_key(secret: str) -> bytes:
     if not key:
         raise ValueError("must be whsec_ followed by base64")
     return key
+
+
+def check_header(name: str, value: str) -> None:
+    """ValueError unless a webhook can send this header."""
+    if not HEADER_NAME.fullmatch(name):
+        raise ValueError(f"{name[:40]!r} is not a header name (an RFC 9110 token)")
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"{name}: a value may not contain CR, LF or NUL")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name}: a value must be Latin-1 text") from None
 
 
 class WebhookTarget(Strict):
@@ -166,7 +203,9 @@ class WebhookTarget(Strict):
         ),
     ] = Field(default_factory=dict)
     timeout: Annotated[StrictFloat, Field(gt=0, le=120)] = 10.0
-    secret: Secret | Annotated[list[Secret], Field(min_length=1, max_length=10)] | None = None
+    secret: Secret | Annotated[list[Secret], Field(min_length=1, max_length=MAX_SECRETS)] | None = (
+        None
+    )
     maxInFlight: MaxInFlight = None
 
     @field_validator("url")
@@ -187,14 +226,7 @@ class WebhookTarget(Strict):
     @classmethod
     def sendable_headers(cls, headers: dict[str, str]) -> dict[str, str]:
         for name, value in headers.items():
-            if not HEADER_NAME.fullmatch(name):
-                raise ValueError(f"{name[:40]!r} is not a header name (an RFC 9110 token)")
-            if any(c in value for c in "\r\n\0"):
-                raise ValueError(f"{name}: a value may not contain CR, LF or NUL")
-            try:
-                value.encode("latin-1")
-            except UnicodeEncodeError:
-                raise ValueError(f"{name}: a value must be Latin-1 text") from None
+            check_header(name, value)
         return headers
 
     @field_validator("secret")

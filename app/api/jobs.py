@@ -183,6 +183,21 @@ def run_job(jobId: UUID) -> tuple[Response, int]:
     return jsonify(run_out(jobs.run_job_now(str(jobId), now()))), 202
 
 
+@operation(bp, "POST", "/schedules/<uuid:jobId>/rotate-secret",
+           summary="A new webhook signing secret, first; the current ones stay valid", tag=TAG,
+           response=JobOut, errors=[404, 409])  # fmt: skip
+def rotate_secret(jobId: UUID) -> Response:
+    """The answer shows the secrets, this once (as when a job is created)."""
+    return jsonify(job_out(jobs.rotate_secret(str(jobId), now()), show_secret=True))
+
+
+@operation(bp, "POST", "/schedules/<uuid:jobId>/drop-old-secrets",
+           summary="End a rotation: only the newest signing secret is kept", tag=TAG,
+           response=JobOut, errors=[404, 409])  # fmt: skip
+def drop_old_secrets(jobId: UUID) -> Response:
+    return jsonify(job_out(jobs.drop_old_secrets(str(jobId), now())))
+
+
 @operation(bp, "GET", "/schedules/<uuid:jobId>/runs", summary="A job's runs, newest first", tag=TAG,
            query=RunListQuery, response=RunOut, list_response=True, errors=[404])  # fmt: skip
 def job_runs(jobId: UUID, query: RunListQuery) -> Response:

@@ -46,6 +46,7 @@ from app.retry import RetryPolicy
 from app.scheduler.bulk import Bulk
 from app.scheduler.firing import delivery_of, origin_of
 from app.scheduler.lanes import Held, Lanes
+from app.scheduler.outcomes import MAX_ERROR_CHARS
 from app.scheduler.settings import DispatcherSettings
 from app.scheduler.wake import seconds_until_soonest
 from app.targets.base import Delivery, Target
@@ -90,7 +91,9 @@ class Delivering:
                     runs.c.id,
                     runs.c.job_id,
                     runs.c.scheduled_for,
+                    runs.c.fired_at,
                     runs.c.attempts,
+                    runs.c.last_error,  # a retry too old to try again keeps it in its own
                     runs.c.origin,
                     jobs.c.payload,
                     cast(jobs.c.target, Text).label("target"),  # decoded once per claim
@@ -159,7 +162,11 @@ class Delivering:
             if target is None:
                 dead.append((delivery, f"no {kind} target configured in this scheduler"))
                 continue
-            item = self._held(target, delivery, row.retry, now)
+            item = self._held(target, delivery, row.fired_at, row.retry, now)
+            if row.attempts and item.policy.too_old((now - row.fired_at).total_seconds()):
+                error = f"{item.policy.too_old_error()}; {row.last_error or 'delivery failed'}"
+                dead.append((delivery, error[:MAX_ERROR_CHARS]))  # late, as after downtime
+                continue
             share = self.settings.origin_held(item.limit)
             if self.lanes.held_for(item.origin) + taken[item.origin] >= share:
                 with self._lock:
@@ -180,7 +187,12 @@ class Delivering:
         return held
 
     def _held(
-        self, target: Target, delivery: Delivery, retry: Mapping[str, Any] | None, now: datetime
+        self,
+        target: Target,
+        delivery: Delivery,
+        fired_at: datetime,
+        retry: Mapping[str, Any] | None,
+        now: datetime,
     ) -> Held:
         timeout = target.timeout(delivery)
         lease = max(self.settings.lease, timeout + self.settings.lease_margin)
@@ -191,6 +203,7 @@ class Delivering:
         limit = min(limit, imposed or limit)
         return Held(
             delivery=delivery,
+            fired_at=fired_at,
             policy=RetryPolicy.of(retry, self.settings.default_retry),
             timeout=timeout,
             lease=lease,

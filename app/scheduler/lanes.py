@@ -24,6 +24,7 @@ class Held:
     """A leased run the delivery loop holds until its outcome is handed to the recorder."""
 
     delivery: Delivery
+    fired_at: datetime  # when its run fired: its age counts from here (retry maxAge)
     policy: RetryPolicy
     timeout: float  # seconds its call may take, as its target says
     lease: float  # seconds one lease of this run lasts

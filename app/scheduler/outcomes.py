@@ -57,13 +57,18 @@ def settle(held: Held, outcome: Outcome, now: datetime, rng: random.Random) -> d
             "delivered_at": now,
             "last_error": None,
         }
-    dead = outcome.permanent or held.policy.gives_up(attempt)
-    delay = held.policy.delay(attempt, outcome.retry_after, rng)
+    policy = held.policy
+    retry_at = now + timedelta(seconds=policy.delay(attempt, outcome.retry_after, rng))
+    age = (retry_at - held.fired_at).total_seconds()  # the run's age at its next attempt
+    dead = outcome.permanent or policy.gives_up(attempt, age)
+    error = outcome.error or "delivery failed"
+    if dead and not outcome.permanent and policy.too_old(age):
+        error = f"{policy.too_old_error()}; {error}"
     return values | {
         "status": "dead" if dead else "retrying",
-        "next_attempt_at": None if dead else now + timedelta(seconds=delay),
+        "next_attempt_at": None if dead else retry_at,
         "delivered_at": None,
-        "last_error": (outcome.error or "delivery failed")[:MAX_ERROR_CHARS],
+        "last_error": error[:MAX_ERROR_CHARS],
     }
 
 

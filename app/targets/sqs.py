@@ -229,8 +229,8 @@ def _entry(entry_id: str, d: Delivery, fifo: bool) -> dict[str, Any]:
             "scheduledFor": {"DataType": "String", "StringValue": rfc3339(d.scheduled_for)},
         },
     }
-    if fifo:
-        entry["MessageGroupId"] = d.job_id
+    if fifo:  # the job's own group, else the job: each job's runs keep their order
+        entry["MessageGroupId"] = d.target.get("messageGroupId") or d.job_id
         entry["MessageDeduplicationId"] = d.run_id
     return entry
 

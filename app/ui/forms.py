@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, get_args
 
-from flask import current_app
 from pydantic import ValidationError
 
 from app import jobinput, jsontext, timing
@@ -22,7 +21,7 @@ from app.api.jobs import preview_of
 from app.errors import Invalid
 from app.instants import format_instant
 from app.models import Job
-from app.schemas import JobIn, TimingFields, WebhookTarget, invalid_from
+from app.schemas import JobIn, TimingFields, WebhookTarget, check_header, invalid_from
 from app.timing.zones import get_zone, to_instant, to_wall
 
 WHEN_KINDS = {
@@ -64,8 +63,20 @@ _API_FIELDS = {
 _TARGET_FIELDS = {
     "name": "queue_name",
     "queueUrl": "sqs_url",
+    "region": "sqs_region",
+    "messageGroupId": "sqs_group",
     "url": "webhook_url",
     "method": "webhook_method",
+    "headers": "webhook_headers",
+    "timeout": "webhook_timeout",
+    "secret": "webhook_secret",
+    "maxInFlight": "max_in_flight",
+}
+_RETRY_FIELDS = {
+    "attempts": "attempts",
+    "backoff": "backoff",
+    "maxBackoff": "max_backoff",
+    "maxAge": "max_age",
 }
 
 
@@ -93,8 +104,17 @@ class JobForm:
     sqs_url: str = ""
     webhook_url: str = ""
     webhook_method: str = "POST"
+    # None: not sent (an older page, a script), so the job keeps its value.
+    sqs_region: str | None = None
+    sqs_group: str | None = None  # a FIFO queue's message group
+    webhook_headers: str | None = None  # one "Name: value" a line
+    webhook_timeout: str | None = None
+    webhook_secret: str | None = None  # the user's own; empty keeps the job's or makes one
+    max_in_flight: str | None = None
     attempts: str = ""
     backoff: str = ""
+    max_backoff: str | None = None
+    max_age: str | None = None
     max_runs: str = ""
     start_at: str = ""
     end_at: str = ""
@@ -126,6 +146,7 @@ class JobForm:
         zone = job.timezone
         target = job.target or {}
         retry = job.retry or {}
+        headers = target.get("headers") or {}
         when = job.recurring if job.recurring != "none" else "at"
         return cls(
             name=job.name or "",
@@ -140,8 +161,16 @@ class JobForm:
             sqs_url=str(target.get("queueUrl", "")),
             webhook_url=str(target.get("url", "")),
             webhook_method=str(target.get("method", "POST")),
+            sqs_region=str(target.get("region") or ""),
+            sqs_group=str(target.get("messageGroupId") or ""),
+            webhook_headers="".join(f"{name}: {value}\n" for name, value in headers.items()),
+            webhook_timeout=_number_text(target.get("timeout")),
+            webhook_secret="",  # never shown again: empty keeps it
+            max_in_flight=_number_text(target.get("maxInFlight")),
             attempts=_number_text(retry.get("attempts")),
             backoff=_number_text(retry.get("backoff")),
+            max_backoff=_number_text(retry.get("maxBackoff")),
+            max_age=_number_text(retry.get("maxAge")),
             max_runs=str(job.max_runs or ""),
             start_at=_wall_text(job.start_at, zone),
             end_at=_wall_text(job.end_at, zone),
@@ -152,7 +181,11 @@ class JobForm:
 
     def query(self) -> dict[str, str]:
         """The values as a query string would carry them (for links and tests)."""
-        values = {key: str(value) for key, value in asdict(self).items() if key != "paused"}
+        values = {
+            key: str(value)
+            for key, value in asdict(self).items()
+            if key != "paused" and value is not None
+        }
         if self.paused:
             values["paused"] = "on"
         return values
@@ -196,8 +229,16 @@ FIELD_LABELS = {
     "webhook_url": "Webhook URL",
     "webhook_method": "Method",
     "target_type": "Target",
+    "sqs_region": "Region",
+    "sqs_group": "Message group",
+    "webhook_headers": "Headers",
+    "webhook_timeout": "Timeout",
+    "webhook_secret": "Signing secret",
+    "max_in_flight": "Calls in flight at most",
     "attempts": "Attempts",
     "backoff": "First retry after",
+    "max_backoff": "Longest wait between retries",
+    "max_age": "Give up retrying after",
     "misfire": "After downtime",
     "max_catch_up": "Missed times fired at most",
     "paused": "Paused",
@@ -261,8 +302,11 @@ def timing_fields(form: JobForm, now: datetime) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
 
 
-def job_in(form: JobForm, now: datetime, old_target: dict[str, Any] | None = None) -> JobIn:
-    """The JobIn the API would get for this form; FormErrors (every field at fault) if bad."""
+def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
+    """The JobIn the API would get for this form; FormErrors (every field at fault) if bad.
+    Editing `old`, what the form leaves out is kept from it."""
+    old_target = old.target if old else None
+    old_retry = old.retry if old else None
     errors: dict[str, str] = {}
     try:
         data = timing_fields(form, now)
@@ -275,8 +319,8 @@ def job_in(form: JobForm, now: datetime, old_target: dict[str, Any] | None = Non
     data["payload"] = form.payload
     if form.name.strip():
         data["name"] = form.name.strip()
-    data["target"] = _target(form, old_target)
-    retry = _retry(form, errors)
+    data["target"] = _target(form, old_target, errors)
+    retry = _retry(form, old_retry, errors)
     if retry:
         data["retry"] = retry
     data["misfire"] = form.misfire
@@ -320,40 +364,107 @@ def errors_of(error: Invalid) -> dict[str, str]:
 def form_field(api_field: str) -> str:
     """The form field that shows an API field's error ("target.webhook.url" -> webhook_url)."""
     parts = api_field.split(".")
-    if parts[0] == "target":
-        return _TARGET_FIELDS.get(parts[-1], "target_type")
+    if parts[0] == "target":  # target.url, target.webhook.headers.X-Name, ...
+        named = [_TARGET_FIELDS[part] for part in parts[1:] if part in _TARGET_FIELDS]
+        return named[0] if named else "target_type"
     if parts[0] == "retry":
-        return "backoff" if parts[-1] in ("backoff", "maxBackoff") else "attempts"
+        return _RETRY_FIELDS.get(parts[-1], "attempts")
     return _API_FIELDS.get(parts[0], "form")
 
 
-def _target(form: JobForm, old: dict[str, Any] | None) -> dict[str, Any]:
-    """The target the form names. Settings the form does not show (a webhook's headers and
-    timeout, an SQS region) are kept from the job's target when its type stays the same."""
-    kept = {key: value for key, value in (old or {}).items() if key != "secret"}
-    if kept.get("type") != form.target_type:
-        kept = {}
-    if form.target_type == "sqs":
-        return kept | {"type": "sqs", "queueUrl": form.sqs_url.strip()}
-    if form.target_type == "webhook":
-        method = form.webhook_method if form.webhook_method in WEBHOOK_METHODS else "POST"
-        return kept | {"type": "webhook", "url": form.webhook_url.strip(), "method": method}
-    if form.target_type == "queue":
+def _target(form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]) -> dict[str, Any]:
+    """The target the form names. What the form leaves out is kept from the job's target
+    when its type stays the same (the secret always is, unless a new one is typed in)."""
+    kind = form.target_type
+    if kind == "queue":
         return {"type": "queue", "name": form.queue_name.strip() or "default"}
-    return {"type": form.target_type}
+    if kind not in ("sqs", "webhook"):
+        return {"type": kind}
+    kept = {k: v for k, v in (old or {}).items() if k != "secret"}
+    if kept.get("type") != kind:
+        kept = {}
+    calls = _sent_integer(form.max_in_flight, "max_in_flight", errors, "a whole number of calls")
+    if kind == "sqs":
+        return _merged(
+            kept,
+            type="sqs",
+            queueUrl=form.sqs_url.strip(),
+            region=_sent_text(form.sqs_region),
+            messageGroupId=_sent_text(form.sqs_group),
+            maxInFlight=calls,
+        )
+    return _merged(
+        kept,
+        type="webhook",
+        url=form.webhook_url.strip(),
+        method=form.webhook_method if form.webhook_method in WEBHOOK_METHODS else "POST",
+        headers=_headers(form.webhook_headers, errors),
+        timeout=_sent_number(form.webhook_timeout, "webhook_timeout", errors),
+        secret=_sent_text(form.webhook_secret) or KEEP,  # empty: the job's, or a new one
+        maxInFlight=calls,
+    )
 
 
-def _retry(form: JobForm, errors: dict[str, str]) -> dict[str, Any] | None:
-    attempts = _integer(form.attempts, "attempts", errors, "a whole number of attempts")
-    backoff = _number(form.backoff, "backoff", errors)
-    if attempts is None and backoff is None:
-        return None
-    retry = dict(current_app.config["DEFAULT_RETRY"])
-    if attempts is not None:
-        retry["attempts"] = attempts
-    if backoff is not None:
-        retry["backoff"] = backoff
-    return retry
+def _retry(
+    form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]
+) -> dict[str, Any] | None:
+    """The job's retry policy from the form: empty fields take the defaults, fields the form
+    did not send are kept from the job's."""
+    retry = _merged(
+        dict(old or {}),
+        attempts=_integer(form.attempts, "attempts", errors, "a whole number of attempts"),
+        backoff=_number(form.backoff, "backoff", errors),
+        maxBackoff=_sent_number(form.max_backoff, "max_backoff", errors),
+        maxAge=_sent_number(form.max_age, "max_age", errors),
+    )
+    return retry or None
+
+
+KEEP: Any = object()  # a field the form did not send: the job keeps its value
+
+
+def _merged(kept: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """`kept` with the form's values: each one set, None (left empty) removed so the API's
+    default applies, KEEP left as it was."""
+    merged = dict(kept)
+    for key, value in values.items():
+        if value is None:
+            merged.pop(key, None)
+        elif value is not KEEP:
+            merged[key] = value
+    return merged
+
+
+def _sent_text(value: str | None) -> Any:
+    return KEEP if value is None else value.strip() or None
+
+
+def _sent_integer(value: str | None, name: str, errors: dict[str, str], what: str) -> Any:
+    return KEEP if value is None else _integer(value, name, errors, what)
+
+
+def _sent_number(value: str | None, name: str, errors: dict[str, str]) -> Any:
+    return KEEP if value is None else _number(value, name, errors)
+
+
+def _headers(text: str | None, errors: dict[str, str]) -> Any:
+    """`Name: value` lines as the API's headers; an error names the line at fault."""
+    if text is None:
+        return KEEP
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        name, colon, value = (part.strip() for part in line.partition(":"))
+        if not line.strip():
+            continue
+        try:
+            if not colon or not name:
+                raise ValueError("write it as Name: value")
+            check_header(name, value)
+        except ValueError as exc:
+            errors["webhook_headers"] = f"line {number}: {exc}"
+            return KEEP
+        headers[name] = value
+    return headers
 
 
 def _zone_or_error(name: str, errors: dict[str, str]) -> str | None:

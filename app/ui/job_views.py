@@ -7,6 +7,8 @@ both refuse the same input with the same words.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import zoneinfo
 from collections.abc import Mapping
 from datetime import datetime
@@ -14,13 +16,14 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import flash, make_response, redirect, render_template, request
+from flask import current_app, flash, make_response, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
 from app import jobinput, jobs, runs, timing
 from app.errors import Invalid
 from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
+from app.retry import RetryPolicy
 from app.timing import RECURRING
 from app.ui import bp, forms
 from app.ui.display import job_label, local_time, now, viewer_zone
@@ -146,6 +149,8 @@ def create_job() -> Response:
     except Invalid as error:
         return form_page(form, None, forms.errors_of(error))
     flash(f"Job created: {job_label(job)}")
+    if job.target_type == "webhook" and not form.webhook_secret:
+        show_secret_once(job)  # made for it: shown this once
     return redirect(f"/ui/jobs/{job.id}", 303)
 
 
@@ -162,16 +167,19 @@ def edit_job(job_id: str) -> Response:
 @bp.post("/jobs/<job_id>/edit")
 def update_job(job_id: str) -> Response:
     job = jobs.get_job(job_id)
+    was_webhook = job.target_type == "webhook"
     form = forms.JobForm.from_values(request.form, job.timezone)
     current = now()
     try:
-        values = jobinput.job_values(forms.job_in(form, current, job.target))
-        jobs.update_job(job_id, values, current)
+        values = jobinput.job_values(forms.job_in(form, current, job))
+        saved = jobs.update_job(job_id, values, current)
     except forms.FormErrors as exc:
         return form_page(form, job, exc.errors)
     except Invalid as error:
         return form_page(form, job, forms.errors_of(error))
     flash("Job saved")
+    if saved.target_type == "webhook" and not was_webhook and not form.webhook_secret:
+        show_secret_once(saved)  # a webhook now: its secret was made for it
     return redirect(f"/ui/jobs/{job_id}", 303)
 
 
@@ -194,6 +202,7 @@ def form_page(
         target_types=forms.TARGET_TYPES,
         methods=forms.WEBHOOK_METHODS,
         misfire_policies=forms.MISFIRE_POLICIES,
+        retry_defaults=RetryPolicy.of(current_app.config["DEFAULT_RETRY"]),
         labels=forms.FIELD_LABELS,
         timing_fields=forms.TIMING_FIELDS,
         zones=zone_names(),
@@ -219,10 +228,13 @@ def job_page(job_id: str) -> Response:
     cursor = request.args.get("cursor") or None
     found, next_cursor = runs.list_runs(JOB_RUNS_SHOWN, cursor, runs.RunFilter(job_id=job.id))
     dead = runs.list_runs(1, None, runs.RunFilter(job_id=job.id, status="dead"))[0]
-    return page(
+    secret = new_secret(job)
+    response = page(
         "job.html",
         ("job-live", "job-runs"),
         job=job,
+        new_secret=secret,
+        secrets=jobs.secrets_of(job.target),
         runs=found,
         job_of={job.id: job},
         next_cursor=next_cursor,
@@ -231,6 +243,9 @@ def job_page(job_id: str) -> Response:
         next_times=next_times(job, current, NEXT_TIMES),
         live=LIVE_TRIGGER,
     )
+    if secret:
+        response.headers["Cache-Control"] = "no-store"  # the back button must not show it again
+    return response
 
 
 def next_times(job: Job, current: datetime, count: int) -> list[datetime]:
@@ -298,3 +313,53 @@ def delete_job(job_id: str) -> Response:
     response = make_response("", 200)
     response.headers["HX-Location"] = back("/ui/jobs")
     return response
+
+
+# The signing secret of a webhook job: shown once, right after it is made.
+
+NEW_SECRET = "new_secret"  # session key: {"job": id, "digest": of the secret to show}
+SECRET_HINT_CHARS = 10  # "whsec_" and 4 characters: enough to tell secrets apart
+
+
+@bp.app_template_global("secret_hint")
+def secret_hint(target: dict[str, Any]) -> str:
+    """What pages show of a webhook's secrets: the start of each, never a whole one."""
+    shown = [secret[:SECRET_HINT_CHARS] + "…" for secret in jobs.secrets_of(target)]
+    return ", ".join(shown) or "none"
+
+
+def show_secret_once(job: Job) -> None:
+    """Let the job's next page show its newest secret, once. The session (a signed cookie)
+    holds a digest, never the secret: the page takes the secret from the job itself."""
+    newest = jobs.secrets_of(job.target)[:1]
+    if newest:
+        session[NEW_SECRET] = {"job": str(job.id), "digest": _digest(newest[0])}
+
+
+def new_secret(job: Job) -> str | None:
+    """The secret made for this job since its page was last shown, if any (then forgotten;
+    a newer one made since, elsewhere, is not shown)."""
+    if htmx_target() or (session.get(NEW_SECRET) or {}).get("job") != str(job.id):
+        return None  # a refresh of part of the page, or none made: nothing to show
+    digest = session.pop(NEW_SECRET).get("digest")
+    newest = jobs.secrets_of(job.target)[:1]
+    return newest[0] if newest and hmac.compare_digest(_digest(newest[0]), str(digest)) else None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@bp.post("/jobs/<job_id>/rotate-secret")
+def rotate_secret(job_id: str) -> Response:
+    job = jobs.rotate_secret(job_id, now())
+    show_secret_once(job)
+    flash("New signing secret made: deliveries are signed with it and the old ones")
+    return redirect(f"/ui/jobs/{job_id}", 303)
+
+
+@bp.post("/jobs/<job_id>/drop-old-secrets")
+def drop_old_secrets(job_id: str) -> Response:
+    jobs.drop_old_secrets(job_id, now())
+    flash("Old signing secrets dropped: deliveries are signed with the newest only")
+    return redirect(f"/ui/jobs/{job_id}", 303)
