@@ -386,3 +386,18 @@ def test_a_read_only_user_sees_no_rotate_control(make_app: Callable[..., Flask])
     html = text(client.get(f"/ui/jobs/{job['jobId']}"))
     assert job["target"]["secret"][:10] + "…" in html and "rotate-secret" not in html
     assert client.post(f"/ui/jobs/{job['jobId']}/rotate-secret").status_code == 403
+
+
+def test_once_completed_delete_from_the_form_and_kept_on_edit(client: FlaskClient) -> None:
+    data = form_data(client, name="one-off", on_complete="delete")
+    job = saved_job(client, client.post("/ui/jobs/new", data=data))
+    assert job["onComplete"] == "delete"
+    edit = text(client.get(f"/ui/jobs/{job['jobId']}/edit"))
+    assert '<option value="delete" selected>' in edit
+    # A page without the field (an older one, a script): the job keeps its choice.
+    sent = form_data(client, name="renamed")
+    response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=sent)
+    assert saved_job(client, response)["onComplete"] == "delete"
+    kept = form_data(client, on_complete="keep")
+    response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=kept)
+    assert saved_job(client, response)["onComplete"] == "keep"

@@ -34,6 +34,7 @@ WHEN_KINDS = {
 }
 TARGET_TYPES = {"queue": "Built-in queue", "sqs": "SQS queue", "webhook": "Webhook"}
 WEBHOOK_METHODS: tuple[str, ...] = get_args(WebhookTarget.model_fields["method"].annotation)
+ON_COMPLETE = {"keep": "Keep it (pruned after the retention days)", "delete": "Delete it"}
 MISFIRE_POLICIES = {
     "coalesce": "Fire once for all it missed",
     "skip": "Skip what it missed",
@@ -58,6 +59,7 @@ _API_FIELDS = {
     "name": "name",
     "misfire": "misfire",
     "maxCatchUp": "max_catch_up",
+    "onComplete": "on_complete",
     "status": "paused",
 }
 _TARGET_FIELDS = {
@@ -120,6 +122,7 @@ class JobForm:
     end_at: str = ""
     misfire: str = "coalesce"
     max_catch_up: str = ""
+    on_complete: str | None = None  # None: not sent, the job keeps its choice
     paused: bool = False
 
     @classmethod
@@ -176,6 +179,7 @@ class JobForm:
             end_at=_wall_text(job.end_at, zone),
             misfire=job.misfire,
             max_catch_up=str(job.max_catch_up or ""),
+            on_complete=job.on_complete,
             paused=job.status == "paused",
         )
 
@@ -241,6 +245,7 @@ FIELD_LABELS = {
     "max_age": "Give up retrying after",
     "misfire": "After downtime",
     "max_catch_up": "Missed times fired at most",
+    "on_complete": "Once completed",
     "paused": "Paused",
     "form": "Job",
 }
@@ -327,6 +332,7 @@ def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
     catch_up = _integer(form.max_catch_up, "max_catch_up", errors, "a whole number of runs")
     if catch_up is not None:
         data["maxCatchUp"] = catch_up
+    data["onComplete"] = form.on_complete or (old.on_complete if old else "keep")
     data["status"] = "paused" if form.paused else "active"
     try:
         checked = JobIn.model_validate(data)

@@ -202,6 +202,7 @@ def form_page(
         target_types=forms.TARGET_TYPES,
         methods=forms.WEBHOOK_METHODS,
         misfire_policies=forms.MISFIRE_POLICIES,
+        on_complete_choices=forms.ON_COMPLETE,
         retry_defaults=RetryPolicy.of(current_app.config["DEFAULT_RETRY"]),
         labels=forms.FIELD_LABELS,
         timing_fields=forms.TIMING_FIELDS,
