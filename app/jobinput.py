@@ -9,8 +9,8 @@ policy with its defaults. Errors are app.errors, named by the request's field.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +40,7 @@ class JobValues:
     max_catch_up: int | None
     paused: bool
     on_complete: str = "keep"  # or "delete": the job goes once its runs are finished
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def job_values(data: JobIn) -> JobValues:
@@ -54,6 +55,7 @@ def job_values(data: JobIn) -> JobValues:
         max_catch_up=data.maxCatchUp,
         paused=data.status == "paused",
         on_complete=data.onComplete,
+        labels=data.labels,
     )
 
 

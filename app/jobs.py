@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, func, insert, literal, or_, select, text, tuple_
+from sqlalchemy import Select, delete, exists, func, insert, literal, or_, select, text, tuple_
 
 from app import audit, jobstate, timing
 from app.cursors import decode_cursor, decode_sort_cursor, encode_cursor, encode_sort_cursor
@@ -18,7 +18,7 @@ from app.errors import Conflict, Invalid, NotFound, TooLarge
 from app.instants import format_instant
 from app.jobinput import JobValues
 from app.jobstate import JobState
-from app.models import Job, Run
+from app.models import Job, JobLabel, Run
 from app.schemas import MAX_SECRETS
 from app.targets.webhook import generate_secret
 
@@ -49,6 +49,7 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.misfire = values.misfire
     job.max_catch_up = values.max_catch_up
     job.on_complete = values.on_complete
+    job.labels = dict(values.labels)
     job.updated_at = now
     state = jobstate.schedule(rules, JobState.of(job), now, paused=values.paused)
     _set_state(job, state)
@@ -158,6 +159,7 @@ def create_jobs(
     begin_write()
     # One multi-row INSERT: the ORM's unit of work costs more than the rows themselves.
     db.session.execute(insert(Job), [_columns(job) for job in jobs])
+    _write_labels(jobs)
     audit.record_many("create", now, [job.id for job in jobs])
     _notify_if_due_soon(jobs, now)
     if before_commit is not None:
@@ -197,11 +199,27 @@ def _locked_job(job_id: str) -> Job:
     return job
 
 
+def _write_labels(jobs: Sequence[Job], *, replace: bool = False) -> None:
+    """The jobs' labels, one row each in job_labels (what lists and bulk actions find by)."""
+    if replace:
+        db.session.execute(delete(JobLabel).where(JobLabel.job_id.in_([j.id for j in jobs])))
+    rows = [
+        {"job_id": job.id, "key": key, "value": value}
+        for job in jobs
+        for key, value in (job.labels or {}).items()
+    ]
+    if rows:
+        db.session.execute(insert(JobLabel), rows)
+
+
 def update_job(job_id: str, values: JobValues, now: datetime) -> Job:
     job = _locked_job(job_id)
     if _timing_key(job_timing(job)) != _timing_key(values.rules):
         _set_state(job, jobstate.new_rule(JobState.of(job)))
+    old_labels = job.labels or {}
     _apply(job, values, now)
+    if job.labels != old_labels:
+        _write_labels([job], replace=True)
     audit.record("update", now, job_id=job.id)
     _notify_if_due_soon([job], now)
     db.session.commit()
@@ -339,13 +357,23 @@ class BulkResult:
     unchanged: list[uuid.UUID]  # found, but already as asked (paused, active, completed)
 
 
-def bulk_action(action: str, job_ids: Sequence[str], now: datetime) -> BulkResult:
-    """One action on many jobs, in one transaction, audited per job. Jobs not found (deleted
-    meanwhile, or never were) are in neither list."""
-    at_most_a_batch("jobIds", len(job_ids))
+def bulk_action(
+    action: str,
+    now: datetime,
+    job_ids: Sequence[str] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> BulkResult:
+    """One action on many jobs, given by id or by labels (all of them), in one transaction,
+    audited per job. Jobs not found (deleted meanwhile, or never were) are in neither list."""
+    if (job_ids is None) == (labels is None):
+        raise Invalid.field("jobIds", "give jobIds or labels, one of them")
     apply = BULK_ACTIONS[action]
-    ids = sorted({_uuid(job_id, "jobIds") for job_id in job_ids})
     begin_write()
+    if labels is not None:
+        ids = _labelled(labels)
+    else:
+        at_most_a_batch("jobIds", len(job_ids or ()))
+        ids = sorted({_uuid(job_id, "jobIds") for job_id in job_ids or ()})
     # Locked in id order, so two bulk actions never wait on each other in a cycle.
     found = list(
         db.session.execute(
@@ -367,12 +395,34 @@ def bulk_action(action: str, job_ids: Sequence[str], now: datetime) -> BulkResul
     return result
 
 
+def _labelled(labels: Mapping[str, str]) -> list[uuid.UUID]:
+    """The ids of the jobs carrying all these labels; TooLarge past MAX_BATCH_JOBS."""
+    limit = current_app.config["MAX_BATCH_JOBS"]
+    query = _with_labels(select(Job.id), tuple(labels.items())).order_by(Job.id).limit(limit + 1)
+    ids = list(db.session.execute(query).scalars())
+    if len(ids) > limit:
+        raise TooLarge.field("labels", f"match more than {limit} jobs: narrow them down")
+    return ids
+
+
+def _with_labels(query: Select[Any], labels: Sequence[tuple[str, str | None]]) -> Select[Any]:
+    """Only jobs carrying every one of the labels (a value of None: the key, any value);
+    one lookup each in job_labels' primary key."""
+    for key, value in labels:
+        found = exists().where(JobLabel.job_id == Job.id, JobLabel.key == key)
+        if value is not None:
+            found = found.where(JobLabel.value == value)
+        query = query.where(found)
+    return query
+
+
 @dataclass(frozen=True)
 class JobFilter:
     status: str | None = None
     recurring: str | None = None
     target_type: str | None = None
     search: str | None = None
+    labels: tuple[tuple[str, str | None], ...] = ()  # every one of them; None: any value
 
 
 @dataclass(frozen=True)
@@ -456,6 +506,7 @@ def _decode_job_cursor(cursor: str, sort: str) -> Key:
 
 
 def _filtered(query: Select[Any], filters: JobFilter) -> Select[Any]:
+    query = _with_labels(query, filters.labels)
     if filters.status:
         query = query.where(Job.status == filters.status)
     if filters.recurring:

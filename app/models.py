@@ -69,6 +69,8 @@ class Job(db.Model):  # type: ignore[name-defined]
     max_catch_up: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
     # "keep" or "delete": once completed and its runs finished, retention deletes it.
     on_complete: Mapped[str] = mapped_column(String(8), default="keep", server_default="keep")
+    # As the API shows them; job_labels holds them again, one row each, to find jobs by.
+    labels: Mapped[dict[str, str] | None] = mapped_column(JSON)
     # A pause's terms, while paused: why, and when it ends by itself (app.jobs.end_pauses).
     pause_note: Mapped[str | None] = mapped_column(Text)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -87,6 +89,20 @@ class Job(db.Model):  # type: ignore[name-defined]
             sqlite_where=text("paused_until IS NOT NULL"),
         ),
     )
+
+
+class JobLabel(db.Model):  # type: ignore[name-defined]
+    """One label of a job, for `label=key:value` lists and bulk actions by label."""
+
+    __tablename__ = "job_labels"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (Index("ix_job_labels_key_value_job_id", "key", "value", "job_id"),)
 
 
 class Run(db.Model):  # type: ignore[name-defined]

@@ -125,6 +125,18 @@ MESSAGE_GROUP_PATTERN = r"^[!-~]{1,128}$"
 
 
 class SqsTarget(Strict):
+    # The document states it too: a message group only with a FIFO queue's URL.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {
+                "properties": {"messageGroupId": {"type": "string"}},
+                "required": ["messageGroupId"],
+            },
+            "then": {"properties": {"queueUrl": {"pattern": r"\.fifo$"}}},
+        },
+    )
+
     type: Literal["sqs"]
     queueUrl: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^https?://")]
     region: Annotated[str | None, Field(max_length=64)] = None
@@ -258,9 +270,35 @@ class TimingFields(Strict):
     maxRuns: Annotated[StrictInt | None, Field(ge=1, le=1_000_000_000)] = None
 
 
+# Labels: what jobs are grouped and found by (EventBridge's groups and tags). A key names
+# no ':' (a filter is key:value), a value holds no control characters.
+LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,62}")
+LABEL_VALUE = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
+MAX_LABELS = 20
+LABEL_FILTER = f"^{LABEL_KEY.pattern}(:{LABEL_VALUE.pattern})?$"
+LabelValue = Annotated[StrictStr, Field(json_schema_extra={"pattern": f"^{LABEL_VALUE.pattern}$"})]
+Labels = Annotated[
+    dict[str, LabelValue],
+    Field(
+        max_length=MAX_LABELS,
+        json_schema_extra={"propertyNames": {"pattern": f"^{LABEL_KEY.pattern}$"}},
+    ),
+]
+
+
+def checked_labels(labels: dict[str, str]) -> dict[str, str]:
+    for key, value in labels.items():
+        if not LABEL_KEY.fullmatch(key):
+            raise ValueError(f"{key[:40]!r} is not a label key (1-63 letters, digits, _ . / -)")
+        if not LABEL_VALUE.fullmatch(value):
+            raise ValueError(f"{key}: a value is 1-100 characters, none of them control ones")
+    return labels
+
+
 class JobIn(TimingFields):
     payload: StrictStr
     name: Annotated[StrictStr | None, Field(max_length=200)] = None
+    labels: Labels = Field(default_factory=dict)
     target: Target | None = None
     retry: RetryIn | None = None
     misfire: Literal["coalesce", "skip", "all"] = "coalesce"
@@ -275,6 +313,11 @@ class JobIn(TimingFields):
     )
     # "completed" is accepted so get-modify-put works; the rules decide whether it still is.
     status: Literal["active", "paused", "completed"] = "active"
+
+    @field_validator("labels")
+    @classmethod
+    def known_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        return checked_labels(labels)
 
 
 class JobOut(BaseModel):
@@ -295,6 +338,7 @@ class JobOut(BaseModel):
     misfire: str
     maxCatchUp: int | None
     onComplete: Literal["keep", "delete"]
+    labels: dict[str, str]
     status: Literal["active", "paused", "completed"]
     pauseNote: str | None = Field(None, description="Why it is paused (while paused)")
     pausedUntil: str | None = Field(None, description="When the pause ends by itself")
@@ -330,8 +374,37 @@ class PauseIn(Strict):
     until: StrictStr | None = Field(None, description="RFC 3339: it resumes by itself then")
 
 
+def _one_of_ids_or_labels(schema: dict[str, Any]) -> None:
+    """The document says what bulk_action checks: exactly one of the two, not null."""
+    for name in ("jobIds", "labels"):
+        schema["properties"][name] = next(
+            option for option in schema["properties"][name]["anyOf"] if option != {"type": "null"}
+        ) | {"default": None}
+    schema["oneOf"] = [{"required": ["jobIds"]}, {"required": ["labels"]}]
+
+
 class JobSelectionIn(Strict):
-    jobIds: Annotated[list[UUID], Field(min_length=1, description="At most MAX_BATCH_JOBS")]
+    """The jobs to act on: by id, or every job carrying all these labels (one of the two;
+    at most MAX_BATCH_JOBS jobs either way)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of_ids_or_labels)
+
+    jobIds: Annotated[
+        list[UUID] | None, Field(min_length=1, description="At most MAX_BATCH_JOBS")
+    ] = None
+    labels: Annotated[Labels | None, Field(min_length=1)] = None
+
+    @field_validator("jobIds", "labels", mode="before")
+    @classmethod
+    def not_null(cls, value: Any) -> Any:
+        if value is None:  # left out, it is None; given, it is a selection
+            raise ValueError("give a list of ids or labels, or leave the field out")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def known_labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        return None if labels is None else checked_labels(labels)
 
 
 class JobBulkOut(BaseModel):
@@ -421,6 +494,10 @@ class JobListQuery(PageQuery):
     recurring: Recurring | None = None
     target: Literal["queue", "sqs", "webhook"] | None = None
     q: Annotated[str | None, Field(max_length=200, description="Search name and payload")] = None
+    label: list[Annotated[str, Field(pattern=LABEL_FILTER)]] = Field(
+        default_factory=list,
+        description="key:value, or key for any value; several: jobs with all of them",
+    )
     sort: Literal["created", "-created", "nextRun", "name"] = Field(
         "created",
         description="created: oldest first; -created: newest first; nextRun: soonest first, "

@@ -76,3 +76,30 @@ def test_bulk_refusals_name_what_is_wrong(client: FlaskClient) -> None:
     no_token = client.post("/ui/jobs/bulk", data={"action": "delete", "ids": [job]})
     assert no_token.status_code in (400, 403)
     assert client.get(f"/schedules/{job}").status_code == 200
+
+
+def test_labels_from_the_form_shown_as_links_that_filter_the_list(client: FlaskClient) -> None:
+    from tests.test_ui_views import form_data
+
+    made = client.post(
+        "/ui/jobs/new",
+        data=form_data(client, name="invoices", labels="team: billing\nwindow: 09:00-17:00\n"),
+    )
+    assert made.status_code == 303, text(made)
+    create(client, name="reports", labels={"team": "data"})
+    job_id = made.headers["Location"].rsplit("/", 1)[-1]
+    assert client.get(f"/schedules/{job_id}").get_json()["labels"] == {
+        "team": "billing",
+        "window": "09:00-17:00",
+    }
+    page = text(client.get("/ui/jobs"))
+    assert 'href="/ui/jobs?label=team%3Abilling"' in page
+    assert names_shown(text(client.get("/ui/jobs?label=team%3Abilling"))) == ["invoices"]
+    assert names_shown(text(client.get("/ui/jobs?label=team: data"))) == ["reports"]
+    assert sorted(names_shown(text(client.get("/ui/jobs?label=team:")))) == ["invoices", "reports"]
+    bad = client.get("/ui/jobs?label=te am", headers=HTMX | {"HX-Target": "job-table"})
+    assert bad.status_code == 400 and "label" in bad.get_data(as_text=True)
+    edit = text(client.get(f"/ui/jobs/{job_id}/edit"))
+    assert "team: billing\nwindow: 09:00-17:00" in edit
+    wrong = client.post(f"/ui/jobs/{job_id}/edit", data=form_data(client, labels="ok: 1\nno colon"))
+    assert wrong.status_code == 422 and "line 2: write it as name: value" in text(wrong)

@@ -60,7 +60,9 @@ def list_jobs(query: JobListQuery) -> Response:
     page, cursor = jobs.list_jobs(
         query.limit,
         query.cursor,
-        jobs.JobFilter(query.status, query.recurring, query.target, query.q),
+        jobs.JobFilter(
+            query.status, query.recurring, query.target, query.q, label_pairs(query.label)
+        ),
         query.sort,
     )
     return paged([job_out(job) for job in page], cursor, query.limit)
@@ -92,19 +94,26 @@ def create_jobs(body: JobBatchIn) -> Response:
     return create_once(lambda keep: jobs.create_jobs(values, now(), keep), many)
 
 
+def label_pairs(filters: list[str]) -> tuple[tuple[str, str | None], ...]:
+    """`key:value` or `key` filters (checked by the query model) as (key, value or None)."""
+    return tuple(
+        (key, value if colon else None) for key, colon, value in (f.partition(":") for f in filters)
+    )
+
+
 def bulk_operation(action: str, summary: str) -> None:
     """POST /schedules:<action>: one action on many jobs, in one transaction."""
 
     def view(body: JobSelectionIn) -> Response:
-        ids = list(dict.fromkeys(str(job_id) for job_id in body.jobIds))
-        result = jobs.bulk_action(action, ids, now())
+        ids = None if body.jobIds is None else list(dict.fromkeys(map(str, body.jobIds)))
+        result = jobs.bulk_action(action, now(), ids, body.labels)
         found = {str(job_id) for job_id in [*result.changed, *result.unchanged]}
         return jsonify(
             {
                 "changed": len(result.changed),
                 "changedIds": [str(job_id) for job_id in result.changed],
                 "unchangedIds": [str(job_id) for job_id in result.unchanged],
-                "notFound": [job_id for job_id in ids if job_id not in found],
+                "notFound": [job_id for job_id in ids or () if job_id not in found],
             }
         )
 

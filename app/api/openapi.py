@@ -7,7 +7,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
@@ -131,7 +131,14 @@ def validate(model: type[M], data: Any, prefix: str = "") -> M:
 
 
 def parse_query(model: type[M], status: int = 400) -> M:
-    data = {key: request.args.get(key) for key in request.args}
+    """The query string as the model's fields: a list field takes every value given."""
+    lists = {
+        name for name, info in model.model_fields.items() if get_origin(info.annotation) is list
+    }
+    data = {
+        key: request.args.getlist(key) if key in lists else request.args.get(key)
+        for key in request.args
+    }
     try:
         return model.model_validate(data)
     except ValidationError as exc:

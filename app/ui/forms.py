@@ -9,7 +9,7 @@ Errors are keyed by form field; each field shows its own in the element id="erro
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, get_args
@@ -21,7 +21,14 @@ from app.api.jobs import preview_of
 from app.errors import Invalid
 from app.instants import format_instant
 from app.models import Job
-from app.schemas import JobIn, TimingFields, WebhookTarget, check_header, invalid_from
+from app.schemas import (
+    JobIn,
+    TimingFields,
+    WebhookTarget,
+    check_header,
+    checked_labels,
+    invalid_from,
+)
 from app.timing.zones import get_zone, to_instant, to_wall
 
 WHEN_KINDS = {
@@ -60,6 +67,7 @@ _API_FIELDS = {
     "misfire": "misfire",
     "maxCatchUp": "max_catch_up",
     "onComplete": "on_complete",
+    "labels": "labels",
     "status": "paused",
 }
 _TARGET_FIELDS = {
@@ -123,6 +131,7 @@ class JobForm:
     misfire: str = "coalesce"
     max_catch_up: str = ""
     on_complete: str | None = None  # None: not sent, the job keeps its choice
+    labels: str | None = None  # one "key: value" a line; None: not sent, kept
     paused: bool = False
 
     @classmethod
@@ -180,6 +189,7 @@ class JobForm:
             misfire=job.misfire,
             max_catch_up=str(job.max_catch_up or ""),
             on_complete=job.on_complete,
+            labels="".join(f"{key}: {value}\n" for key, value in (job.labels or {}).items()),
             paused=job.status == "paused",
         )
 
@@ -246,6 +256,7 @@ FIELD_LABELS = {
     "misfire": "After downtime",
     "max_catch_up": "Missed times fired at most",
     "on_complete": "Once completed",
+    "labels": "Labels",
     "paused": "Paused",
     "form": "Job",
 }
@@ -333,6 +344,8 @@ def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
     if catch_up is not None:
         data["maxCatchUp"] = catch_up
     data["onComplete"] = form.on_complete or (old.on_complete if old else "keep")
+    labels = _labels(form.labels, errors)
+    data["labels"] = (old.labels or {} if old else {}) if labels is KEEP else labels
     data["status"] = "paused" if form.paused else "active"
     try:
         checked = JobIn.model_validate(data)
@@ -455,22 +468,35 @@ def _sent_number(value: str | None, name: str, errors: dict[str, str]) -> Any:
 
 def _headers(text: str | None, errors: dict[str, str]) -> Any:
     """`Name: value` lines as the API's headers; an error names the line at fault."""
+    return _pairs(text, "webhook_headers", check_header, errors)
+
+
+def _labels(text: str | None, errors: dict[str, str]) -> Any:
+    """`key: value` lines as the API's labels (a value may hold colons of its own)."""
+    return _pairs(text, "labels", lambda key, value: checked_labels({key: value}), errors)
+
+
+def _pairs(
+    text: str | None, name: str, check: Callable[[str, str], object], errors: dict[str, str]
+) -> Any:
+    """`key: value` lines, each checked; KEEP when not sent or at fault (the error names
+    the line)."""
     if text is None:
         return KEEP
-    headers: dict[str, str] = {}
+    pairs: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), 1):
-        name, colon, value = (part.strip() for part in line.partition(":"))
+        key, colon, value = (part.strip() for part in line.partition(":"))
         if not line.strip():
             continue
         try:
-            if not colon or not name:
-                raise ValueError("write it as Name: value")
-            check_header(name, value)
+            if not colon or not key:
+                raise ValueError("write it as name: value")
+            check(key, value)
         except ValueError as exc:
-            errors["webhook_headers"] = f"line {number}: {exc}"
+            errors[name] = f"line {number}: {exc}"
             return KEEP
-        headers[name] = value
-    return headers
+        pairs[key] = value
+    return pairs
 
 
 def _zone_or_error(name: str, errors: dict[str, str]) -> str | None:

@@ -20,10 +20,11 @@ from flask import current_app, flash, make_response, redirect, render_template, 
 from werkzeug.wrappers import Response
 
 from app import jobinput, jobs, runs, timing
-from app.errors import Invalid
+from app.errors import BadLookup, Invalid
 from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
 from app.retry import RetryPolicy
+from app.schemas import LABEL_KEY, LABEL_VALUE
 from app.timing import RECURRING
 from app.ui import bp, forms
 from app.ui.display import job_label, local_time, now, viewer_zone
@@ -70,6 +71,7 @@ def list_context(args: Mapping[str, str]) -> dict[str, Any]:
         "recurring": args.get("recurring", "") if args.get("recurring") in RECURRING else "",
         "target": args.get("target", "") if args.get("target") in TARGET_TYPES else "",
         "sort": args.get("sort", "") if args.get("sort") in SORTS else "-created",
+        "label": args.get("label", "").strip()[:170],
     }
     cursor = args.get("cursor") or None
     found, next_cursor = jobs.list_jobs(
@@ -80,6 +82,7 @@ def list_context(args: Mapping[str, str]) -> dict[str, Any]:
             filters["recurring"] or None,
             filters["target"] or None,
             filters["q"] or None,
+            label_filter(filters["label"]),
         ),
         filters["sort"],
     )
@@ -105,7 +108,7 @@ def bulk_action() -> Response:
         raise Invalid.field("action", f"must be one of {', '.join(jobs.BULK_ACTIONS)}")
     if not ids:
         raise Invalid.field("ids", "select at least one job")
-    result = jobs.bulk_action(action, ids, now())
+    result = jobs.bulk_action(action, now(), ids)
     message = bulk_message(action, result, len(set(ids)))
     list_url = back("/ui/jobs")
     if htmx_target() != "job-table":
@@ -113,6 +116,17 @@ def bulk_action() -> Response:
         return redirect(list_url, 303)
     context = list_context(dict(parse_qsl(urlsplit(list_url).query)))
     return toast(page("jobs.html", ("job-table",), next=list_url, **context), message)
+
+
+def label_filter(text: str) -> tuple[tuple[str, str | None], ...]:
+    """The list's label filter as typed: `key: value`, or `key` (or `key:`) for any value;
+    a key no label can have is a 400 naming `label`."""
+    if not text:
+        return ()
+    key, _, value = (part.strip() for part in text.partition(":"))
+    if not LABEL_KEY.fullmatch(key) or (value and not LABEL_VALUE.fullmatch(value)):
+        raise BadLookup.field("label", "write it as key: value, or key alone")
+    return ((key, value or None),)
 
 
 def bulk_message(action: str, result: jobs.BulkResult, asked: int) -> str:
