@@ -13,6 +13,7 @@ from typing import Any
 from flask import g, has_app_context, has_request_context
 from sqlalchemy import Select, insert, select
 
+from app import scope
 from app.database import db
 from app.jobstate import Audit
 from app.models import AuditEntry
@@ -91,4 +92,7 @@ def list_entries(
         query = query.where(AuditEntry.id < before_id)
     if job_id:
         query = query.where(AuditEntry.job_id == job_id)
+    in_scope = scope.job_ids_in_scope()
+    if in_scope is not None:  # a slice sees its jobs' entries (a deleted job's are gone)
+        query = query.where(AuditEntry.job_id.in_(in_scope))
     return list(db.session.execute(query).scalars())

@@ -22,11 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from app.database import db
 from app.models import ApiKey
 from app.problems import Problem
+from app.schemas import checked_labels
 
 SCOPES = ("read", "write")
 KEY_PREFIX = "sk_"
 OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "api.openapi"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+UI_UNSCOPED_ENDPOINTS = frozenset({"ui.queues_page"})
 KEYS_EXIST_TTL = 5.0  # seconds a "do any keys exist?" answer is reused
 
 
@@ -34,10 +36,14 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(name: str, scope: str, now: datetime) -> tuple[ApiKey, str]:
-    """Make a key; the returned secret is never stored and cannot be shown again."""
+def create_key(
+    name: str, scope: str, now: datetime, labels: dict[str, str] | None = None
+) -> tuple[ApiKey, str]:
+    """Make a key (with `labels`, one that sees only the jobs carrying them); the returned
+    secret is never stored and cannot be shown again."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+    checked_labels(labels or {})
     if db.session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
         raise ValueError(f"a key named {name!r} exists already (keys list shows them)")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -47,6 +53,7 @@ def create_key(name: str, scope: str, now: datetime) -> tuple[ApiKey, str]:
         prefix=secret[:10],
         key_hash=hash_key(secret),
         scope=scope,
+        labels=labels or None,
         created_at=now,
     )
     db.session.add(key)
@@ -91,12 +98,13 @@ def find_key(secret: str) -> ApiKey | None:
     ).scalar_one_or_none()
 
 
-def key_is_active(key_id: str) -> bool:
+def active_key(key_id: str) -> ApiKey | None:
+    """The key with this id, unless it was revoked (or never was)."""
     try:
         key = db.session.get(ApiKey, uuid.UUID(key_id))
     except ValueError:
-        return False
-    return key is not None and key.revoked_at is None
+        return None
+    return key if key is not None and key.revoked_at is None else None
 
 
 def active_keys_exist() -> bool:
@@ -146,6 +154,19 @@ def authenticate_api() -> None:
         raise Problem(403, "Forbidden", f"key {key.name!r} is read-only")
     g.actor = f"key:{key.name}"
     g.api_key_id = str(key.id)
+    enter_scope(key)
+
+
+# What a key scoped by labels may not reach at all: the built-in queues and the metrics
+# hold every job's messages and figures. As for jobs outside its slice, they do not exist.
+UNSCOPED_ENDPOINTS = frozenset({"api.receive", "api.ack", "api.stats", "api.metrics"})
+
+
+def enter_scope(key: ApiKey) -> None:
+    """The key's slice for this request (app.scope); a 404 for what no slice reaches."""
+    g.scope_labels = dict(key.labels or {})
+    if g.scope_labels and request.endpoint in UNSCOPED_ENDPOINTS | UI_UNSCOPED_ENDPOINTS:
+        raise Problem(404, "Not found", f"{request.path} does not exist")
 
 
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")

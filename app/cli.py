@@ -30,10 +30,18 @@ keys_cli = AppGroup("keys", help="API keys.")
 @keys_cli.command("create")
 @click.option("--name", required=True, help="Who or what the key is for.")
 @click.option("--scope", type=click.Choice(auth.SCOPES), default="write", show_default=True)
-def create_key_command(name: str, scope: str) -> None:
+@click.option(
+    "--labels",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only jobs carrying these labels (repeat, or comma-separated): a slice of the jobs.",
+)
+def create_key_command(name: str, scope: str, labels: tuple[str, ...]) -> None:
     """Create an API key and print it (shown once; only its hash is kept)."""
     try:
-        key, secret = auth.create_key(name, scope, clock_of(current_app).now())
+        scoped = label_options(labels)
+        key, secret = auth.create_key(name, scope, clock_of(current_app).now(), scoped)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(secret)
@@ -42,12 +50,25 @@ def create_key_command(name: str, scope: str) -> None:
     )
 
 
+def label_options(options: tuple[str, ...]) -> dict[str, str]:
+    """`team=billing` (repeated or comma-separated) as labels."""
+    labels: dict[str, str] = {}
+    for part in (p.strip() for option in options for p in option.split(",")):
+        key, equals, value = part.partition("=")
+        if not equals:
+            raise ValueError(f"{part!r}: write labels as key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
 @keys_cli.command("list")
 def list_keys_command() -> None:
     """List keys (never their secrets)."""
     for key in auth.list_keys():
         state = "revoked" if key.revoked_at else "active"
-        click.echo(f"{key.name}\t{key.prefix}…\t{key.scope}\t{state}\t{key.created_at:%Y-%m-%d}")
+        labels = ",".join(f"{k}={v}" for k, v in sorted((key.labels or {}).items())) or "-"
+        created = f"{key.created_at:%Y-%m-%d}"
+        click.echo(f"{key.name}\t{key.prefix}…\t{key.scope}\t{labels}\t{state}\t{created}")
 
 
 @keys_cli.command("revoke")

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, delete, exists, func, insert, literal, or_, select, text, tuple_
+from sqlalchemy import Select, delete, func, insert, literal, or_, select, text, tuple_
 
-from app import audit, jobstate, timing
+from app import audit, jobstate, scope, timing
 from app.cursors import decode_cursor, decode_sort_cursor, encode_cursor, encode_sort_cursor
 from app.database import begin_write, db, is_postgresql
 from app.errors import Conflict, Invalid, NotFound, TooLarge
@@ -49,7 +49,7 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.misfire = values.misfire
     job.max_catch_up = values.max_catch_up
     job.on_complete = values.on_complete
-    job.labels = dict(values.labels)
+    job.labels = scope.labels_in_scope(values.labels)
     job.updated_at = now
     state = jobstate.schedule(rules, JobState.of(job), now, paused=values.paused)
     _set_state(job, state)
@@ -180,7 +180,13 @@ def at_most_a_batch(field: str, count: int) -> None:
 
 
 def get_job(job_id: str) -> Job:
-    job = db.session.get(Job, _uuid(job_id, "jobId"))
+    """The job, if it is in the caller's slice (app.scope): else it does not exist."""
+    key = _uuid(job_id, "jobId")
+    if scope.current():
+        query = scope.jobs_in_scope(select(Job).where(Job.id == key))
+        job = db.session.execute(query).scalar_one_or_none()
+    else:
+        job = db.session.get(Job, key)
     if job is None:
         raise NotFound(f"job {job_id}")
     return job
@@ -189,8 +195,7 @@ def get_job(job_id: str) -> Job:
 def _locked_job(job_id: str) -> Job:
     begin_write()
     job = db.session.execute(
-        select(Job)
-        .where(Job.id == _uuid(job_id, "jobId"))
+        scope.jobs_in_scope(select(Job).where(Job.id == _uuid(job_id, "jobId")))
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
@@ -377,8 +382,7 @@ def bulk_action(
     # Locked in id order, so two bulk actions never wait on each other in a cycle.
     found = list(
         db.session.execute(
-            select(Job)
-            .where(Job.id.in_(ids))
+            scope.jobs_in_scope(select(Job).where(Job.id.in_(ids)))
             .order_by(Job.id)
             .with_for_update()
             .execution_options(populate_existing=True)
@@ -398,22 +402,12 @@ def bulk_action(
 def _labelled(labels: Mapping[str, str]) -> list[uuid.UUID]:
     """The ids of the jobs carrying all these labels; TooLarge past MAX_BATCH_JOBS."""
     limit = current_app.config["MAX_BATCH_JOBS"]
-    query = _with_labels(select(Job.id), tuple(labels.items())).order_by(Job.id).limit(limit + 1)
+    matching = scope.with_labels(scope.jobs_in_scope(select(Job.id)), labels.items())
+    query = matching.order_by(Job.id).limit(limit + 1)
     ids = list(db.session.execute(query).scalars())
     if len(ids) > limit:
         raise TooLarge.field("labels", f"match more than {limit} jobs: narrow them down")
     return ids
-
-
-def _with_labels(query: Select[Any], labels: Sequence[tuple[str, str | None]]) -> Select[Any]:
-    """Only jobs carrying every one of the labels (a value of None: the key, any value);
-    one lookup each in job_labels' primary key."""
-    for key, value in labels:
-        found = exists().where(JobLabel.job_id == Job.id, JobLabel.key == key)
-        if value is not None:
-            found = found.where(JobLabel.value == value)
-        query = query.where(found)
-    return query
 
 
 @dataclass(frozen=True)
@@ -506,7 +500,7 @@ def _decode_job_cursor(cursor: str, sort: str) -> Key:
 
 
 def _filtered(query: Select[Any], filters: JobFilter) -> Select[Any]:
-    query = _with_labels(query, filters.labels)
+    query = scope.with_labels(scope.jobs_in_scope(query), filters.labels)
     if filters.status:
         query = query.where(Job.status == filters.status)
     if filters.recurring:
@@ -522,7 +516,8 @@ def _filtered(query: Select[Any], filters: JobFilter) -> Select[Any]:
 
 
 def count_by_status() -> dict[str, int]:
-    rows = db.session.execute(select(Job.status, func.count()).group_by(Job.status))
+    query = scope.jobs_in_scope(select(Job.status, func.count()).group_by(Job.status))
+    rows = db.session.execute(query)
     counts = {"active": 0, "paused": 0, "completed": 0}
     counts.update({status: count for status, count in rows})
     return counts
@@ -531,7 +526,7 @@ def count_by_status() -> dict[str, int]:
 def due_between(start: datetime, end: datetime, limit: int = 200) -> list[Job]:
     """Jobs whose next run falls in [start, end), soonest first."""
     query = (
-        select(Job)
+        scope.jobs_in_scope(select(Job))
         .where(Job.next_run_at >= start, Job.next_run_at < end)
         .order_by(Job.next_run_at)
         .limit(limit)
@@ -557,5 +552,5 @@ def jobs_by_id(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Job]:
     """The jobs with these ids (absent ones left out), to show runs next to their job."""
     if not ids:
         return {}
-    query = select(Job).where(Job.id.in_(set(ids)))
+    query = scope.jobs_in_scope(select(Job).where(Job.id.in_(set(ids))))
     return {job.id: job for job in db.session.execute(query).scalars()}

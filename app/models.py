@@ -181,6 +181,8 @@ class ApiKey(db.Model):  # type: ignore[name-defined]
     prefix: Mapped[str] = mapped_column(String(16))  # shown in lists to tell keys apart
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scope: Mapped[str] = mapped_column(String(16))  # "read" or "write"
+    # A slice: the key sees and changes only jobs carrying all these labels (app.scope).
+    labels: Mapped[dict[str, str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from app import audit
+from app import audit, scope
 from app.cursors import decode_cursor, encode_cursor
 from app.database import begin_write, db, rowcount
 from app.errors import BadLookup, Conflict, NotFound
@@ -41,6 +41,7 @@ def list_runs(
             tuple_(Run.fired_at, Run.id)
             < tuple_(*key_values(Run.fired_at, Run.id, fired_at, last_id))
         )
+    query = runs_in_scope(query)
     if filters.job_id:
         query = query.where(Run.job_id == filters.job_id)
     if filters.status:
@@ -63,10 +64,16 @@ def get_run(run_id: str) -> Run:
         key = uuid.UUID(run_id)
     except ValueError as exc:
         raise NotFound(f"run {run_id}") from exc
-    run = db.session.get(Run, key)
+    run = db.session.execute(runs_in_scope(select(Run).where(Run.id == key))).scalar_one_or_none()
     if run is None:
         raise NotFound(f"run {run_id}")
     return run
+
+
+def runs_in_scope(query: Select[Any]) -> Select[Any]:
+    """A query over runs, narrowed to the caller's slice of jobs (app.scope)."""
+    ids = scope.job_ids_in_scope()
+    return query if ids is None else query.where(Run.job_id.in_(ids))
 
 
 def retry_run(run_id: str, now: datetime) -> Run:
@@ -92,6 +99,9 @@ def retry_run(run_id: str, now: datetime) -> Run:
 def retry_all_dead(now: datetime, job_id: uuid.UUID | None = None) -> int:
     begin_write()
     query = update(Run).where(Run.status == "dead")
+    ids = scope.job_ids_in_scope()
+    if ids is not None:
+        query = query.where(Run.job_id.in_(ids))
     if job_id:
         query = query.where(Run.job_id == job_id)
     changed = rowcount(
@@ -161,16 +171,13 @@ def lag_per_minute(now: datetime, minutes: int = 60) -> list[MinuteLag]:
     since = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     minute = epoch_minute(Run.fired_at)
     lag = epoch_ms(Run.fired_at) - epoch_ms(func.coalesce(Run.due_at, Run.scheduled_for))
-    ranked = (
-        select(
-            minute.label("minute"),
-            lag.label("lag"),
-            func.row_number().over(partition_by=minute, order_by=lag).label("rank"),
-            func.count().over(partition_by=minute).label("runs"),
-        )
-        .where(Run.fired_at >= since, Run.fired_at < since + timedelta(minutes=minutes))
-        .subquery()
-    )
+    window = select(
+        minute.label("minute"),
+        lag.label("lag"),
+        func.row_number().over(partition_by=minute, order_by=lag).label("rank"),
+        func.count().over(partition_by=minute).label("runs"),
+    ).where(Run.fired_at >= since, Run.fired_at < since + timedelta(minutes=minutes))
+    ranked = runs_in_scope(window).subquery()
     p50_rank = (ranked.c.runs + 1) // 2  # ceil(0.5 n)
     p99_rank = (ranked.c.runs * 99 + 99) // 100  # ceil(0.99 n)
     rows = db.session.execute(
@@ -201,9 +208,11 @@ def outcomes(now: datetime) -> dict[str, dict[str, int]]:
     One aggregate over the day's range of the fired_at index."""
     hour_ago, day_ago = now - WINDOWS["hour"], now - WINDOWS["day"]
     rows = db.session.execute(
-        select(Run.status, func.count().filter(Run.fired_at >= hour_ago), func.count())
-        .where(Run.fired_at >= day_ago, Run.fired_at <= now)
-        .group_by(Run.status)
+        runs_in_scope(
+            select(Run.status, func.count().filter(Run.fired_at >= hour_ago), func.count())
+            .where(Run.fired_at >= day_ago, Run.fired_at <= now)
+            .group_by(Run.status)
+        )
     )
     counts: dict[str, dict[str, int]] = {"hour": {}, "day": {}}
     for status, in_hour, in_day in rows:
@@ -213,5 +222,5 @@ def outcomes(now: datetime) -> dict[str, dict[str, int]]:
 
 
 def count_by_status() -> dict[str, int]:
-    rows = db.session.execute(select(Run.status, func.count()).group_by(Run.status))
-    return {status: count for status, count in rows}
+    query = runs_in_scope(select(Run.status, func.count()).group_by(Run.status))
+    return {status: count for status, count in db.session.execute(query)}

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from flask import current_app, g, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
-from app import audit, auth, clock_of
+from app import audit, auth, clock_of, scope
 from app.database import db
 from app.problems import Problem
 from app.ratelimit import client_address, sign_in_limit
@@ -60,8 +60,8 @@ def authenticate_ui() -> Response | None:
 @bp.app_context_processor
 def access_context() -> dict[str, bool]:
     """can_write: whether to show write controls (hidden from a read-only key, which
-    would be refused)."""
-    return {"can_write": session.get("scope") != "read"}
+    would be refused); sees_queues: not for a key scoped by labels (app.scope)."""
+    return {"can_write": session.get("scope") != "read", "sees_queues": not scope.current()}
 
 
 def safe_next(target: str | None) -> str:
@@ -95,7 +95,10 @@ def session_still_valid() -> bool:
     """The key that opened the session is not revoked, or the admin password is the one
     it was opened with (a session from before these checks is not valid either)."""
     if "key_id" in session:
-        return auth.key_is_active(session["key_id"])
+        key = auth.active_key(session["key_id"])
+        if key is not None:
+            auth.enter_scope(key)  # the key's slice, as it is now
+        return key is not None
     password = current_app.config.get("ADMIN_PASSWORD") or ""
     mark = str(session.get("password") or "")
     return bool(password and mark) and hmac.compare_digest(mark, password_mark(password))
