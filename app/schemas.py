@@ -30,9 +30,14 @@ from app.errors import FieldError, Invalid
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,80}$"
 _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
-# What the document promises a webhook URL may be (the code takes more spellings: IP
-# literals, which the address guard may refuse, non-ASCII paths, leading zeros in a port).
-WEBHOOK_URL_PATTERN = rf"^https?://[A-Za-z][A-Za-z0-9.-]*(:{_PORT})?([/?#][!-~]*)?$"
+# A webhook URL, as the document states it and the code checks it (WebhookTarget.http_url):
+# http(s), a host name (underscores allowed: container names have them) or an IP literal
+# (the address guard decides on those), no user:password@, a port 1-65535 (leading zeros
+# allowed), then a path, query or fragment without spaces or control characters (written
+# as the characters themselves, not escapes: the document's readers take those best).
+_HOST = r"([A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])"
+_URL_REST = "[^\x00-\x20\x7f]*"
+WEBHOOK_URL_PATTERN = rf"^https?://{_HOST}(:0*{_PORT})?([/?#]{_URL_REST})?$"
 
 
 class Strict(BaseModel):
@@ -223,6 +228,8 @@ class WebhookTarget(Strict):
     @field_validator("url")
     @classmethod
     def http_url(cls, url: str) -> str:
+        if not re.fullmatch(WEBHOOK_URL_PATTERN, url):
+            raise ValueError("must be an http(s) URL with a host and a valid port")
         try:
             parsed = URL(url)
             port = parsed.explicit_port

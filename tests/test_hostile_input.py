@@ -11,10 +11,12 @@ import uuid
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import ValidationError
 from werkzeug.test import TestResponse
 
 from app import jsontext
 from app.api.openapi import OPERATIONS
+from app.schemas import WEBHOOK_URL_PATTERN, WebhookTarget
 from app.targets.webhook import _content_type, parse_retry_after
 from tests.test_ui_views import form_data
 
@@ -154,3 +156,32 @@ def test_a_good_webhook_target_with_latin1_headers_is_kept(client: FlaskClient) 
     body = {"payload": "p", "at": "2030-01-01T00:00:01Z", "target": target}
     response = client.post("/schedules", json=body)
     assert response.status_code == 201, response.get_json()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/x",
+        "https://[2001:db8::1]/hook",
+        "http://my_service:00080/ünïcode?q=1#f",
+        "https://hooks.example.com",
+        "http://a b/",
+        "http://user:secret@hooks.example.com/",
+        "HTTP://hooks.example.com/",
+        "http://hooks.example.com:0/",
+        "http://hooks.example.com:65536/",
+        "http:///path",
+        "http://hooks.example.com/a\tb",
+    ],
+)
+def test_the_document_and_the_code_agree_on_webhook_urls(url: str) -> None:
+    """The URL pattern /openapi.json states is the one the code applies: no spelling the
+    document refuses is accepted, none it allows is refused (IP literals, a port with
+    leading zeros and non-ASCII paths were accepted beyond the document before)."""
+    documented = re.fullmatch(WEBHOOK_URL_PATTERN, url) is not None
+    try:
+        WebhookTarget(type="webhook", url=url)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted == documented
