@@ -61,7 +61,10 @@ a run that did not finish counts as not met):
 - **Scale**: jobs loaded straight into the table (PostgreSQL: `generate_series`; SQLite:
   executemany in chunks with the dispatcher's own encoding), due a day or more ahead.
   List page: `GET /schedules?limit=100`, one client, walks of several pages following the
-  `Link` cursor, each walk from a random point of the list. Dispatcher RSS (psutil), sampled
+  `Link` cursor, each walk from a random point of the list. List page by label: then every
+  job gets a `team` label (one of ten values, so a tenth of the jobs each; one job in ten
+  thousand `rare`), and walks follow `label=team:team-3` or `label=team:rare` from the
+  first page (to the last, for the rare one). Dispatcher RSS (psutil), sampled
   every 0.5 s while it fires a trickle of 100 interval jobs a second: *start* = the first
   sample after 2 s, *end* = the last. Flat means: end with the large table ≤ 1.10 x end with
   the baseline table, and growth during the run ≤ 5 MB.
