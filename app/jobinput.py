@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
-from app import timing
+from app import payloads, timing
 from app.config import allow_networks
 from app.errors import BadLookup, Invalid, TooLarge
 from app.netguard import check_address, parse_ip_literal
@@ -40,11 +40,14 @@ class JobValues:
     max_catch_up: int | None
     paused: bool
     on_complete: str = "keep"  # or "delete": the job goes once its runs are finished
+    template: bool = False  # placeholders filled at delivery (app.payloads)
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def job_values(data: JobIn) -> JobValues:
     check_payload(data.payload)
+    if data.template:
+        check_template(data.payload, data.name)
     return JobValues(
         payload=data.payload,
         name=data.name,
@@ -55,6 +58,7 @@ def job_values(data: JobIn) -> JobValues:
         max_catch_up=data.maxCatchUp,
         paused=data.status == "paused",
         on_complete=data.onComplete,
+        template=data.template,
         labels=data.labels,
     )
 
@@ -111,6 +115,17 @@ def check_payload(payload: str, field: str = "payload") -> None:
     limit = current_app.config["MAX_PAYLOAD_BYTES"]
     if len(payload.encode()) > limit:
         raise TooLarge.field(field, f"larger than {limit} bytes")
+
+
+def check_template(payload: str, name: str | None) -> None:
+    """Only known placeholders, and filled with the longest values it still fits the limit."""
+    try:
+        payloads.check_template(payload)
+    except ValueError as exc:
+        raise Invalid.field("payload", str(exc)) from None
+    limit = current_app.config["MAX_PAYLOAD_BYTES"]
+    if len(payloads.longest(payload, name).encode()) > limit:
+        raise TooLarge.field("payload", f"filled in, it can be larger than {limit} bytes")
 
 
 def _target(data: JobIn) -> dict[str, Any]:

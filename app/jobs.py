@@ -49,6 +49,7 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.misfire = values.misfire
     job.max_catch_up = values.max_catch_up
     job.on_complete = values.on_complete
+    job.template = values.template
     job.labels = scope.labels_in_scope(values.labels)
     job.updated_at = now
     state = jobstate.schedule(rules, JobState.of(job), now, paused=values.paused)

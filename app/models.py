@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -71,6 +73,8 @@ class Job(db.Model):  # type: ignore[name-defined]
     on_complete: Mapped[str] = mapped_column(String(8), default="keep", server_default="keep")
     # As the API shows them; job_labels holds them again, one row each, to find jobs by.
     labels: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # Placeholders in the payload filled at each delivery (app.payloads).
+    template: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # A pause's terms, while paused: why, and when it ends by itself (app.jobs.end_pauses).
     pause_note: Mapped[str | None] = mapped_column(Text)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
@@ -318,6 +319,13 @@ class JobIn(TimingFields):
         description="delete: once completed and its runs finished, the job is deleted "
         "(kept: pruned after COMPLETED_JOB_RETENTION_DAYS)",
     )
+    template: StrictBool = Field(
+        False,
+        description="Fill the payload's placeholders at each delivery: {{scheduledFor}}, "
+        "{{firedAt}}, {{runId}}, {{jobId}}, {{name}}, {{attempt}}. In a JSON payload a value "
+        "goes in as JSON string content (escaped), so the payload stays valid JSON; an unknown "
+        "placeholder is refused. false: the payload goes out byte for byte",
+    )
     # "completed" is accepted so get-modify-put works; the rules decide whether it still is.
     status: Literal["active", "paused", "completed"] = "active"
 
@@ -345,6 +353,7 @@ class JobOut(BaseModel):
     misfire: str
     maxCatchUp: int | None
     onComplete: Literal["keep", "delete"]
+    template: bool
     labels: dict[str, str]
     status: Literal["active", "paused", "completed"]
     pauseNote: str | None = Field(None, description="Why it is paused (while paused)")

@@ -31,6 +31,7 @@ def job_out(job: Job, *, show_secret: bool = False) -> dict[str, Any]:
         "misfire": job.misfire,
         "maxCatchUp": job.max_catch_up,
         "onComplete": job.on_complete,
+        "template": job.template,
         "labels": job.labels or {},
         "status": job.status,
         "pauseNote": job.pause_note,

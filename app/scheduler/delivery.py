@@ -96,6 +96,8 @@ class Delivering:
                     runs.c.last_error,  # a retry too old to try again keeps it in its own
                     runs.c.origin,
                     jobs.c.payload,
+                    jobs.c.template,
+                    jobs.c.name,
                     cast(jobs.c.target, Text).label("target"),  # decoded once per claim
                     jobs.c.retry,
                 )
@@ -153,8 +155,13 @@ class Delivering:
             if spec is None:
                 spec = specs[row.target] = json.loads(row.target)
             kind = spec["type"]
-            run = {"id": row.id, "job_id": row.job_id, "scheduled_for": row.scheduled_for}
-            delivery = delivery_of(run, row.payload, spec, row.attempts + 1)
+            run = {
+                "id": row.id,
+                "job_id": row.job_id,
+                "scheduled_for": row.scheduled_for,
+                "fired_at": row.fired_at,
+            }
+            delivery = delivery_of(run, row, spec, row.attempts + 1)
             if kind in self.local_targets:
                 local[kind].append(delivery)
                 continue

@@ -21,9 +21,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select
 
-from app import audit, jobstate, timing
+from app import audit, jobstate, payloads, timing
 from app.clock import Clock
 from app.database import write_connection
+from app.instants import format_instant
 from app.jobstate import JobState, MisfirePolicy
 from app.metrics import CounterWriter, lag_counts
 from app.models import AuditEntry, Job, Run
@@ -39,6 +40,8 @@ MAX_ORIGIN: int = runs.c.origin.type.length  # runs.origin's length
 JOB_COLUMNS = (
     jobs.c.id,
     jobs.c.payload,
+    jobs.c.template,
+    jobs.c.name,
     jobs.c.recurring,
     jobs.c.first_at,
     jobs.c.timezone,
@@ -184,15 +187,20 @@ class Firing:
         for run in written:
             job = by_job[run["job_id"]]
             if job.target["type"] in self.local_targets:
-                by_type[job.target["type"]].append(delivery_of(run, job.payload, job.target, 1))
+                delivery = delivery_of(run, job, job.target, 1)
+                by_type[job.target["type"]].append(delivery)
         for kind, deliveries in by_type.items():
             self.local_targets[kind].write(conn, deliveries, now)
         return sum(len(d) for d in by_type.values())
 
 
-def delivery_of(
-    run: Mapping[str, Any], payload: str, target: dict[str, Any], attempt: int
-) -> Delivery:
+def delivery_of(run: Mapping[str, Any], job: Any, target: dict[str, Any], attempt: int) -> Delivery:
+    """A run's attempt (`run`: its id, job_id, scheduled_for, fired_at; `job`: a row with the
+    job's payload, template and name); a template's placeholders are filled here, for every
+    target alike."""
+    payload = job.payload
+    if job.template:  # other jobs' payloads are not looked at: they go out as stored
+        payload = payloads.fill(payload, _template_values(run, job.name, attempt))
     return Delivery(
         run_id=str(run["id"]),
         job_id=str(run["job_id"]),
@@ -201,6 +209,17 @@ def delivery_of(
         target=target,
         attempt=attempt,
     )
+
+
+def _template_values(run: Mapping[str, Any], name: str | None, attempt: int) -> dict[str, str]:
+    return {
+        "scheduledFor": format_instant(run["scheduled_for"]) or "",
+        "firedAt": format_instant(run["fired_at"]) or "",
+        "runId": str(run["id"]),
+        "jobId": str(run["job_id"]),
+        "name": name or "",
+        "attempt": str(attempt),
+    }
 
 
 def origin_of(targets: Mapping[str, Target], spec: Mapping[str, Any]) -> str | None:

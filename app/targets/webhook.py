@@ -37,7 +37,6 @@ from multidict import CIMultiDict
 from pydantic import ValidationError
 from yarl import URL
 
-from app import jsontext
 from app.clock import Clock, SystemClock
 from app.netguard import (
     AddressRefused,
@@ -47,6 +46,7 @@ from app.netguard import (
     parse_networks,
     refuse_forbidden,
 )
+from app.payloads import is_json
 from app.schemas import SECRET_PREFIX, secret_key
 from app.schemas import WebhookTarget as WebhookSpec
 from app.targets.base import Delivery, Outcome
@@ -365,11 +365,8 @@ def _headers(job_headers: Mapping[str, str], payload: str | None) -> CIMultiDict
 
 
 def _content_type(payload: str) -> str:
-    try:
-        jsontext.loads(payload, max_depth=None)
-    except ValueError:  # TooDeep too: what no parser of ours takes is not sent as JSON
-        return "text/plain; charset=utf-8"
-    return "application/json"
+    # What no parser of ours takes (too deep too) is not sent as JSON.
+    return "application/json" if is_json(payload) else "text/plain; charset=utf-8"
 
 
 def classify_response(run_id: str, status: int, headers: Mapping[str, str], now: float) -> Outcome:

@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from app import jobinput, jsontext, timing
+from app import jobinput, jsontext, payloads, timing
 from app.api.jobs import preview_of
 from app.errors import Invalid
 from app.instants import format_instant
@@ -67,6 +67,7 @@ _API_FIELDS = {
     "misfire": "misfire",
     "maxCatchUp": "max_catch_up",
     "onComplete": "on_complete",
+    "template": "template",
     "labels": "labels",
     "status": "paused",
 }
@@ -132,6 +133,9 @@ class JobForm:
     max_catch_up: str = ""
     on_complete: str | None = None  # None: not sent, the job keeps its choice
     labels: str | None = None  # one "key: value" a line; None: not sent, kept
+    # A checkbox sends nothing when unticked: the hidden template_sent says it was on the
+    # page. None: not on the page, the job keeps its choice.
+    template: bool | None = None
     paused: bool = False
 
     @classmethod
@@ -139,11 +143,13 @@ class JobForm:
         """Read a submitted form (or query string); absent fields keep their defaults."""
         form = cls(timezone=default_zone)
         for item in fields(cls):
-            if item.name == "paused":
+            if item.name in _TICKED:
                 continue
             if item.name in values:
                 setattr(form, item.name, str(values[item.name]))
-        form.paused = values.get("paused") in ("on", "true", "1")
+        form.paused = _ticked(values, "paused")
+        if "template_sent" in values:
+            form.template = _ticked(values, "template")
         return form
 
     @classmethod
@@ -190,6 +196,7 @@ class JobForm:
             max_catch_up=str(job.max_catch_up or ""),
             on_complete=job.on_complete,
             labels="".join(f"{key}: {value}\n" for key, value in (job.labels or {}).items()),
+            template=job.template,
             paused=job.status == "paused",
         )
 
@@ -198,11 +205,22 @@ class JobForm:
         values = {
             key: str(value)
             for key, value in asdict(self).items()
-            if key != "paused" and value is not None
+            if key not in _TICKED and value is not None
         }
         if self.paused:
             values["paused"] = "on"
+        if self.template is not None:
+            values["template_sent"] = "1"
+            if self.template:
+                values["template"] = "on"
         return values
+
+
+_TICKED = ("paused", "template")  # checkboxes: sent as "on", or not at all
+
+
+def _ticked(values: Mapping[str, str], name: str) -> bool:
+    return values.get(name) in ("on", "true", "1")
 
 
 @dataclass
@@ -257,6 +275,7 @@ FIELD_LABELS = {
     "max_catch_up": "Missed times fired at most",
     "on_complete": "Once completed",
     "labels": "Labels",
+    "template": "Fill placeholders at delivery",
     "paused": "Paused",
     "form": "Job",
 }
@@ -329,9 +348,9 @@ def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
     except FormErrors as exc:
         errors.update(exc.errors)
         data = {}
-    payload_error = json_payload_error(form.payload)
-    if payload_error:
-        errors["payload"] = payload_error
+    payload_problem = payload_error(form.payload, bool(form.template))
+    if payload_problem:
+        errors["payload"] = payload_problem
     data["payload"] = form.payload
     if form.name.strip():
         data["name"] = form.name.strip()
@@ -344,6 +363,7 @@ def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
     if catch_up is not None:
         data["maxCatchUp"] = catch_up
     data["onComplete"] = form.on_complete or (old.on_complete if old else "keep")
+    data["template"] = form.template if form.template is not None else bool(old and old.template)
     labels = _labels(form.labels, errors)
     data["labels"] = (old.labels or {} if old else {}) if labels is KEEP else labels
     data["status"] = "paused" if form.paused else "active"
@@ -356,6 +376,18 @@ def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
     if errors:
         raise FormErrors(errors)
     return checked
+
+
+def payload_error(payload: str, template: bool) -> str | None:
+    """What is wrong with a typed payload: JSON that does not parse, or (filled at delivery)
+    an unknown placeholder."""
+    error = json_payload_error(payload)
+    if error is None and template:
+        try:
+            payloads.check_template(payload)
+        except ValueError as exc:
+            error = str(exc)
+    return error
 
 
 def json_payload_error(payload: str) -> str | None:

@@ -228,7 +228,7 @@ def form_page(
 @bp.post("/jobs/check-payload")
 def check_payload() -> str:
     """The payload's error element, checked as the user types."""
-    message = forms.json_payload_error(request.form.get("payload", ""))
+    message = forms.payload_error(request.form.get("payload", ""), "template" in request.form)
     return render_template("_field_error.html", name="payload", message=message, oob=False)
 
 
