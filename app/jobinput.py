@@ -42,6 +42,7 @@ class JobValues:
     on_complete: str = "keep"  # or "delete": the job goes once its runs are finished
     template: bool = False  # placeholders filled at delivery (app.payloads)
     labels: Mapping[str, str] = field(default_factory=dict)
+    window: int | None = None  # seconds of a flexible window (app.jobstate.window_offset)
 
 
 def job_values(data: JobIn) -> JobValues:
@@ -60,6 +61,7 @@ def job_values(data: JobIn) -> JobValues:
         on_complete=data.onComplete,
         template=data.template,
         labels=data.labels,
+        window=data.window,
     )
 
 

@@ -30,6 +30,18 @@ def job_timing(job: Job) -> timing.Timing:
     return timing.timing_of(job)
 
 
+def upcoming_fires(job: Job, count: int) -> list[datetime]:
+    """When an active job fires next, `count` times (each occurrence at its point in the
+    job's flexible window, if it has one)."""
+    if job.next_run_at is None or count < 1:
+        return []
+    state = JobState.of(job)
+    nominal = state.next_run_at
+    assert nominal is not None
+    later = timing.occurrences(job_timing(job), nominal, count - 1, fired=job.occurrence_count + 1)
+    return [job.next_run_at, *(t + state.offset for t in later)]
+
+
 def _apply(job: Job, values: JobValues, now: datetime) -> None:
     """Write a request's values onto a job and work out its next run."""
     rules = values.rules
@@ -50,6 +62,7 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.max_catch_up = values.max_catch_up
     job.on_complete = values.on_complete
     job.template = values.template
+    job.window = values.window  # before the state below: its offset comes from it
     job.labels = scope.labels_in_scope(values.labels)
     job.updated_at = now
     state = jobstate.schedule(rules, JobState.of(job), now, paused=values.paused)

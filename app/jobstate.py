@@ -10,6 +10,7 @@ Invariant: next_run_at is set exactly when the job is active and has a next occu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,26 +33,34 @@ class JobState:
     last_occurrence_at: datetime | None = None  # the latest one's nominal time
     skipped_count: int = 0
     due_since: datetime | None = None  # when its occurrences became due to the service
+    # A flexible window's shift: each occurrence fires this long after its nominal time.
+    # next_run_at above is nominal; the column holds nominal + offset, so the dispatcher's
+    # one index range over next_run_at still finds what is due to fire.
+    offset: timedelta = timedelta(0)
 
     @classmethod
     def of(cls, job: Any) -> JobState:
         """The state of a Job or of a row with the same column names."""
+        offset = window_offset(job.id, job.window)
+        planned = job.next_run_at
         return cls(
             status=job.status,
-            next_run_at=job.next_run_at,
+            next_run_at=planned - offset if planned is not None and offset else planned,
             run_count=job.run_count or 0,
             last_run_at=job.last_run_at,
             occurrence_count=job.occurrence_count or 0,
             last_occurrence_at=job.last_occurrence_at,
             skipped_count=job.skipped_count or 0,
             due_since=job.due_since,
+            offset=offset,
         )
 
     def columns(self) -> dict[str, Any]:
         """The job columns this state is stored in."""
+        upcoming = self.next_run_at
         return {
             "status": self.status,
-            "next_run_at": self.next_run_at,
+            "next_run_at": upcoming + self.offset if upcoming is not None else None,
             "run_count": self.run_count,
             "last_run_at": self.last_run_at,
             "occurrence_count": self.occurrence_count,
@@ -59,6 +68,17 @@ class JobState:
             "skipped_count": self.skipped_count,
             "due_since": self.due_since,
         }
+
+
+def window_offset(job_id: Any, window: int | None) -> timedelta:
+    """Where in its flexible window [nominal, nominal + window) a job fires: a point taken
+    from the job's id (like cron's H in Jenkins), the same for each of its occurrences, so
+    restarts and several dispatchers agree, its occurrences keep their order, and a
+    million jobs due at one time spread evenly over the window (ids are random)."""
+    if not window:
+        return timedelta(0)
+    digest = hashlib.blake2b(str(job_id).encode(), digest_size=8).digest()
+    return timedelta(milliseconds=int.from_bytes(digest, "big") % (window * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +163,11 @@ def resume(
 
 
 def due_at(state: JobState, scheduled_for: datetime) -> datetime:
-    """When the service could first have fired this occurrence (its lag counts from here)."""
-    if state.due_since is None or state.due_since <= scheduled_for:
-        return scheduled_for
+    """When the service could first have fired this occurrence (its lag counts from here):
+    its time in the window, or when the job was created, changed or resumed if later."""
+    planned = scheduled_for + state.offset
+    if state.due_since is None or state.due_since <= planned:
+        return planned
     return state.due_since
 
 
@@ -164,7 +186,10 @@ def gone(state: JobState, reason: str) -> Change:
 
 
 def fire(rules: timing.Timing, state: JobState, now: datetime, misfire: MisfirePolicy) -> Change:
-    """A due job: the occurrences to fire now and the job's next state."""
+    """A due job: the occurrences to fire now and the job's next state. With a flexible
+    window the rule runs on a clock shifted by the job's offset: what is due at `now` is
+    what was nominally due at now - offset."""
+    now = now - state.offset
     due = state.next_run_at
     assert due is not None and state.status == ACTIVE, "only an active, due job fires"
     if misfire.policy == "all":

@@ -73,6 +73,8 @@ class Job(db.Model):  # type: ignore[name-defined]
     on_complete: Mapped[str] = mapped_column(String(8), default="keep", server_default="keep")
     # As the API shows them; job_labels holds them again, one row each, to find jobs by.
     labels: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # A flexible window, seconds: each occurrence fires within [nominal, nominal + window).
+    window: Mapped[int | None] = mapped_column(Integer)
     # Placeholders in the payload filled at each delivery (app.payloads).
     template: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # A pause's terms, while paused: why, and when it ends by itself (app.jobs.end_pauses).

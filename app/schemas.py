@@ -36,7 +36,24 @@ _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|
 # (the address guard decides on those), no user:password@, a port 1-65535 (leading zeros
 # allowed), then a path, query or fragment without spaces or control characters (written
 # as the characters themselves, not escapes: the document's readers take those best).
-_HOST = r"([A-Za-z0-9_][A-Za-z0-9_.-]*|\[[0-9A-Fa-f:.]+\])"
+_H16 = "[0-9A-Fa-f]{1,4}"
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(\.{_OCTET}){{3}}"
+_IPV6 = "|".join(  # RFC 4291's spellings, without a zone
+    [
+        f"({_H16}:){{7}}{_H16}",
+        f"({_H16}:){{1,7}}:",
+        f"({_H16}:){{1,6}}:{_H16}",
+        *(f"({_H16}:){{1,{6 - n}}}(:{_H16}){{1,{n + 1}}}" for n in range(1, 5)),
+        f"{_H16}:(:{_H16}){{1,6}}",
+        f":((:{_H16}){{1,7}}|:)",
+        # with an IPv4 address at the end: mapped (::ffff:a.b.c.d) and the like
+        f"({_H16}:){{6}}{_IPV4}",
+        f"::(ffff(:0{{1,4}})?:)?{_IPV4}",
+        f"({_H16}:){{1,4}}:{_IPV4}",
+    ]
+)
+_HOST = rf"([A-Za-z0-9_][A-Za-z0-9_.-]*|\[({_IPV6})\])"
 _URL_REST = "[^\x00-\x20\x7f]*"
 WEBHOOK_URL_PATTERN = rf"^https?://{_HOST}(:0*{_PORT})?([/?#]{_URL_REST})?$"
 
@@ -144,7 +161,8 @@ class SqsTarget(Strict):
     )
 
     type: Literal["sqs"]
-    queueUrl: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^https?://")]
+    # No NUL (Strict.storable_text): a pattern of its own, so the document's says it too.
+    queueUrl: Annotated[str, Field(min_length=1, max_length=1024, pattern="^https?://[^\x00]*$")]
     region: Annotated[str | None, Field(max_length=64)] = None
     messageGroupId: Annotated[
         StrictStr | None,
@@ -326,6 +344,15 @@ class JobIn(TimingFields):
         "goes in as JSON string content (escaped), so the payload stays valid JSON; an unknown "
         "placeholder is refused. false: the payload goes out byte for byte",
     )
+    window: Annotated[
+        StrictInt | None,
+        Field(
+            ge=1,
+            le=86400,
+            description="Flexible window, seconds: each occurrence fires at a point within "
+            "[nominal, nominal + window) taken from the job (the same for each occurrence)",
+        ),
+    ] = None
     # "completed" is accepted so get-modify-put works; the rules decide whether it still is.
     status: Literal["active", "paused", "completed"] = "active"
 
@@ -354,6 +381,7 @@ class JobOut(BaseModel):
     maxCatchUp: int | None
     onComplete: Literal["keep", "delete"]
     template: bool
+    window: int | None
     labels: dict[str, str]
     status: Literal["active", "paused", "completed"]
     pauseNote: str | None = Field(None, description="Why it is paused (while paused)")

@@ -32,6 +32,7 @@ def job_out(job: Job, *, show_secret: bool = False) -> dict[str, Any]:
         "maxCatchUp": job.max_catch_up,
         "onComplete": job.on_complete,
         "template": job.template,
+        "window": job.window,
         "labels": job.labels or {},
         "status": job.status,
         "pauseNote": job.pause_note,

@@ -61,6 +61,7 @@ JOB_COLUMNS = (
     jobs.c.last_occurrence_at,
     jobs.c.skipped_count,
     jobs.c.due_since,
+    jobs.c.window,
 )
 
 

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from app import timing
-from app.jobs import job_timing
+from app import jobs
 from app.models import Job
 from app.runs import MinuteLag
 from app.timing.zones import get_zone
@@ -190,11 +189,7 @@ def fire_times(job: Job, before: datetime, limit: int) -> list[datetime]:
     """The job's next run and the occurrences after it, before `before`, at most `limit`."""
     if job.next_run_at is None or job.next_run_at >= before:
         return []
-    rules = job_timing(job)
-    following = timing.occurrences(
-        rules, job.next_run_at, limit - 1, fired=job.occurrence_count + 1
-    )
-    return [job.next_run_at, *(t for t in following if t < before)]
+    return [t for t in jobs.upcoming_fires(job, limit) if t < before]
 
 
 def nice_ceiling(value: float) -> float:

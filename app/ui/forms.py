@@ -66,6 +66,7 @@ _API_FIELDS = {
     "name": "name",
     "misfire": "misfire",
     "maxCatchUp": "max_catch_up",
+    "window": "window",
     "onComplete": "on_complete",
     "template": "template",
     "labels": "labels",
@@ -131,6 +132,7 @@ class JobForm:
     end_at: str = ""
     misfire: str = "coalesce"
     max_catch_up: str = ""
+    window: str | None = None  # a flexible window, seconds; None: not sent, kept
     on_complete: str | None = None  # None: not sent, the job keeps its choice
     labels: str | None = None  # one "key: value" a line; None: not sent, kept
     # A checkbox sends nothing when unticked: the hidden template_sent says it was on the
@@ -194,6 +196,7 @@ class JobForm:
             end_at=_wall_text(job.end_at, zone),
             misfire=job.misfire,
             max_catch_up=str(job.max_catch_up or ""),
+            window=str(job.window or ""),
             on_complete=job.on_complete,
             labels="".join(f"{key}: {value}\n" for key, value in (job.labels or {}).items()),
             template=job.template,
@@ -273,6 +276,7 @@ FIELD_LABELS = {
     "max_age": "Give up retrying after",
     "misfire": "After downtime",
     "max_catch_up": "Missed times fired at most",
+    "window": "Flexible window",
     "on_complete": "Once completed",
     "labels": "Labels",
     "template": "Fill placeholders at delivery",
@@ -359,6 +363,8 @@ def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
     if retry:
         data["retry"] = retry
     data["misfire"] = form.misfire
+    window = _sent_integer(form.window, "window", errors, "a whole number of seconds")
+    data["window"] = (old.window if old else None) if window is KEEP else window
     catch_up = _integer(form.max_catch_up, "max_catch_up", errors, "a whole number of runs")
     if catch_up is not None:
         data["maxCatchUp"] = catch_up

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from flask import current_app, flash, make_response, redirect, render_template, request, session
 from werkzeug.wrappers import Response
 
-from app import jobinput, jobs, runs, timing
+from app import jobinput, jobs, jobstate, runs, timing
 from app.errors import BadLookup, Invalid
 from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
@@ -248,6 +248,7 @@ def job_page(job_id: str) -> Response:
         "job.html",
         ("job-live", "job-runs"),
         job=job,
+        offset_ms=jobstate.window_offset(job.id, job.window).total_seconds() * 1000,
         new_secret=secret,
         secrets=jobs.secrets_of(job.target),
         runs=found,
@@ -269,9 +270,10 @@ def next_times(job: Job, current: datetime, count: int) -> list[datetime]:
     if job.status == "completed":
         return []
     if job.status == "paused" or job.next_run_at is None:
-        return timing.occurrences(rules, current, count, fired=job.occurrence_count)
-    later = timing.occurrences(rules, job.next_run_at, count - 1, fired=job.occurrence_count + 1)
-    return [job.next_run_at, *later]
+        offset = jobstate.window_offset(job.id, job.window)
+        times = timing.occurrences(rules, current, count, fired=job.occurrence_count)
+        return [t + offset for t in times]
+    return jobs.upcoming_fires(job, count)
 
 
 # Actions
