@@ -250,7 +250,7 @@ def test_a_run_dead_at_its_claim_sends_its_dead_letter_too(
     clock.advance(1)
     dispatcher.step()
     dispatcher.deliver_due()
-    letter, dead = runs_of(client, job["jobId"])
+    dead, letter = sorted(runs_of(client, job["jobId"]), key=lambda run: run["deadLetter"])
     assert dead["status"] == "dead" and letter["status"] == "delivered"
     (message,) = receive(client, "dlq")
     body = json.loads(message["payload"])
