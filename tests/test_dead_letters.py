@@ -16,8 +16,13 @@ from app.clock import ManualClock
 from app.config import ConfigError, settings
 from app.database import db
 from app.models import Job
+from app.retry import RetryPolicy
+from app.scheduler.deadletters import DeadLetterTo
 from app.scheduler.dispatcher import Dispatcher
+from app.scheduler.lanes import Held
+from app.targets.base import Delivery, Outcome
 from app.targets.webhook import WebhookTarget
+from tests.conftest import START
 from tests.support.http_target import HttpTarget, Response
 
 RETRY = {"attempts": 2, "backoff": 1.0}
@@ -256,3 +261,24 @@ def test_a_run_dead_at_its_claim_sends_its_dead_letter_too(
     body = json.loads(message["payload"])
     assert body["lastError"] == "no sqs target configured in this scheduler"
     assert body["lastStatus"] is None and body["attempts"] == 1
+
+
+def test_an_outcome_whose_lease_was_lost_writes_no_dead_letter(
+    client: FlaskClient, clock: ManualClock, dispatcher: Dispatcher, http_target: HttpTarget
+) -> None:
+    """A late "dead" from a dispatcher whose lease was taken over records nothing: neither
+    the run's death nor its dead letter."""
+    job = create(client, target=failing(http_target), deadLetter={"type": "queue", "name": "dlq"})
+    clock.advance(1)
+    dispatcher.fire_due()  # pending, not leased by anyone
+    (run,) = runs_of(client, job["jobId"])
+    delivery = Delivery(
+        run["runId"], job["jobId"], START.replace(second=1), "p", job["target"], attempt=2
+    )
+    held = Held(
+        delivery, START, RetryPolicy.of(RETRY), 10.0, 60.0, START, "o", 1,
+        DeadLetterTo({"type": "queue", "name": "dlq"}, None),
+    )  # fmt: skip
+    dispatcher.recorder.write([(held, Outcome(run["runId"], ok=False, permanent=True))])
+    (run,) = runs_of(client, job["jobId"])
+    assert run["status"] == "pending"
