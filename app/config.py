@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from limits import parse_many
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -74,6 +74,10 @@ def _networks(text: str) -> str:
     return text
 
 
+def _none_if_empty(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 Positive = Annotated[float, Field(gt=0)]
 Count = Annotated[int, Field(ge=1)]
 RateLimit = Annotated[str, AfterValidator(_rate_limit)]
@@ -99,6 +103,8 @@ class Settings(BaseSettings):
     MAX_CATCH_UP: Count = 100  # misfire "all": missed occurrences fired at most, per job
     MISFIRE_GRACE: Annotated[float, Field(ge=0)] = 60.0  # seconds late before "missed"
     DEFAULT_TARGET: Target | None = None  # None: the built-in queue "default"
+    # For jobs saved without a deadLetter; empty: none.
+    DEFAULT_DEAD_LETTER: Annotated[Target | None, BeforeValidator(_none_if_empty)] = None
     DEFAULT_RETRY: RetryIn = RetryIn(**DEFAULT_RETRY.as_spec())  # for fields a job leaves out
     MAX_PAYLOAD_BYTES: Count = 256 * 1024
     MAX_CONTENT_LENGTH: Count = 16 * 1024 * 1024  # whole request body; a batch of jobs fits
@@ -146,7 +152,7 @@ def settings(from_file: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
         raise ConfigError(str(exc)) from None
     specs = {  # as the jobs' own specs are stored: only the fields given
         name: getattr(values, name).model_dump(exclude_none=True)
-        for name in ("DEFAULT_TARGET", "DEFAULT_RETRY")
+        for name in ("DEFAULT_TARGET", "DEFAULT_DEAD_LETTER", "DEFAULT_RETRY")
         if getattr(values, name) is not None
     }
     return values.model_dump() | specs

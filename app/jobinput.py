@@ -43,6 +43,7 @@ class JobValues:
     template: bool = False  # placeholders filled at delivery (app.payloads)
     labels: Mapping[str, str] = field(default_factory=dict)
     window: int | None = None  # seconds of a flexible window (app.jobstate.window_offset)
+    dead_letter: dict[str, Any] | None = None  # a target spec; a webhook's secret as target's
 
 
 def job_values(data: JobIn) -> JobValues:
@@ -62,6 +63,7 @@ def job_values(data: JobIn) -> JobValues:
         template=data.template,
         labels=data.labels,
         window=data.window,
+        dead_letter=_dead_letter(data),
     )
 
 
@@ -133,13 +135,26 @@ def check_template(payload: str, name: str | None) -> None:
 def _target(data: JobIn) -> dict[str, Any]:
     if data.target is None:
         return dict(current_app.config.get("DEFAULT_TARGET") or DEFAULT_TARGET)
-    target = data.target.model_dump(exclude_none=True)
-    if target["type"] == "webhook":
-        _check_webhook_address(target["url"])
-    return target
+    return _checked_target(data.target, "target")
 
 
-def _check_webhook_address(url: str) -> None:
+def _dead_letter(data: JobIn) -> dict[str, Any] | None:
+    """The job's dead letter target, checked as a target is; absent, the configured default
+    (taken when the job is saved, as DEFAULT_TARGET is)."""
+    if data.deadLetter is None:
+        default = current_app.config.get("DEFAULT_DEAD_LETTER")
+        return dict(default) if default else None
+    return _checked_target(data.deadLetter, "deadLetter")
+
+
+def _checked_target(target: Any, field: str) -> dict[str, Any]:
+    spec: dict[str, Any] = target.model_dump(exclude_none=True)
+    if spec["type"] == "webhook":
+        _check_webhook_address(spec["url"], f"{field}.url")
+    return spec
+
+
+def _check_webhook_address(url: str, field: str = "target.url") -> None:
     """Refuse a webhook to a literal private address now; names are checked when connecting
     (what a name resolves to can change, so the dispatcher checks every connection)."""
     address = parse_ip_literal(urlsplit(url).hostname or "")
@@ -147,7 +162,7 @@ def _check_webhook_address(url: str) -> None:
         return
     refusal = check_address(address, allow_networks(current_app.config))
     if refusal:
-        raise Invalid.field("target.url", f"refused: {refusal} (see WEBHOOK_ALLOW_NETWORKS)")
+        raise Invalid.field(field, f"refused: {refusal} (see WEBHOOK_ALLOW_NETWORKS)")
 
 
 def _retry(data: JobIn) -> dict[str, Any]:

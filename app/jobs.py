@@ -60,6 +60,7 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.retry = values.retry
     job.misfire = values.misfire
     job.max_catch_up = values.max_catch_up
+    job.dead_letter = _kept_secret(values.dead_letter, job.dead_letter)
     job.on_complete = values.on_complete
     job.template = values.template
     job.window = values.window  # before the state below: its offset comes from it
@@ -78,6 +79,17 @@ def _with_secret(target: dict[str, Any], old: dict[str, Any] | None) -> dict[str
         return target
     kept = old.get("secret") if old and old.get("type") == "webhook" else None
     return target | {"secret": kept or generate_secret()}
+
+
+def _kept_secret(
+    target: dict[str, Any] | None, old: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A dead letter webhook without a secret keeps the one it had (answers never show it);
+    none is made for it: it is signed only when given one."""
+    if not target or target["type"] != "webhook" or target.get("secret"):
+        return target
+    kept = old.get("secret") if old and old.get("type") == "webhook" else None
+    return target | {"secret": kept} if kept else target
 
 
 def secrets_of(target: dict[str, Any]) -> list[str]:

@@ -69,6 +69,8 @@ class Job(db.Model):  # type: ignore[name-defined]
     # occurrence before it was not late; it could not have fired sooner.
     due_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_catch_up: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
+    # Where a dead run's dead letter goes (a target spec, as `target`); None: nowhere.
+    dead_letter: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # "keep" or "delete": once completed and its runs finished, retention deletes it.
     on_complete: Mapped[str] = mapped_column(String(8), default="keep", server_default="keep")
     # As the API shows them; job_labels holds them again, one row each, to find jobs by.
@@ -132,13 +134,21 @@ class Run(db.Model):  # type: ignore[name-defined]
     # When the service could first have fired it: the later of scheduled_for and the job's
     # due_since then. Lag is fired_at - due_at; scheduled_for stays the nominal time.
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A dead letter: the message telling of the job's dead run at the same scheduled_for,
+    # delivered as a run of its own to its own target (the job's dead letter target then).
+    dead_letter: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    target: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    payload: Mapped[str | None] = mapped_column(Text)
 
     @property
     def lag_seconds(self) -> float:
         return (self.fired_at - (self.due_at or self.scheduled_for)).total_seconds()
 
     __table_args__ = (
-        UniqueConstraint("job_id", "scheduled_for", name="uq_runs_job_scheduled_for"),
+        # One run per occurrence, and at most one dead letter of it.
+        UniqueConstraint(
+            "job_id", "scheduled_for", "dead_letter", name="uq_runs_job_scheduled_for"
+        ),
         # Only runs that still need an attempt: delivered and dead runs (most of them,
         # and every built-in queue run from the start) cost the index nothing.
         Index(

@@ -59,6 +59,20 @@ def list_runs(
     return runs[:limit], encode_cursor(last.fired_at, last.id)
 
 
+def dead_letters_of(found: list[Run]) -> dict[uuid.UUID, uuid.UUID]:
+    """The dead letter run of each dead run among these: {dead run id: its dead letter's
+    id}. One lookup in the unique key (job, scheduled_for, dead_letter), only for dead runs."""
+    dead = {
+        (r.job_id, r.scheduled_for): r.id for r in found if r.status == "dead" and not r.dead_letter
+    }
+    if not dead:
+        return {}
+    query = select(Run.id, Run.job_id, Run.scheduled_for).where(
+        Run.dead_letter.is_(True), tuple_(Run.job_id, Run.scheduled_for).in_(list(dead))
+    )
+    return {dead[(job, at)]: letter for letter, job, at in db.session.execute(query)}
+
+
 def get_run(run_id: str) -> Run:
     try:
         key = uuid.UUID(run_id)

@@ -332,6 +332,11 @@ class JobIn(TimingFields):
         StrictInt | None,
         Field(ge=1, le=10_000, description='misfire "all": missed occurrences fired at most'),
     ] = None
+    deadLetter: Target | None = Field(
+        None,
+        description="Where a message about each dead run goes (a target, as `target`); "
+        "absent: DEFAULT_DEAD_LETTER, if set",
+    )
     onComplete: Literal["keep", "delete"] = Field(
         "keep",
         description="delete: once completed and its runs finished, the job is deleted "
@@ -379,6 +384,7 @@ class JobOut(BaseModel):
     retry: dict[str, Any]
     misfire: str
     maxCatchUp: int | None
+    deadLetter: dict[str, Any] | None = Field(None, description="Where dead runs are told of")
     onComplete: Literal["keep", "delete"]
     template: bool
     window: int | None
@@ -476,6 +482,12 @@ class RunOut(BaseModel):
     responseStatus: int | None
     responseMs: float | None
     responseBody: str | None
+    deadLetter: bool = Field(
+        False, description="A dead letter: the message about the job's dead run at scheduledFor"
+    )
+    deadLetterRunId: str | None = Field(
+        None, description="A dead run's dead letter: the run delivering the message about it"
+    )
 
 
 class RunList(BaseModel):

@@ -15,7 +15,7 @@ from app import jobs
 from app.schemas import JobIn, RetryIn, SqsTarget, WebhookTarget
 from app.ui import forms
 from tests.test_access import bearer, make_key
-from tests.test_ui_views import HTMX, create, element, form_data, text, token
+from tests.test_ui_views import HTMX, add_run, create, element, form_data, text, token
 
 FIFO_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo"
 
@@ -401,3 +401,53 @@ def test_once_completed_delete_from_the_form_and_kept_on_edit(client: FlaskClien
     kept = form_data(client, on_complete="keep")
     response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=kept)
     assert saved_job(client, response)["onComplete"] == "keep"
+
+
+# Dead letters
+
+
+def test_a_dead_letter_target_from_the_form_kept_when_not_sent(client: FlaskClient) -> None:
+    data = form_data(client, dead_letter_type="queue", dead_letter_queue="dlq")
+    job = saved_job(client, client.post("/ui/jobs/new", data=data))
+    assert job["deadLetter"] == {"type": "queue", "name": "dlq"}
+    page = text(client.get(f"/ui/jobs/{job['jobId']}"))
+    assert "to queue dlq" in element(page, "job-dead-letter")
+    edit = text(client.get(f"/ui/jobs/{job['jobId']}/edit"))
+    assert 'id="dead-letter-queue" checked' in edit and 'value="dlq"' in edit
+    # A page without the fields (an older one, a script): the job keeps its dead letters.
+    response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=form_data(client, name="x"))
+    assert saved_job(client, response)["deadLetter"] == {"type": "queue", "name": "dlq"}
+    url = "http://127.0.0.1:9/dead"
+    sent = form_data(client, dead_letter_type="webhook", dead_letter_url=url)
+    response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=sent)
+    assert saved_job(client, response)["deadLetter"]["url"] == url
+    none = form_data(client, dead_letter_type="none", dead_letter_url=url)
+    response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=none)
+    assert saved_job(client, response)["deadLetter"] is None
+
+
+def test_a_bad_dead_letter_url_is_shown_on_its_field(client: FlaskClient) -> None:
+    for kind, url, words in [
+        ("webhook", "http://10.1.2.3/dead", "refused"),
+        ("webhook", "ftp://example.com/x", "http(s) URL"),
+        ("sqs", "not a url", ""),
+    ]:
+        data = form_data(client, dead_letter_type=kind, dead_letter_url=url)
+        response = client.post("/ui/jobs/new", data=data)
+        assert response.status_code == 422, (kind, url)
+        assert words in element(text(response), "error-dead_letter_url"), (kind, url)
+
+
+def test_run_rows_show_where_a_dead_letter_went(client: FlaskClient, app: Flask) -> None:
+    job = create(client, deadLetter={"type": "queue", "name": "dlq"})
+    dead = add_run(app, job["jobId"], "dead", 5, last_error="HTTP 503")
+    letter = add_run(
+        app, job["jobId"], "delivered", 5, dead_letter=True, payload="{}",
+        target={"type": "queue", "name": "dlq"},
+    )  # fmt: skip
+    for url in (f"/ui/jobs/{job['jobId']}", f"/ui/runs?job={job['jobId']}"):
+        page = text(client.get(url))
+        link = element(page, f"dead-letter-{dead}")
+        assert f"#run-{letter}" in link and "Dead letter sent" in link
+        assert "queue dlq" in element(page, f"dead-letter-of-{letter}")
+    assert client.get(f"/runs/{dead}").get_json()["deadLetterRunId"] == letter

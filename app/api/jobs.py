@@ -14,7 +14,7 @@ from app import clock_of, jobinput, jobs, timing
 from app.api import bp
 from app.api.idempotent import KEY_HEADER, answer, create_once
 from app.api.openapi import operation, validate
-from app.api.serialize import job_out, run_out
+from app.api.serialize import job_out, run_out, runs_out
 from app.idempotency import Answer
 from app.instants import format_instant
 from app.models import Job
@@ -212,7 +212,7 @@ def drop_old_secrets(jobId: UUID) -> Response:
 def job_runs(jobId: UUID, query: RunListQuery) -> Response:
     job = jobs.get_job(str(jobId))
     page, cursor = list_runs(query.limit, query.cursor, run_filter(query, job.id))
-    return paged([run_out(run) for run in page], cursor, query.limit)
+    return paged(runs_out(page), cursor, query.limit)
 
 
 def run_filter(query: RunListQuery, job_id: Any = None) -> RunFilter:

@@ -10,7 +10,7 @@ from app import runs
 from app.api import bp
 from app.api.jobs import now, paged, run_filter
 from app.api.openapi import operation
-from app.api.serialize import run_out
+from app.api.serialize import run_out, runs_out
 from app.schemas import RunListQuery, RunOut
 
 TAG = "runs"
@@ -20,13 +20,13 @@ TAG = "runs"
            query=RunListQuery, response=RunOut, list_response=True)  # fmt: skip
 def list_runs(query: RunListQuery) -> Response:
     page, cursor = runs.list_runs(query.limit, query.cursor, run_filter(query))
-    return paged([run_out(run) for run in page], cursor, query.limit)
+    return paged(runs_out(page), cursor, query.limit)
 
 
 @operation(bp, "GET", "/runs/<uuid:runId>", summary="Get a run", tag=TAG, response=RunOut,
            errors=[404])  # fmt: skip
 def get_run(runId: UUID) -> Response:
-    return jsonify(run_out(runs.get_run(str(runId))))
+    return jsonify(runs_out([runs.get_run(str(runId))])[0])
 
 
 @operation(bp, "POST", "/runs/<uuid:runId>/retry", summary="Retry a dead run", tag=TAG,

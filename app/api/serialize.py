@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import uuid
 from typing import Any
 
-from app import timing
+from app import runs, timing
 from app.instants import format_instant
 from app.jobs import job_timing
 from app.models import Job, QueueMessage, Run
@@ -30,6 +31,7 @@ def job_out(job: Job, *, show_secret: bool = False) -> dict[str, Any]:
         "retry": job.retry,
         "misfire": job.misfire,
         "maxCatchUp": job.max_catch_up,
+        "deadLetter": target_out(job.dead_letter, show_secret=False) if job.dead_letter else None,
         "onComplete": job.on_complete,
         "template": job.template,
         "window": job.window,
@@ -54,7 +56,13 @@ def target_out(target: dict[str, Any], *, show_secret: bool) -> dict[str, Any]:
     return {key: value for key, value in target.items() if key != "secret"}
 
 
-def run_out(run: Run) -> dict[str, Any]:
+def runs_out(found: list[Run]) -> list[dict[str, Any]]:
+    """Runs as answers show them, each dead one with where its dead letter went."""
+    letters = runs.dead_letters_of(found)
+    return [run_out(run, letters.get(run.id)) for run in found]
+
+
+def run_out(run: Run, dead_letter_run: uuid.UUID | None = None) -> dict[str, Any]:
     return {
         "runId": str(run.id),
         "jobId": str(run.job_id),
@@ -70,6 +78,8 @@ def run_out(run: Run) -> dict[str, Any]:
         "responseStatus": run.response_status,
         "responseMs": run.response_ms,
         "responseBody": run.response_body,
+        "deadLetter": bool(run.dead_letter),
+        "deadLetterRunId": str(dead_letter_run) if dead_letter_run else None,
     }
 
 

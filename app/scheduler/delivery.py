@@ -43,6 +43,7 @@ from app.database import write_connection
 from app.metrics import CounterWriter
 from app.models import Job, Run
 from app.retry import RetryPolicy
+from app.scheduler import deadletters
 from app.scheduler.bulk import Bulk
 from app.scheduler.firing import delivery_of, origin_of
 from app.scheduler.lanes import Held, Lanes
@@ -53,6 +54,14 @@ from app.targets.base import Delivery, Target
 
 jobs, runs = Job.__table__, Run.__table__
 RENEW_CHUNK = 500
+# A dead letter run carries its own target and payload; other runs, the job's dead letter
+# target (NULL, for most jobs: nothing to decode).
+DEAD_LETTER_COLUMNS = (
+    runs.c.dead_letter,
+    runs.c.payload.label("own_payload"),
+    cast(runs.c.target, Text).label("own_target"),
+    cast(jobs.c.dead_letter, Text).label("dead_letter_target"),
+)
 
 
 class Delivering:
@@ -100,6 +109,7 @@ class Delivering:
                     jobs.c.name,
                     cast(jobs.c.target, Text).label("target"),  # decoded once per claim
                     jobs.c.retry,
+                    *DEAD_LETTER_COLUMNS,
                 )
                 .join(jobs, jobs.c.id == runs.c.job_id)
                 .where(self._claimable(now))
@@ -144,16 +154,17 @@ class Delivering:
     def _take(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> list[Held]:
         local: dict[str, list[Delivery]] = defaultdict(list)
         held: list[Held] = []
-        dead: list[tuple[Delivery, str]] = []
+        dead: list[tuple[Row[Any], Delivery, str]] = []
         labels: list[dict[str, Any]] = []  # runs left due, their origin newly known
         taken: Counter[str] = Counter()
         # Runs of one target share one decoded spec, so a target that parses it keeps what
         # it parsed for all of them (and the delivery process receives it once per claim).
         specs: dict[str, dict[str, Any]] = {}
         for row in rows:
-            spec = specs.get(row.target)
+            payload, spec_text = _own(row)
+            spec = specs.get(spec_text)
             if spec is None:
-                spec = specs[row.target] = json.loads(row.target)
+                spec = specs[spec_text] = json.loads(spec_text)
             kind = spec["type"]
             run = {
                 "id": row.id,
@@ -161,18 +172,21 @@ class Delivering:
                 "scheduled_for": row.scheduled_for,
                 "fired_at": row.fired_at,
             }
-            delivery = delivery_of(run, row, spec, row.attempts + 1)
+            # A dead letter's message goes out as written; a job's payload may be a template.
+            own = payload if row.dead_letter else None
+            delivery = delivery_of(run, row, spec, row.attempts + 1, own_payload=own)
             if kind in self.local_targets:
                 local[kind].append(delivery)
                 continue
             target = self.remote_targets.get(kind)
             if target is None:
-                dead.append((delivery, f"no {kind} target configured in this scheduler"))
+                dead.append((row, delivery, f"no {kind} target configured in this scheduler"))
                 continue
             item = self._held(target, delivery, row.fired_at, row.retry, now)
+            item.dead_letter = self._dead_letter_to(row, specs)
             if row.attempts and item.policy.too_old((now - row.fired_at).total_seconds()):
                 error = f"{item.policy.too_old_error()}; {row.last_error or 'delivery failed'}"
-                dead.append((delivery, error[:MAX_ERROR_CHARS]))  # late, as after downtime
+                dead.append((row, delivery, error[:MAX_ERROR_CHARS]))  # late, as after downtime
                 continue
             share = self.settings.origin_held(item.limit)
             if self.lanes.held_for(item.origin) + taken[item.origin] >= share:
@@ -184,7 +198,7 @@ class Delivering:
             taken[item.origin] += 1
             held.append(item)
         self._write_local(conn, local, now)
-        self._write_dead(conn, dead)
+        self._write_dead(conn, dead, specs, now)
         self.bulk.update(conn, runs, "id", labels)
         self._write_leases(conn, held)
         retries = sum(1 for row in rows if row.attempts >= 1)
@@ -238,7 +252,13 @@ class Delivering:
         ]
         self.bulk.update(conn, runs, "id", delivered)
 
-    def _write_dead(self, conn: Connection, dead: list[tuple[Delivery, str]]) -> None:
+    def _write_dead(
+        self,
+        conn: Connection,
+        dead: list[tuple[Row[Any], Delivery, str]],
+        specs: dict[str, dict[str, Any]],
+        now: datetime,
+    ) -> None:
         rows = [
             {
                 "id": uuid.UUID(d.run_id),
@@ -247,9 +267,32 @@ class Delivering:
                 "next_attempt_at": None,
                 "last_error": error,
             }
-            for d, error in dead
+            for _, d, error in dead
         ]
         self.bulk.update(conn, runs, "id", rows)
+        letters = [
+            deadletters.Dead(d, row.fired_at, to, error, None)
+            for row, d, error in dead
+            if (to := self._dead_letter_to(row, specs)) is not None
+        ]
+        deadletters.write(conn, letters, now)
+
+    def _dead_letter_to(
+        self, row: Row[Any], specs: dict[str, dict[str, Any]]
+    ) -> deadletters.DeadLetterTo | None:
+        """Where this run's dead letter would go: none for a dead letter itself (no loops)."""
+        text = row.dead_letter_target
+        if row.dead_letter or text is None:
+            return None
+        spec = specs.get(text)
+        if spec is None:
+            spec = specs[text] = json.loads(text)
+        if not spec:  # a JSON null
+            return None
+        local = spec["type"] in self.local_targets
+        return deadletters.DeadLetterTo(
+            spec, None if local else origin_of(self.remote_targets, spec)
+        )
 
     def _write_leases(self, conn: Connection, held: list[Held]) -> None:
         rows = [
@@ -295,3 +338,11 @@ class Delivering:
                 .returning(runs.c.id)
             ).scalars()
             return {str(key) for key in ours}
+
+
+def _own(row: Row[Any]) -> tuple[str, str]:
+    """The payload and target (JSON text) a claimed run delivers: a dead letter's own, else
+    its job's."""
+    if row.dead_letter:
+        return row.own_payload, row.own_target
+    return row.payload, row.target

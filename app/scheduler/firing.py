@@ -195,13 +195,23 @@ class Firing:
         return sum(len(d) for d in by_type.values())
 
 
-def delivery_of(run: Mapping[str, Any], job: Any, target: dict[str, Any], attempt: int) -> Delivery:
+def delivery_of(
+    run: Mapping[str, Any],
+    job: Any,
+    target: dict[str, Any],
+    attempt: int,
+    *,
+    own_payload: str | None = None,
+) -> Delivery:
     """A run's attempt (`run`: its id, job_id, scheduled_for, fired_at; `job`: a row with the
     job's payload, template and name); a template's placeholders are filled here, for every
-    target alike."""
-    payload = job.payload
-    if job.template:  # other jobs' payloads are not looked at: they go out as stored
-        payload = payloads.fill(payload, _template_values(run, job.name, attempt))
+    target alike. `own_payload`: a run's own message (a dead letter's), sent as it is."""
+    if own_payload is not None:
+        payload = own_payload
+    elif job.template:  # other jobs' payloads are not looked at: they go out as stored
+        payload = payloads.fill(job.payload, _template_values(run, job.name, attempt))
+    else:
+        payload = job.payload
     return Delivery(
         run_id=str(run["id"]),
         job_id=str(run["job_id"]),

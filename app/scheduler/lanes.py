@@ -16,6 +16,7 @@ from datetime import datetime
 
 from app.retry import RetryPolicy
 from app.scheduler.calls import CallLoop, Work
+from app.scheduler.deadletters import DeadLetterTo
 from app.targets.base import Delivery, Outcome
 
 
@@ -31,6 +32,7 @@ class Held:
     lease_until: datetime
     origin: str
     limit: int  # calls in flight to its origin, at most
+    dead_letter: DeadLetterTo | None = None  # where its dead letter goes, if it dies
 
     def work(self) -> Work:
         return Work(self.delivery, self.timeout, self.origin, self.limit)

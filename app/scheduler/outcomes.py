@@ -27,6 +27,7 @@ from app.database import write_connection
 from app.jobstate import JobState
 from app.metrics import CounterWriter
 from app.models import AuditEntry, Job, Run
+from app.scheduler import deadletters
 from app.scheduler.bulk import Bulk
 from app.scheduler.lanes import Held
 from app.targets.base import Outcome
@@ -148,6 +149,7 @@ class OutcomeRecorder:
                 conn, runs, "id", values, condition="status = 'delivering'", match=("attempts",)
             )
             self.counters.add(conn, Counter(f"deliveries_{v['status']}" for v in values))
+            deadletters.write(conn, self._dead_letters(pairs, values), now)
             if gone:
                 self._pause_gone(conn, gone, now)
         failed = sum(1 for _, o in pairs if not o.ok)
@@ -156,6 +158,21 @@ class OutcomeRecorder:
                 "deliveries failed",
                 extra={"action": "deliver", "failed": failed, "total": len(pairs)},
             )
+
+    def _dead_letters(
+        self, pairs: Sequence[tuple[Held, Outcome]], values: list[dict[str, Any]]
+    ) -> list[deadletters.Dead]:
+        return [
+            deadletters.Dead(
+                held.delivery,
+                held.fired_at,
+                held.dead_letter,
+                v["last_error"],
+                o.response_status,
+            )
+            for (held, o), v in zip(pairs, values, strict=True)
+            if v["status"] == "dead" and held.dead_letter is not None
+        ]
 
     def _pause_gone(self, conn: Any, reasons: dict[uuid.UUID, str], now: datetime) -> None:
         """Jobs whose target said "gone": paused by the job-state rules, audited."""

@@ -41,6 +41,12 @@ WHEN_KINDS = {
 }
 TARGET_TYPES = {"queue": "Built-in queue", "sqs": "SQS queue", "webhook": "Webhook"}
 WEBHOOK_METHODS: tuple[str, ...] = get_args(WebhookTarget.model_fields["method"].annotation)
+DEAD_LETTER_TYPES = {
+    "none": "None",
+    "queue": "Built-in queue",
+    "webhook": "Webhook URL",
+    "sqs": "SQS queue URL",
+}
 ON_COMPLETE = {"keep": "Keep it (pruned after the retention days)", "delete": "Delete it"}
 MISFIRE_POLICIES = {
     "coalesce": "Fire once for all it missed",
@@ -84,6 +90,8 @@ _TARGET_FIELDS = {
     "secret": "webhook_secret",
     "maxInFlight": "max_in_flight",
 }
+_DEAD_LETTER_FIELDS = {"name": "dead_letter_queue", "url": "dead_letter_url",
+                       "queueUrl": "dead_letter_url"}  # fmt: skip
 _RETRY_FIELDS = {
     "attempts": "attempts",
     "backoff": "backoff",
@@ -134,6 +142,11 @@ class JobForm:
     max_catch_up: str = ""
     window: str | None = None  # a flexible window, seconds; None: not sent, kept
     on_complete: str | None = None  # None: not sent, the job keeps its choice
+    # Where dead runs are told of: a DEAD_LETTER_TYPES key and its queue name or URL;
+    # None: not sent, the job keeps its dead letter target.
+    dead_letter_type: str | None = None
+    dead_letter_queue: str | None = None
+    dead_letter_url: str | None = None
     labels: str | None = None  # one "key: value" a line; None: not sent, kept
     # A checkbox sends nothing when unticked: the hidden template_sent says it was on the
     # page. None: not on the page, the job keeps its choice.
@@ -198,6 +211,7 @@ class JobForm:
             max_catch_up=str(job.max_catch_up or ""),
             window=str(job.window or ""),
             on_complete=job.on_complete,
+            **_dead_letter_fields(job.dead_letter),
             labels="".join(f"{key}: {value}\n" for key, value in (job.labels or {}).items()),
             template=job.template,
             paused=job.status == "paused",
@@ -278,6 +292,9 @@ FIELD_LABELS = {
     "max_catch_up": "Missed times fired at most",
     "window": "Flexible window",
     "on_complete": "Once completed",
+    "dead_letter_type": "Dead letters",
+    "dead_letter_queue": "Dead letter queue name",
+    "dead_letter_url": "Dead letter URL",
     "labels": "Labels",
     "template": "Fill placeholders at delivery",
     "paused": "Paused",
@@ -370,6 +387,9 @@ def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
         data["maxCatchUp"] = catch_up
     data["onComplete"] = form.on_complete or (old.on_complete if old else "keep")
     data["template"] = form.template if form.template is not None else bool(old and old.template)
+    dead_letter = _dead_letter(form, old.dead_letter if old else None)
+    if dead_letter is not None:
+        data["deadLetter"] = dead_letter
     labels = _labels(form.labels, errors)
     data["labels"] = (old.labels or {} if old else {}) if labels is KEEP else labels
     data["status"] = "paused" if form.paused else "active"
@@ -426,6 +446,8 @@ def form_field(api_field: str) -> str:
         return named[0] if named else "target_type"
     if parts[0] == "retry":
         return _RETRY_FIELDS.get(parts[-1], "attempts")
+    if parts[0] == "deadLetter":
+        return _DEAD_LETTER_FIELDS.get(parts[-1], "dead_letter_type")
     return _API_FIELDS.get(parts[0], "form")
 
 
@@ -460,6 +482,38 @@ def _target(form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]) -
         secret=_sent_text(form.webhook_secret) or KEEP,  # empty: the job's, or a new one
         maxInFlight=calls,
     )
+
+
+def _dead_letter_fields(target: dict[str, Any] | None) -> dict[str, str]:
+    """The form's dead letter fields for a job's dead letter target."""
+    if not target:
+        return {"dead_letter_type": "none", "dead_letter_queue": "", "dead_letter_url": ""}
+    kind = str(target.get("type"))
+    url = target.get("url") if kind == "webhook" else target.get("queueUrl")
+    return {
+        "dead_letter_type": kind,
+        "dead_letter_queue": str(target.get("name", "")) if kind == "queue" else "",
+        "dead_letter_url": str(url or ""),
+    }
+
+
+def _dead_letter(form: JobForm, old: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The dead letter target the form names (None: none, or the service's default). Not
+    sent, the job's is kept; what the form does not show (a webhook's headers, secret) is
+    kept from the job's when its type stays the same."""
+    kind = form.dead_letter_type
+    if kind is None:
+        return old
+    if kind == "none":
+        return None
+    if kind == "queue":
+        return {"type": "queue", "name": (form.dead_letter_queue or "").strip() or "default"}
+    if kind not in ("webhook", "sqs"):
+        return {"type": kind}  # the API's own error names it
+    kept = dict(old) if old and old.get("type") == kind else {}
+    address = (form.dead_letter_url or "").strip()
+    return kept | ({"type": kind, "url": address} if kind == "webhook" else
+                   {"type": kind, "queueUrl": address})  # fmt: skip
 
 
 def _retry(

@@ -165,6 +165,7 @@ def runs_page() -> Response:
         ("run-table",),
         runs=found,
         job_of=jobs.jobs_by_id([run.job_id for run in found]),
+        dead_letters=runs.dead_letters_of(found),
         next_cursor=next_cursor,
         paged=bool(cursor),
         filters=filters,
