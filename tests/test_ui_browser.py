@@ -204,7 +204,7 @@ def test_pause_resume_and_delete_from_the_jobs_list(service: Service) -> None:
 
     page.fill("#q", "kee")
     expect(page).to_have_url(
-        f"{service.base}/ui/jobs?q=kee&status=&recurring=&target=&sort=-created"
+        f"{service.base}/ui/jobs?q=kee&status=&recurring=&target=&label=&sort=-created"
     )
     expect(page.locator("#job-table .job-link")).to_have_text(["keep"])
 
