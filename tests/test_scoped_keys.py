@@ -11,8 +11,8 @@ import pytest
 from flask import Flask
 
 from app.clock import ManualClock
-from app.scheduler.process import build_dispatcher
 from tests.test_access import bearer
+from tests.test_retention import fire_all
 
 JOB = {"payload": "p", "at": "2030-01-01T00:00:01Z"}
 
@@ -83,11 +83,7 @@ def test_new_jobs_get_the_keys_labels_and_may_not_leave(world: dict[str, Any]) -
 def test_runs_and_the_audit_log_are_sliced_too(world: dict[str, Any], clock: ManualClock) -> None:
     app, client, billing = world["app"], world["client"], world["billing"]
     clock.advance(2)
-    with app.app_context():
-        dispatcher = build_dispatcher(app)
-        while dispatcher.fire_due():
-            pass
-        dispatcher.close()
+    fire_all(app)
     everyone = client.get("/runs", headers=world["admin"]).get_json()
     assert len(everyone) == 2
     mine = client.get("/runs", headers=billing).get_json()

@@ -130,11 +130,16 @@ def validate(model: type[M], data: Any, prefix: str = "") -> M:
         raise from_validation_error(exc, prefix) from exc
 
 
+@functools.cache
+def _list_fields(model: type[BaseModel]) -> frozenset[str]:
+    """A query model's list fields (read once per model, not per request)."""
+    fields = model.model_fields.items()
+    return frozenset(name for name, info in fields if get_origin(info.annotation) is list)
+
+
 def parse_query(model: type[M], status: int = 400) -> M:
     """The query string as the model's fields: a list field takes every value given."""
-    lists = {
-        name for name, info in model.model_fields.items() if get_origin(info.annotation) is list
-    }
+    lists = _list_fields(model)
     data = {
         key: request.args.getlist(key) if key in lists else request.args.get(key)
         for key in request.args
