@@ -15,6 +15,8 @@ from flask.testing import FlaskClient
 
 from app.clock import ManualClock
 from app.scheduler.dispatcher import Dispatcher
+from app.scheduler.lanes import AnswerRate
+from app.scheduler.settings import DispatcherSettings
 from app.targets.sqs import SqsTarget
 from app.targets.webhook import WebhookTarget
 from tests.support.http_target import HttpTarget, Response
@@ -356,3 +358,17 @@ def test_a_peer_never_takes_over_a_run_whose_lease_is_renewed(
     holder.settle(timeout=10)
     assert len(http_target.requests_to("/slow")) == 1
     assert client.get("/runs?status=delivered").get_json()[0]["attempts"] == 1
+
+
+def test_an_origins_share_of_held_runs_grows_with_its_answer_rate(app: Flask) -> None:
+    """A slow origin holds a few rounds of its limit; a fast one, a second of its answers
+    (its rounds last milliseconds, shorter than the claim that tops it up)."""
+    settings = DispatcherSettings.from_config(app.config)
+    rate = AnswerRate(now=0.0)
+    for step in range(1, 11):  # 6,000 answers a second, counted every 0.1 s
+        rate.add(600, now=step / 10)
+    assert rate.per_second(now=1.0) == pytest.approx(6_000)
+    assert settings.origin_held(250, rate.per_second(now=1.0)) == 6_000
+    assert settings.origin_held(250, 100.0) == 1_000  # slow: four rounds of 250
+    assert settings.origin_held(250, 1e9) == settings.max_held  # never above the whole
+    assert rate.per_second(now=5.0) == 0.0  # it stopped answering: back to the rounds

@@ -188,7 +188,7 @@ class Delivering:
                 error = f"{item.policy.too_old_error()}; {row.last_error or 'delivery failed'}"
                 dead.append((row, delivery, error[:MAX_ERROR_CHARS]))  # late, as after downtime
                 continue
-            share = self.settings.origin_held(item.limit)
+            share = self.settings.origin_held(item.limit, self.lanes.answer_rate(item.origin))
             if self.lanes.held_for(item.origin) + taken[item.origin] >= share:
                 with self._lock:
                     self._full[item.origin] = share

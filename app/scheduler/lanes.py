@@ -9,6 +9,7 @@ threads ask how much is held (in all, and per origin) to know how much more to c
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,26 @@ class Held:
 
 
 Record = Callable[[list[tuple[Held, Outcome]]], None]
+MAX_RATES = 10_000  # origins whose answer rate is kept
+RATE_WINDOW = 0.5  # seconds over which an origin's answers per second are counted
+
+
+class AnswerRate:
+    """Answers per second from one origin: counted over the last whole window, or over the
+    current one once it runs long (an origin that stopped answering falls towards 0)."""
+
+    def __init__(self, now: float) -> None:
+        self.since, self.count, self.last = now, 0, 0.0
+
+    def add(self, count: int, now: float) -> None:
+        self.count += count
+        if now - self.since >= RATE_WINDOW:
+            self.last = self.count / (now - self.since)
+            self.since, self.count = now, 0
+
+    def per_second(self, now: float) -> float:
+        elapsed = now - self.since
+        return self.count / elapsed if elapsed >= 2 * RATE_WINDOW else self.last
 
 
 class Lanes:
@@ -50,6 +71,7 @@ class Lanes:
         self._idle = threading.Condition(self._lock)
         self._held: dict[str, Held] = {}
         self._held_by_origin: Counter[str] = Counter()
+        self._rates: dict[str, AnswerRate] = {}
         calls.start(self._reported, self._dropped, self._lost)
 
     def held_count(self) -> int:
@@ -59,6 +81,12 @@ class Lanes:
     def held_for(self, origin: str) -> int:
         with self._lock:
             return self._held_by_origin[origin]
+
+    def answer_rate(self, origin: str) -> float:
+        """How many of this origin's calls have been answered per second of late."""
+        with self._lock:
+            rate = self._rates.get(origin)
+            return rate.per_second(time.monotonic()) if rate else 0.0
 
     def held(self) -> list[Held]:
         with self._lock:
@@ -91,7 +119,17 @@ class Lanes:
         with self._lock:
             pairs = [(self._held[o.run_id], o) for o in outcomes if o.run_id in self._held]
         self.record(pairs)
-        self._release([held.delivery.run_id for held, _ in pairs])
+        self._release([held.delivery.run_id for held, _ in pairs], answered=True)
+
+    def _answered(self, answers: Counter[str], now: float) -> None:
+        for origin, count in answers.items():
+            rate = self._rates.get(origin)
+            if rate is None:
+                if len(self._rates) >= MAX_RATES:  # origins come and go: keep the held ones
+                    held = self._held_by_origin
+                    self._rates = {o: r for o, r in self._rates.items() if o in held}
+                rate = self._rates[origin] = AnswerRate(now)
+            rate.add(count, now)
 
     def _dropped(self, run_ids: list[str]) -> None:
         self._release(run_ids)
@@ -102,13 +140,17 @@ class Lanes:
             run_ids = list(self._held)
         self._release(run_ids)
 
-    def _release(self, run_ids: Iterable[str]) -> None:
+    def _release(self, run_ids: Iterable[str], answered: bool = False) -> None:
+        released: Counter[str] = Counter()
         with self._idle:
             for run_id in run_ids:
                 item = self._held.pop(run_id, None)
                 if item is not None:
+                    released[item.origin] += 1
                     self._held_by_origin[item.origin] -= 1
                     if not self._held_by_origin[item.origin]:
                         del self._held_by_origin[item.origin]
+            if answered:
+                self._answered(released, time.monotonic())
             self._idle.notify_all()
         self.on_free()

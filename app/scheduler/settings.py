@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from app.retry import RetryPolicy
+
+HELD_SECONDS = 1.0  # a fast origin's share of held runs: what it answers in this long
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,9 @@ class DispatcherSettings:
             default_retry=RetryPolicy.of(config["DEFAULT_RETRY"]),
         )
 
-    def origin_held(self, limit: int) -> int:
-        """Runs held for one origin at most: a few rounds of its in-flight limit, so a slow
-        origin's backlog waits in the database, not in memory, and leaves room for others."""
-        return min(self.max_held, 4 * limit)
+    def origin_held(self, limit: int, rate: float = 0.0) -> int:
+        """Runs held for one origin at most: a few rounds of its in-flight limit, or what it
+        answers in HELD_SECONDS if that is more. A slow origin's backlog waits in the
+        database, not in memory, and leaves room for others; a fast one, whose rounds are
+        a few milliseconds, has enough in hand to outlast the claim that tops it up."""
+        return min(self.max_held, max(4 * limit, math.ceil(rate * HELD_SECONDS)))
