@@ -4,7 +4,7 @@ Everything runs against real processes on SQLite and PostgreSQL; docs/BENCHMARKS
 each figure is defined.
 
     .venv/bin/python scripts/bench.py [--quick] [--db sqlite|postgresql|both]
-        [--only burst,lag,api,scale,peer,sqs,delivery] [--runs 3] [--jobs-scale 1000000]
+        [--only burst,window,lag,api,scale,peer,sqs,delivery] [--runs 3] [--jobs-scale 1000000]
         [--profile] [--write]
 
 --quick: small sizes, one run each (a smoke check, under 2 minutes).
@@ -38,6 +38,7 @@ from bench.common import FULL, QUICK, Context, Databases, Results  # noqa: E402
 Part = Callable[[Context, Databases, str], None]
 PARTS: dict[str, Part] = {
     "burst": dispatch.burst,
+    "window": dispatch.windowed,
     "lag": dispatch.steady,
     "api": api.creates,
     "scale": api.scale,

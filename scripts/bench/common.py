@@ -131,6 +131,7 @@ class Sizes:
     delivery_slow: int  # ... spread over four receivers answering after 1 s
     delivery_hang: int  # webhook jobs hanging beside the queue lag series
     delivery_due: int  # webhook jobs due at once, fired by the dispatcher (end to end)
+    window_jobs: int  # one-shot jobs due at one instant with a flexible window
 
 
 QUICK = Sizes(
@@ -150,6 +151,7 @@ QUICK = Sizes(
     delivery_slow=800,
     delivery_hang=1_000,
     delivery_due=1_000,
+    window_jobs=10_000,
 )
 FULL = Sizes(
     bursts=[10_000, 100_000],
@@ -168,6 +170,7 @@ FULL = Sizes(
     delivery_slow=4_000,
     delivery_hang=1_000,
     delivery_due=2_000,
+    window_jobs=100_000,
 )
 
 

@@ -10,6 +10,11 @@ message in the same transaction). Definitions, also printed in docs/BENCHMARKS.m
   dispatcher when it claims the batch, before that batch's transaction commits;
 - commit lag (sampled): for 200 random jobs, when the harness first saw the job fired
   (committed), looking every 10 ms, - its due time. An upper bound, one poll coarse.
+
+Part 3, a windowed burst: N one-shot jobs due at T with `window: 60`, each firing at its own
+point of [T, T + 60 s). Fires per second are counted from runs.fired_at in each whole second
+of the window; the spread is the largest distance of one second's count from their mean, in %
+of the mean; the lag is fired_at - due_at (the point the job was planned to fire).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from sqlalchemy import select
+
+from app import jobstate
 from bench.common import (
     Context,
     Databases,
@@ -38,6 +46,8 @@ from bench.common import (
 )
 
 SAMPLE = 200  # jobs per run whose commit time the harness observes
+WINDOW = 60  # seconds: the windowed burst's flexible window
+WINDOW_SPREAD_GOAL = 20.0  # % "fires per second flat within ±20%"
 BURST_GOAL_JOBS = 100_000  # "100,000 one-shot jobs due in the same second all fired within 20 s"
 
 
@@ -142,3 +152,62 @@ def _steady(ctx: Context, databases: Databases, kind: str, count: int) -> None:
             value = percentile(committed, p)
             add("lag", kind, f"commit lag {name} (sampled) at 1,000 fires/s", value, "ms")
         _check_counts(ctx, engine, count, f"lag {kind}")
+
+
+def windowed(ctx: Context, databases: Databases, kind: str) -> None:
+    for run in range(ctx.runs):
+        count = ctx.sizes.window_jobs
+        print(f"  window {kind}: N={count:,} due at T with a {WINDOW} s window, run {run + 1}")
+        retrying(partial(_windowed, ctx, databases, kind, count))
+
+
+def _windowed(ctx: Context, databases: Databases, kind: str, count: int) -> None:
+    label = f"N={count:,} due at T, {WINDOW} s window, 1 dispatcher"
+    with databases.fresh(kind) as database, processes(ctx) as procs:
+        engine = database.engine()
+        procs.append(start_dispatcher(ctx, database, f"window-{kind}"))
+        now = datetime.now(UTC)
+
+        def rows(due: datetime) -> list[dict[str, Any]]:
+            made = [job_row(f"window {i}", due, now) for i in range(count)]
+            for row in made:
+                row["window"] = WINDOW
+                row["next_run_at"] = due + jobstate.window_offset(row["id"], WINDOW)
+            return made
+
+        due, _ = insert_due(ctx, database, engine, count, rows)
+        observed = wait_all_fired(engine, due, procs, WINDOW + 30 + count / 1000)
+        add = ctx.results.add
+        if observed.done is None:
+            note = f"did not finish ({count_rows(engine, runs):,} of {count:,} fired)"
+            add("window", kind, f"fires/s spread, {label}", None, "%", _spread_goal(), note)
+            return
+        per_second, lags = _window_fires(engine, due)
+        mean = sum(per_second) / len(per_second)
+        spread = max(abs(n - mean) for n in per_second) / mean * 100
+        add("window", kind, f"fires/s, mean of each second, {label}", mean, "fires/s")
+        add("window", kind, f"fires/s, fewest in one second, {label}", min(per_second), "fires/s")
+        add("window", kind, f"fires/s, most in one second, {label}", max(per_second), "fires/s")
+        add("window", kind, f"fires/s spread, {label}", spread, "%", _spread_goal())
+        for name, p in (("p50", 50), ("p99", 99), ("max", 100)):
+            add("window", kind, f"lag from the planned time {name}, {label}",
+                percentile(lags, p), "ms")  # fmt: skip
+        _check_counts(ctx, engine, count, f"window {kind} {label}")
+
+
+def _spread_goal() -> Goal:
+    return Goal("<=", WINDOW_SPREAD_GOAL)
+
+
+def _window_fires(engine: Any, due: datetime) -> tuple[list[int], list[float]]:
+    """Fires in each whole second of the window, and every run's lag from its planned time
+    (ms, sorted)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(runs.c.fired_at, runs.c.due_at)).all()
+    per_second = [0] * WINDOW
+    for fired, _ in rows:
+        second = int((fired - due).total_seconds())
+        if 0 <= second < WINDOW:
+            per_second[second] += 1
+    lags = sorted((fired - planned).total_seconds() * 1000 for fired, planned in rows)
+    return per_second, lags

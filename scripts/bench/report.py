@@ -51,6 +51,11 @@ a run that did not finish counts as not met):
   when the dispatcher claims the batch, before the batch commits. *Commit lag (sampled)*:
   for 200 random jobs of the run, when the bench first saw each one fired (committed; it
   looks every 10 ms) - its due time: an upper bound, about one look coarse.
+- **Windowed burst**: N one-shot queue jobs due at one instant T with `window: 60`, stored as
+  the API stores them (each one's next run at T plus its own point of the window), 1
+  dispatcher. Fires per second are counted from `runs.fired_at` in each whole second of
+  [T, T + 60 s); *spread* = the largest distance of one second's count from their mean, in %
+  of the mean (goal: flat within ±20%); *lag from the planned time* = `fired_at - due_at`.
 - **Lag at 1,000 fires/s**: N jobs due 1 ms apart from T (T at least 1.3 s after the insert
   committed, the dispatcher idle); the same lag definition.
 - **API**: gunicorn as the Procfile runs it (2 workers x 8 threads, gthread). Single creates:
