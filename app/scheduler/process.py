@@ -28,7 +28,7 @@ from app import audit, clock_of, jobs
 from app.config import allow_networks
 from app.database import db, is_postgresql
 from app.scheduler.bulk import bulk_for
-from app.scheduler.callprocess import ProcessLoop
+from app.scheduler.callprocess import ProcessLoop, quiet_collector
 from app.scheduler.calls import CallLoop, Limits
 from app.scheduler.dispatcher import Dispatcher
 from app.scheduler.retention import prune
@@ -99,6 +99,7 @@ def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
 def run_scheduler(app: Flask) -> None:
     """Run until SIGTERM or SIGINT; finish the calls in hand, then exit."""
     interval = float(app.config["DISPATCH_INTERVAL"])
+    quiet_collector()  # before the delivery process forks: it inherits the frozen heap
     dispatcher = build_dispatcher(
         app, background=True, delivery_process=bool(app.config["DELIVERY_PROCESS"])
     )
