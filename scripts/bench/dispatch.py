@@ -19,10 +19,13 @@ of the mean; the lag is fired_at - due_at (the point the job was planned to fire
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -44,7 +47,10 @@ from bench.common import (
     start_dispatcher,
     wait_all_fired,
 )
+from tests.support.processes import Proc
 
+RAW_LOOP = Path(__file__).with_name("rawloop.py")
+RAW_GOAL = 0.80  # "Fires: >= 80% of the raw-SQL loop"
 SAMPLE = 200  # jobs per run whose commit time the harness observes
 WINDOW = 60  # seconds: the windowed burst's flexible window
 WINDOW_SPREAD_GOAL = 20.0  # % "fires per second flat within ±20%"
@@ -58,12 +64,18 @@ def burst(ctx: Context, databases: Databases, kind: str) -> None:
                 print(f"  burst {kind}: N={count:,}, {dispatchers} dispatcher(s), run {run + 1}")
                 profile = ctx.profile and run == 0 and dispatchers == 1
                 profile = profile and count == max(ctx.sizes.bursts)
-                retrying(partial(_burst, ctx, databases, kind, count, dispatchers, profile))
+                ours = retrying(partial(_burst, ctx, databases, kind, count, dispatchers, profile))
+                raw = retrying(partial(_raw_burst, ctx, databases, kind, count, dispatchers))
+                label = f"N={count:,}, {dispatchers} dispatcher{'s' if dispatchers > 1 else ''}"
+                ratio = ours / raw if ours and raw else None
+                ctx.results.add("burst", kind, f"ours ÷ raw-SQL loop, {label}", ratio, "x",
+                                Goal(">=", RAW_GOAL))  # fmt: skip
 
 
 def _burst(
     ctx: Context, databases: Databases, kind: str, count: int, dispatchers: int, profile: bool
-) -> None:
+) -> float | None:
+    """Returns the fires/s (None: it did not finish)."""
     label = f"N={count:,}, {dispatchers} dispatcher{'s' if dispatchers > 1 else ''}"
     with databases.fresh(kind) as database, processes(ctx) as procs:
         engine = database.engine()
@@ -86,7 +98,7 @@ def _burst(
             note = f"did not finish in {timeout:.0f} s ({fired:,} of {count:,} fired)"
             add("burst", kind, f"fires/s, {label}", None, "fires/s", Goal(">=", 10_000), note)
             add("burst", kind, f"all fired, {label}", None, "s", note=note)
-            return
+            return None
         elapsed = done - due.timestamp()
         goal = Goal("<=", 20.0) if count == BURST_GOAL_JOBS else None
         note = "run 1 under py-spy" if profile else ""
@@ -102,6 +114,43 @@ def _burst(
             value = percentile(committed, p)
             add("burst", kind, f"commit lag {name} (sampled), {label}", value, "ms")
         _check_counts(ctx, engine, count, f"burst {kind} {label}")
+        return count / elapsed
+
+
+def _raw_burst(
+    ctx: Context, databases: Databases, kind: str, count: int, copies: int
+) -> float | None:
+    """The same burst fired by `copies` raw-SQL loops (scripts/bench/rawloop.py) instead of
+    dispatchers; returns their fires/s (None: they did not finish)."""
+    label = f"N={count:,}, {copies} cop{'ies' if copies > 1 else 'y'}"
+    with databases.fresh(kind) as database, processes(ctx) as procs:
+        engine = database.engine()
+        now = datetime.now(UTC)
+
+        def rows(due: datetime) -> list[dict[str, Any]]:
+            return [job_row(f"burst {i}", due, now) for i in range(count)]
+
+        due, _ = insert_due(ctx, database, engine, count, rows)
+        # The loops start once T is known (the insert leaves over a second before it; they
+        # start in a fraction of that, and idle until T).
+        timeout = 30 + count / 1000
+        for i in range(copies):
+            until = due.timestamp() + timeout
+            args = [sys.executable, str(RAW_LOOP), database.url, str(due.timestamp()), str(until)]
+            procs.append(Proc(args, dict(os.environ), ctx.log(f"raw-{kind}-{i}")))
+        observed = wait_all_fired(engine, due, procs, timeout)
+        if observed.done is None:
+            fired = count_rows(engine, runs)
+            note = f"did not finish in {timeout:.0f} s ({fired:,} of {count:,} fired)"
+            ctx.results.add("burst", kind, f"raw-SQL loop fires/s, {label}", None, "fires/s",
+                            note=note)  # fmt: skip
+            return None
+        for proc in procs:  # each ends once its claim finds nothing due
+            proc.popen.wait(10)
+        rate = count / (observed.done - due.timestamp())
+        ctx.results.add("burst", kind, f"raw-SQL loop fires/s, {label}", rate, "fires/s")
+        _check_counts(ctx, engine, count, f"raw loop {kind} {label}")
+        return rate
 
 
 def sample_ids(rows: list[dict[str, Any]]) -> list[uuid.UUID]:
