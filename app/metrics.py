@@ -8,7 +8,7 @@ processes share nothing but the database, and counters survive restarts.
 from __future__ import annotations
 
 import random
-from collections import Counter as Tally
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 
@@ -31,17 +31,27 @@ SHARDS = 8
 counters = Counter.__table__
 
 
+LAG_NAMES = tuple(f"lag_le_{bound}" for bound in LAG_BUCKETS)
+
+
 def lag_counts(lags: Iterable[float]) -> dict[str, float]:
-    """Histogram counter increments for a batch of lags (seconds)."""
-    tally: Tally[str] = Tally()
-    total = 0.0
+    """Histogram counter increments for a batch of lags (seconds): each lag counted once,
+    in its own bucket, then summed upwards (a batch costs one pass, not one per bucket)."""
+    own = [0] * (len(LAG_BUCKETS) + 1)  # the last: above every bound
+    total, count = 0.0, 0
     for lag in lags:
         total += lag
-        tally["lag_count"] += 1
-        for bound in LAG_BUCKETS:
-            if lag <= bound:
-                tally[f"lag_le_{bound}"] += 1
-    return {**tally, "lag_sum": total} if tally else {}
+        count += 1
+        own[bisect_left(LAG_BUCKETS, lag)] += 1
+    if not count:
+        return {}
+    increments: dict[str, float] = {"lag_count": count, "lag_sum": total}
+    below = 0
+    for name, in_bucket in zip(LAG_NAMES, own, strict=False):
+        below += in_bucket
+        if below:
+            increments[name] = below
+    return increments
 
 
 class CounterWriter:
@@ -111,7 +121,9 @@ class DatabaseCollector:
 
     def _lag(self, totals: Mapping[str, float]) -> Metric:
         lag = HistogramMetricFamily("scheduler_fire_lag_seconds", "Fire time minus nominal time")
-        buckets = [(str(b), totals.get(f"lag_le_{b}", 0.0)) for b in LAG_BUCKETS]
+        buckets = [
+            (str(b), totals.get(name, 0.0)) for b, name in zip(LAG_BUCKETS, LAG_NAMES, strict=True)
+        ]
         buckets.append(("+Inf", totals.get("lag_count", 0.0)))
         lag.add_metric([], buckets, totals.get("lag_sum", 0.0))
         return lag

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.clock import ManualClock
+from app.metrics import LAG_BUCKETS, lag_counts
 from app.scheduler.process import build_dispatcher
 
 
@@ -47,3 +51,19 @@ def test_metrics_count_fires_lag_deliveries_and_depth(
     found = samples(client)
     assert found[("scheduler_queue_messages_total", (("action", "received"),))] == 3
     assert found[("scheduler_queue_messages_total", (("action", "acked"),))] == 2
+
+
+def test_lag_counts_are_cumulative_buckets_of_the_batch() -> None:
+    """Each bucket counts the batch's lags at or below its bound (boundaries included)."""
+    rng = random.Random(7)
+    for _ in range(200):
+        lags = [
+            rng.choice([-0.1, 0.0, 0.005, 0.01, 300.0, 301.0, rng.expovariate(3)])
+            for _ in range(rng.randrange(1, 40))
+        ]
+        counts = lag_counts(lags)
+        assert counts["lag_count"] == len(lags)
+        assert counts["lag_sum"] == pytest.approx(sum(lags))
+        for bound in LAG_BUCKETS:
+            assert counts.get(f"lag_le_{bound}", 0) == sum(1 for lag in lags if lag <= bound)
+    assert lag_counts([]) == {}
