@@ -221,6 +221,43 @@ def scale(ctx: Context, databases: Databases, kind: str) -> None:
         _label_pages(ctx, database, big)
         large = [_rss(ctx, database, engine, run) for run in range(ctx.runs)]
         _rss_figures(ctx, kind, sizes, baseline, large)
+        _idle(ctx, database, engine, big)
+
+
+def _idle(ctx: Context, database: Database, engine: Engine, label: str) -> None:
+    """With no job due (the trickle paused): the scheduler process's CPU, and how soon the
+    web app answers after it is started."""
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET status = 'paused', next_run_at = NULL WHERE payload LIKE :p"),
+            {"p": "trickle %"},
+        )
+    kind, add = database.kind, ctx.results.add
+    for run in range(ctx.runs):
+        print(f"  scale {kind}: idle scheduler and web start-up, {label}, run {run + 1}")
+        proc = start_dispatcher(ctx, database, f"idle-{kind}")
+        try:
+            process = psutil.Process(proc.popen.pid)
+            time.sleep(RSS_SETTLE)  # start-up is not idling
+            family = [process, *process.children(recursive=True)]
+            before = sum(_cpu(p) for p in family)
+            time.sleep(ctx.sizes.rss_seconds)
+            idle = 100 * (sum(_cpu(p) for p in family) - before) / ctx.sizes.rss_seconds
+        finally:
+            stop(ctx, proc)
+        add("scale", kind, f"scheduler process CPU while idle (with its delivery process), "
+            f"{label}, none due", idle, "% of a core", Goal("<=", 1.0))  # fmt: skip
+        began = time.monotonic()
+        web, _ = start_gunicorn(ctx, database)
+        answered = time.monotonic() - began
+        stop(ctx, web)
+        add("scale", kind, f"web app: first answer after its start, {label}", answered, "s",
+            Goal("<=", 2.0))  # fmt: skip
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def _list_pages(ctx: Context, database: Database, loader: Loader, label: str) -> None:

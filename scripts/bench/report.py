@@ -78,7 +78,10 @@ a run that did not finish counts as not met):
   first page (to the last, for the rare one). Dispatcher RSS (psutil), sampled
   every 0.5 s while it fires a trickle of 100 interval jobs a second: *start* = the first
   sample after 2 s, *end* = the last. Flat means: end with the large table ≤ 1.10 x end with
-  the baseline table, and growth during the run ≤ 5 MB.
+  the baseline table, and growth during the run ≤ 5 MB. Idle: then the trickle is paused, so
+  no job is due; the scheduler process and its delivery process's CPU (user + system) over
+  the same span after the same 2 s, in % of one core. Web start-up: from starting gunicorn
+  to its first answer of `/readyz` (looked at every step of the harness's wait).
 - **Peer**: APScheduler 3.11 the way its documentation shows: a BackgroundScheduler with a
   SQLAlchemyJobStore (its own table in its own database of the same kind; SQLite with the
   service's WAL settings), one `date` job per occurrence added while the scheduler is paused
