@@ -55,6 +55,11 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.start_at = rules.start_at
     job.end_at = rules.end_at
     job.max_runs = rules.max_runs
+    job.rrule = rules.rrule
+    job.exclude = None if rules.exclude is None else rules.exclude.as_json()
+    job.on_excluded = None if rules.on_excluded == "skip" else rules.on_excluded
+    job.dst_gap = None if rules.dst_gap == "shift" else rules.dst_gap
+    job.dst_repeat = None if rules.dst_repeat == "first" else rules.dst_repeat
     job.target = _with_secret(values.target, job.target)
     job.target_type = job.target["type"]
     job.retry = values.retry

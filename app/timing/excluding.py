@@ -91,7 +91,9 @@ def _moved_into(
     before it)."""
     today = to_wall(after, zone).date()
     yesterday = today - _DAY
-    first = exclusions.stretch_start(yesterday, weekends=True) if _off(exclusions, yesterday) else today
+    first = (
+        exclusions.stretch_start(yesterday, weekends=True) if _off(exclusions, yesterday) else today
+    )
     if first is None:
         return None  # the run is longer than the search allows
     best = None

@@ -107,7 +107,7 @@ def make_exclusions(value: object) -> Exclusions | None:
 def _dates(items: object) -> list[date]:
     if not isinstance(items, list) or len(items) > MAX_DATES:
         raise TimingError("exclude.dates", f"exclude.dates is a list of at most {MAX_DATES} dates")
-    return [_date(item, f"exclude.dates.{i}") for i, item in enumerate(items)]
+    return [_date(item, "exclude.dates", f"date {i + 1}: ") for i, item in enumerate(items)]
 
 
 def _ranges(items: object) -> list[tuple[date, date]]:
@@ -117,23 +117,23 @@ def _ranges(items: object) -> list[tuple[date, date]]:
         )
     found = []
     for i, item in enumerate(items):
-        field = f"exclude.ranges.{i}"
-        if not isinstance(item, list) or len(item) != 2:
-            raise TimingError(field, "a range is [from, to], two dates")
-        first, last = _date(item[0], field), _date(item[1], field)
+        field, which = "exclude.ranges", f"range {i + 1}: "
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise TimingError(field, f"{which}a range is [from, to], two dates")
+        first, last = _date(item[0], field, which), _date(item[1], field, which)
         if last < first:
-            raise TimingError(field, f"the range ends ({last}) before it starts ({first})")
+            raise TimingError(field, f"{which}it ends ({last}) before it starts ({first})")
         found.append((first, last))
     return found
 
 
-def _date(text: object, field: str) -> date:
+def _date(text: object, field: str, which: str) -> date:
     if isinstance(text, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text, re.ASCII):
         try:
             return date.fromisoformat(text)
         except ValueError:
             pass
-    raise TimingError(field, f"{text!r} is not a date such as 2026-12-24")
+    raise TimingError(field, f"{which}{text!r} is not a date such as 2026-12-24")
 
 
 def _holiday_code(code: object) -> str:

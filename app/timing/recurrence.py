@@ -100,9 +100,7 @@ def _parse(text: str) -> Rule:
         raise _error(f"FREQ must be one of {', '.join(_FREQS)}, not {parts['FREQ']!r}")
     _check_combinations(parts)
     options: dict[str, Any] = {
-        name.lower(): _numbers(name, value)
-        for name, value in parts.items()
-        if name in _NUMBERS
+        name.lower(): _numbers(name, value) for name, value in parts.items() if name in _NUMBERS
     }
     if "BYDAY" in parts:
         options["byweekday"] = _days(parts["BYDAY"], parts["FREQ"], "BYWEEKNO" in parts)
@@ -204,7 +202,8 @@ def _until(value: str | None) -> datetime | None:
             "for UTC when the start has a time zone)"
         )
     try:
-        return datetime(*map(int, match.groups()), tzinfo=UTC)  # type: ignore[misc]
+        year, month, day, hour, minute, second = map(int, match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         raise _error(f"UNTIL {value!r} is not a real date and time") from None
 

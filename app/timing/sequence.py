@@ -282,7 +282,11 @@ def _calendar_next(first: datetime, step: int, mapper: _Mapper, after: datetime)
     anchor, now = to_wall(first, zone), to_wall(after, zone)
     day0, wall = anchor.date(), anchor.time()
     k = max(1, -(-(now.date() - day0).days // step))
-    if mapper.pick == "first" and day0 + timedelta(days=k * step) == now.date() and wall <= now.time():
+    if (
+        mapper.pick == "first"
+        and day0 + timedelta(days=k * step) == now.date()
+        and wall <= now.time()
+    ):
         k += 1  # a wall time not after after's own has fired already (to_instant is monotonic)
     while True:  # at most a few rounds: only DST moves a later wall time before after
         found = _on_day(day0, k * step, wall, mapper)
