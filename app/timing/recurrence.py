@@ -314,11 +314,21 @@ def _expansion(rule: Rule, start: datetime) -> Expansion:
     if rule.count is not None:
         for last in library_rule(rule, start):  # noqa: B007 - the loop finds the last one
             pass
-    elif _first_within(rule, start) is None:
-        raise _error(f"it never fires from {start:%Y-%m-%d %H:%M:%S}")
+    else:
+        first = _first_within(rule, start)
+        # UNTIL is an instant, the wall time is a day at most away from UTC.
+        if first is None or (rule.until is not None and first > _naive(rule.until) + _A_DAY):
+            raise _error(f"it never fires from {start:%Y-%m-%d %H:%M:%S}")
     if rule.count is not None and last is None:
         raise _error(f"it never fires from {start:%Y-%m-%d %H:%M:%S}")
     return Expansion(rule, start, last)
+
+
+_A_DAY = timedelta(days=1)
+
+
+def _naive(instant: datetime) -> datetime:
+    return instant.replace(tzinfo=None)
 
 
 def _first_within(rule: Rule, start: datetime) -> datetime | None:
