@@ -137,7 +137,8 @@ def test_post_preview_shows_skipped_moved_and_dst_notes(client: FlaskClient) -> 
     assert "explain" not in skipped[0]
     assert skipped[1]["utc"] == "2026-03-30T00:30:00Z"
     autumn = client.post("/schedules/preview", json={
-        "recurring": "rrule", "rrule": "FREQ=DAILY;BYHOUR=2;BYMINUTE=30", "timezone": "Europe/Berlin",
+        "recurring": "rrule", "rrule": "FREQ=DAILY;BYHOUR=2;BYMINUTE=30",
+        "timezone": "Europe/Berlin",
         "at": "2026-10-20T00:00:00", "after": "2026-10-24T12:00:00Z", "count": 2,
         "dst": {"repeat": "both"},
     }).get_json()["times"]  # fmt: skip
