@@ -42,8 +42,8 @@ def rule_words(rule: Rule, start: datetime) -> str:
 def _clock(parts: dict[str, str], start: datetime) -> str:
     freq = parts["FREQ"]
     if freq in ("MINUTELY", "SECONDLY"):
-        hours = parts.get("BYHOUR")
-        return f" during hour {_join(hours.split(','))}" if hours else ""
+        during = parts.get("BYHOUR")
+        return f" during hour {_join(during.split(','))}" if during else ""
     hours = _values(parts, "BYHOUR", start.hour) if freq != "HOURLY" else None
     minutes = _values(parts, "BYMINUTE", start.minute)
     seconds = _values(parts, "BYSECOND", start.second)

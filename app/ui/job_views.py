@@ -26,7 +26,7 @@ from app.models import JOB_STATUSES, Job
 from app.retry import RetryPolicy
 from app.schemas import LABEL_KEY, LABEL_VALUE
 from app.timing import RECURRING
-from app.ui import bp, forms
+from app.ui import bp, calendar_form, forms
 from app.ui.display import job_label, local_time, now, viewer_zone
 from app.ui.live import live
 from app.ui.render import htmx_target, page
@@ -217,6 +217,9 @@ def form_page(
         methods=forms.WEBHOOK_METHODS,
         misfire_policies=forms.MISFIRE_POLICIES,
         on_complete_choices=forms.ON_COMPLETE,
+        on_excluded_choices=calendar_form.ON_EXCLUDED,
+        dst_gap_choices=calendar_form.DST_GAP,
+        dst_repeat_choices=calendar_form.DST_REPEAT,
         dead_letter_types=forms.DEAD_LETTER_TYPES,
         retry_defaults=RetryPolicy.of(current_app.config["DEFAULT_RETRY"]),
         labels=forms.FIELD_LABELS,
@@ -259,6 +262,7 @@ def job_page(job_id: str) -> Response:
         paged=bool(cursor),
         has_dead=bool(dead),
         next_times=next_times(job, current, NEXT_TIMES),
+        **calendar_notes(job, current, NEXT_TIMES),
         live=LIVE_TRIGGER,
     )
     if secret:
@@ -276,6 +280,18 @@ def next_times(job: Job, current: datetime, count: int) -> list[datetime]:
         times = timing.occurrences(rules, current, count, fired=job.occurrence_count)
         return [t + offset for t in times]
     return jobs.upcoming_fires(job, count)
+
+
+def calendar_notes(job: Job, current: datetime, count: int) -> dict[str, Any]:
+    """Why DST or a day off moved or doubled a coming time (keyed by when it fires), and the
+    times skipped among them, with why."""
+    if job.status == "completed":
+        return {"time_notes": {}, "skipped_times": []}
+    offset = jobstate.window_offset(job.id, job.window)
+    found = timing.explained(job_timing(job), current, count)
+    notes = {o.at + offset: [n.words for n in o.notes] for o in found if not o.skipped}
+    skipped = [(o.at, [n.words for n in o.notes]) for o in found if o.skipped]
+    return {"time_notes": notes, "skipped_times": skipped}
 
 
 # Actions
