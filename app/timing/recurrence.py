@@ -55,9 +55,10 @@ _SEARCH_YEARS = 400  # the Gregorian calendar repeats every 400 years: none by t
 _MAX_PERIODS_BACK = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Rule:
-    """A checked rule: its text (as given, upper case), its parts, and the library's rule."""
+    """A checked rule: its text (as given, upper case), its parts, and the library's rule.
+    One object per text (_parse is cached), so identity is equality: cheap cache keys."""
 
     text: str
     parts: tuple[tuple[str, str], ...]
@@ -222,7 +223,7 @@ def _check_days_exist(rule: Rule) -> None:
 # Expansion
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Expansion:
     """A rule bound to its DTSTART (a naive wall time): the wall times it matches."""
 
@@ -292,14 +293,17 @@ def _origin(start: datetime, freq: int, wkst: int) -> datetime:
     return start
 
 
+_UNIT = {
+    du.WEEKLY: timedelta(weeks=1),
+    du.DAILY: timedelta(days=1),
+    du.HOURLY: timedelta(hours=1),
+    du.MINUTELY: timedelta(minutes=1),
+    du.SECONDLY: timedelta(seconds=1),
+}
+
+
 def _size(freq: int, interval: int) -> timedelta:
-    unit = {
-        du.WEEKLY: timedelta(weeks=1),
-        du.DAILY: timedelta(days=1),
-        du.HOURLY: timedelta(hours=1),
-        du.MINUTELY: timedelta(minutes=1),
-    }.get(freq, timedelta(seconds=1))
-    return unit * interval
+    return _UNIT[freq] * interval
 
 
 def expansion(rule: Rule, start: datetime) -> Expansion:

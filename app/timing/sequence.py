@@ -256,8 +256,12 @@ def _mapper(timing: Timing, pick: str) -> _Mapper:
 
 def _expansion(timing: Timing) -> Expansion:
     assert timing.first_at is not None, "an rrule's DTSTART is first_at"
-    rule = parse_rule(timing.rrule or "")
-    return expansion(rule, to_wall(timing.first_at, get_zone(timing.timezone)))
+    return _expansion_of(timing.rrule or "", timing.first_at, timing.timezone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _expansion_of(text: str, first_at: datetime, zone: str) -> Expansion:
+    return expansion(parse_rule(text), to_wall(first_at, get_zone(zone)))
 
 
 def _rrule_next(timing: Timing, mapper: _Mapper, after: datetime) -> datetime | None:
