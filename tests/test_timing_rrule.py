@@ -4,9 +4,12 @@ its search, so those must agree); COUNT and UNTIL; and refused rules naming thei
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, reject, settings
+from hypothesis import strategies as st
 
 from app.timing import TimingError, describe, make_timing, next_fire, occurrences
 from app.timing.recurrence import library_rule, parse_rule
@@ -219,3 +222,31 @@ def test_a_long_running_rule_stays_cheap():
     assert minutes % 7 == 0
     assert datetime.now(UTC) - began < timedelta(milliseconds=200)
     assert to_wall(found, get_zone("UTC")).second == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(RULES),
+    st.sampled_from(ZONES),
+    st.integers(1, 40),
+    st.integers(0, 400 * 86400),
+    st.booleans(),
+)
+def test_count_and_until_are_respected(rule, zone, count, seconds, by_until):
+    name, start = zone
+    base = ";".join(p for p in rule.split(";") if not p.startswith(("COUNT", "UNTIL")))
+    anchor = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    until = anchor + timedelta(seconds=seconds)
+    bound = f"UNTIL={until:%Y%m%dT%H%M%SZ}" if by_until else f"COUNT={count}"
+    try:
+        timing = make_timing(recurring="rrule", rrule=f"{base};{bound}", at=start, timezone=name)
+    except TimingError:
+        reject()  # UNTIL before the first occurrence: the rule never fires
+    found = occurrences(timing, datetime(1970, 1, 1, tzinfo=UTC), 200)
+    assert all(a < b for a, b in itertools.pairwise(found))  # no instant twice
+    if by_until:
+        assert all(t <= until for t in found)
+        assert found == expected(f"{base};{bound}", name, start, 200)
+    else:
+        assert 1 <= len(found) <= count  # a DST gap may map two wall times to one instant
+        assert found == expected(f"{base};{bound}", name, start, 200)
