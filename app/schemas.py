@@ -638,6 +638,20 @@ class PreviewIn(TimingFields):
     explain: StrictBool = False
 
 
+class BackfillIn(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: StrictStr = Field(alias="from", description="RFC 3339: the range's first instant")
+    to: StrictStr = Field(description="RFC 3339: its last instant, not in the future")
+    dryRun: StrictBool = Field(False, description="Only count the runs it would make")
+
+
+class BackfillOut(BaseModel):
+    occurrences: int = Field(description="Occurrences of the rule in the range")
+    existing: int = Field(description="Of those, how many had a run already")
+    written: int = Field(description="Runs made (0 for a dry run)")
+
+
 class JobPreviewQuery(Strict):
     count: Annotated[int, Field(ge=1, le=100)] = 5
     explain: bool = False

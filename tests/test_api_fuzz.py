@@ -29,7 +29,9 @@ SEMANTIC_FIELDS = frozenset(
      "endAt", "maxRuns", "after", "since", "until", "Idempotency-Key",
      # calendars: a rule that fires, real dates in order, a known holiday calendar, a DST
      # policy only where the wall clock is followed
-     "rrule", "exclude", "exclude.dates", "exclude.ranges", "exclude.holidays", "dst"}
+     "rrule", "exclude", "exclude.dates", "exclude.ranges", "exclude.holidays", "dst",
+     # backfill: a past range of at most 10,000 occurrences of a recurring job
+     "from", "to", "jobId"}
 )  # fmt: skip
 SETTING_LIMITS = {413: {"payload"}}  # the payload limit is a setting, counted in bytes
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, jsonify, request
 
-from app import clock_of, jobinput, jobs, timing
+from app import backfill, clock_of, jobinput, jobs, timing
 from app.api import bp
 from app.api.idempotent import KEY_HEADER, answer, create_once
 from app.api.openapi import operation, validate
@@ -23,6 +23,8 @@ from app.models import Job
 from app.runs import RunFilter, list_runs
 from app.schemas import (
     READ_ONLY_JOB_FIELDS,
+    BackfillIn,
+    BackfillOut,
     JobBatchIn,
     JobBatchOut,
     JobBulkOut,
@@ -167,6 +169,18 @@ def preview_job(jobId: UUID, query: JobPreviewQuery) -> Response:
         offset=offset,
     )  # fmt: skip
     return jsonify(answer)
+
+
+@operation(bp, "POST", "/schedules/<uuid:jobId>/backfill",
+           summary="Runs for a past range's occurrences that have none", tag=TAG, body=BackfillIn,
+           response=BackfillOut, errors=[404, 422])  # fmt: skip
+def backfill_job(jobId: UUID, body: BackfillIn) -> Response:
+    start = jobinput.instant_field("from", body.start)
+    end = jobinput.instant_field("to", body.to)
+    done = backfill.backfill(str(jobId), start, end, now(), dry_run=body.dryRun)
+    return jsonify(
+        {"occurrences": done.occurrences, "existing": done.existing, "written": done.written}
+    )
 
 
 def preview_of(
