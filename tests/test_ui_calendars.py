@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from app.clock import ManualClock
 from tests.test_ui_form import saved_job
-from tests.test_ui_views import HTMX, element, form_data, text
+from tests.test_ui_views import HTMX, create, element, form_data, text, token
 
 
 def test_a_calendar_rule_with_days_off_and_a_dst_policy_from_the_form(
@@ -70,3 +70,26 @@ def test_a_bad_rule_or_day_is_named_on_its_field(client: FlaskClient) -> None:
     wrong_day = form_data(client, when="daily", exclude_days="2026-02-30\n1 2 3")
     assert "one date, or two" in element(text(client.post("/ui/jobs/new", data=wrong_day)),
                                          "error-exclude_days")  # fmt: skip
+
+
+def test_backfill_from_the_job_page_with_its_count_first(
+    client: FlaskClient, clock: ManualClock
+) -> None:
+    clock.set(datetime(2026, 12, 10, 12, tzinfo=UTC))
+    job = create(client, recurring="daily", at="2026-12-01T09:00:00Z", timezone="UTC")
+    page = text(client.get(f"/ui/jobs/{job['jobId']}"))
+    assert 'id="backfill-job"' in page and 'id="backfill-count"' in page
+    span = {"from": "2026-12-01T00:00", "to": "2026-12-05T23:00"}
+    counted = text(client.get(f"/ui/jobs/{job['jobId']}/backfill-count", query_string=span,
+                              headers=HTMX))  # fmt: skip
+    assert "It makes 5 runs: the range holds 5 times, 0 of them with a run already." in counted
+    future = text(client.get(f"/ui/jobs/{job['jobId']}/backfill-count",
+                             query_string=span | {"to": "2027-01-01T00:00"}))  # fmt: skip
+    assert "to must not be in the future" in future
+    response = client.post(f"/ui/jobs/{job['jobId']}/backfill",
+                           data=span | {"csrf_token": token(client)})  # fmt: skip
+    assert response.status_code == 303
+    shown = text(client.get(response.headers["Location"]))
+    assert "Backfilled 5 runs (0 had one)" in shown
+    again = text(client.get(f"/ui/jobs/{job['jobId']}/backfill-count", query_string=span))
+    assert "It makes 0 runs" in again

@@ -17,9 +17,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app, flash, make_response, redirect, render_template, request, session
+from markupsafe import escape
 from werkzeug.wrappers import Response
 
-from app import jobinput, jobs, jobstate, runs, timing
+from app import backfill, jobinput, jobs, jobstate, runs, timing
 from app.errors import BadLookup, Invalid
 from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
@@ -325,6 +326,42 @@ def resume_job(job_id: str) -> Response:
 def run_job(job_id: str) -> Response:
     jobs.run_job_now(job_id, now())
     return after_action(jobs.get_job(job_id), "Run started: the job fires once, now")
+
+
+def _backfill(job_id: str, values: Mapping[str, str], *, dry_run: bool) -> backfill.Backfill:
+    """A backfill over the form's range (wall times in the viewer's zone)."""
+    errors: dict[str, str] = {}
+    start = wall_instant(values.get("from", ""), viewer_zone(), "from", errors)
+    end = wall_instant(values.get("to", ""), viewer_zone(), "to", errors)
+    if start is None and "from" not in errors:
+        errors["from"] = "a date and time is required"
+    if end is None and "to" not in errors:
+        errors["to"] = "a date and time is required"
+    if errors or start is None or end is None:
+        name, message = next(iter(errors.items()))
+        raise Invalid.field(name, message)
+    return backfill.backfill(job_id, start, end, now(), dry_run=dry_run)
+
+
+@bp.get("/jobs/<job_id>/backfill-count")
+def backfill_count(job_id: str) -> str:
+    """How many runs a backfill of the typed range would make, as the person types."""
+    try:
+        counted = _backfill(job_id, request.args, dry_run=True)
+        text = (
+            f"It makes {counted.occurrences - counted.existing:,} runs: the range holds "
+            f"{counted.occurrences:,} times, {counted.existing:,} of them with a run already."
+        )
+    except Invalid as error:
+        text = f"{error.errors[0].field}: {error.errors[0].message}"
+    return f'<p id="backfill-count" class="muted" aria-live="polite">{escape(text)}</p>'
+
+
+@bp.post("/jobs/<job_id>/backfill")
+def backfill_job(job_id: str) -> Response:
+    done = _backfill(job_id, request.form, dry_run=False)
+    job = jobs.get_job(job_id)
+    return after_action(job, f"Backfilled {done.written:,} runs ({done.existing:,} had one)")
 
 
 def after_action(job: Job, message: str) -> Response:
