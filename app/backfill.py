@@ -2,27 +2,25 @@
 
 The runs are written under the job's lock, in one transaction, and the unique key (job,
 nominal time) keeps each occurrence to one run whatever else fires it. Their first attempts
-are spread out (BACKFILL_PACE seconds apart, from now), so the delivery loop, which takes
-runs by their next attempt, still reaches a live fire first.
+are spread out (PACE apart, from now: 100 a second), so the delivery loop, which takes runs
+by their next attempt, still reaches a live fire first.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import select
 
 from app import audit, timing
 from app.database import db
 from app.errors import Invalid
-from app.jobs import _locked_job, _wake_dispatchers, get_job, job_timing
+from app.jobs import _locked_job, _wake_dispatchers, get_job, job_timing, pending_run
 from app.models import Job, Run
 
 MAX_RUNS = 10_000
-DEFAULT_PACE = 0.01  # seconds between first attempts: 100 backfilled runs a second
+PACE = timedelta(milliseconds=10)  # between first attempts: 100 backfilled runs a second
 _TICK = timedelta(microseconds=1)
 
 
@@ -49,9 +47,8 @@ def backfill(
     missing = [t for t in times if t not in existing]
     if dry_run:
         return Backfill(len(times), len(times) - len(missing), 0)
-    pace = timedelta(seconds=float(current_app.config.get("BACKFILL_PACE", DEFAULT_PACE)))
     for index, nominal in enumerate(missing):
-        db.session.add(_run(job, nominal, now, now + pace * index))
+        db.session.add(pending_run(job, nominal, now, now + PACE * index))
     job.run_count = (job.run_count or 0) + len(missing)
     detail = f"{len(missing)} runs for {start.isoformat()} to {end.isoformat()}"
     audit.record("backfill", now, job_id=job.id, detail=detail)
@@ -79,16 +76,3 @@ def _existing(job: Job, start: datetime, end: datetime) -> set[datetime]:
         Run.dead_letter.is_(False),
     )
     return set(db.session.scalars(query))
-
-
-def _run(job: Job, nominal: datetime, now: datetime, first_attempt: datetime) -> Run:
-    return Run(
-        id=uuid.uuid4(),
-        job_id=job.id,
-        scheduled_for=nominal,
-        due_at=now,
-        fired_at=now,
-        status="pending",
-        attempts=0,
-        next_attempt_at=first_attempt,
-    )
