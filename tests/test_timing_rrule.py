@@ -70,6 +70,10 @@ RULES = [
     "FREQ=MINUTELY;INTERVAL=20;BYHOUR=1,2,3",
     "FREQ=MINUTELY;INTERVAL=90;COUNT=200",
     "FREQ=SECONDLY;INTERVAL=1800;BYHOUR=2",
+    # no BYxxx part: counted by arithmetic (app.timing.recurrence), checked here
+    "FREQ=MINUTELY;INTERVAL=7",
+    "FREQ=SECONDLY;INTERVAL=4099;COUNT=500",
+    "FREQ=HOURLY;INTERVAL=25",
 ]
 HORIZON = 60  # occurrences compared per rule and zone
 

@@ -230,11 +230,17 @@ class Expansion:
     rule: Rule
     start: datetime
     last: datetime | None  # with COUNT, the last occurrence's wall time
+    # An hourly, minutely or secondly rule with no BYxxx part: every `step` from DTSTART
+    step: timedelta | None = None
 
     def next_match(self, wall: datetime) -> datetime | None:
         """The first matching wall time at or after `wall`."""
         if self.last is not None and wall > self.last:
             return None
+        if self.step is not None:  # DTSTART + k·step: arithmetic, as the library counts
+            k = max(0, -(-(wall - self.start) // self.step))
+            found = self.start + self.step * k
+            return None if self.last is not None and found > self.last else found
         try:
             found = _library_rule(self.rule, self.start, self._period(wall)).after(wall, inc=True)
         except (OverflowError, ValueError):  # past year 9999
@@ -249,6 +255,8 @@ class Expansion:
             return None
         if self.last is not None and wall > self.last:
             return self.last
+        if self.step is not None:
+            return self.start + self.step * ((wall - self.start) // self.step)
         back = 0
         while True:
             period = self._period(wall, back)
@@ -325,7 +333,8 @@ def _expansion(rule: Rule, start: datetime) -> Expansion:
             raise _error(f"it never fires from {start:%Y-%m-%d %H:%M:%S}")
     if rule.count is not None and last is None:
         raise _error(f"it never fires from {start:%Y-%m-%d %H:%M:%S}")
-    return Expansion(rule, start, last)
+    plain = rule.freq in (du.HOURLY, du.MINUTELY, du.SECONDLY) and not rule.options
+    return Expansion(rule, start, last, _size(rule.freq, rule.interval) if plain else None)
 
 
 _A_DAY = timedelta(days=1)
