@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
-from app import payloads, timing
+from app import clock_of, payloads, timing
 from app.config import allow_networks
 from app.errors import BadLookup, Invalid, TooLarge
 from app.netguard import check_address, parse_ip_literal
@@ -83,7 +83,7 @@ def jobs_values(items: Sequence[JobIn]) -> list[JobValues]:
 
 
 def make_timing(fields: TimingFields) -> timing.Timing:
-    """The timing rules of a request."""
+    """The timing rules of a request (an rrule without `at` starts now: its DTSTART)."""
     minute = fields.minute
     if minute is not None and fields.at is not None:
         # Answers carry both; get-modify-put sends both back. They must agree.
@@ -101,6 +101,13 @@ def make_timing(fields: TimingFields) -> timing.Timing:
             start_at=fields.startAt,
             end_at=fields.endAt,
             max_runs=fields.maxRuns,
+            rrule=fields.rrule,
+            exclude=None
+            if fields.exclude is None
+            else fields.exclude.model_dump(exclude_none=True),
+            on_excluded=fields.onExcluded,
+            dst=None if fields.dst is None else fields.dst.model_dump(),
+            created=clock_of(current_app).now() if fields.recurring == "rrule" else None,
         )
     except timing.TimingError as exc:
         raise Invalid.field(exc.field, exc.message) from exc

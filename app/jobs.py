@@ -55,6 +55,11 @@ def _apply(job: Job, values: JobValues, now: datetime) -> None:
     job.start_at = rules.start_at
     job.end_at = rules.end_at
     job.max_runs = rules.max_runs
+    job.rrule = rules.rrule
+    job.exclude = None if rules.exclude is None else rules.exclude.as_json()
+    job.on_excluded = None if rules.on_excluded == "skip" else rules.on_excluded
+    job.dst_gap = None if rules.dst_gap == "shift" else rules.dst_gap
+    job.dst_repeat = None if rules.dst_repeat == "first" else rules.dst_repeat
     job.target = _with_secret(values.target, job.target)
     job.target_type = job.target["type"]
     job.retry = values.retry
@@ -352,17 +357,22 @@ def _resume(job: Job, now: datetime, detail: str | None = None) -> bool:
     return changed
 
 
-def _run_now(job: Job, now: datetime) -> Run:
-    run = Run(
+def pending_run(job: Job, scheduled_for: datetime, now: datetime, first_attempt: datetime) -> Run:
+    """A run made outside the dispatcher (run now, backfill), due now, first tried then."""
+    return Run(
         id=uuid.uuid4(),
         job_id=job.id,
-        scheduled_for=now,
+        scheduled_for=scheduled_for,
         due_at=now,
         fired_at=now,
         status="pending",
         attempts=0,
-        next_attempt_at=now,
+        next_attempt_at=first_attempt,
     )
+
+
+def _run_now(job: Job, now: datetime) -> Run:
+    run = pending_run(job, now, now, now)
     db.session.add(run)
     _change(job, jobstate.run_now(JobState.of(job), now), now, touch=False, run_id=run.id)
     return run

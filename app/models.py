@@ -50,6 +50,14 @@ class Job(db.Model):  # type: ignore[name-defined]
     start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     max_runs: Mapped[int | None] = mapped_column(Integer)
+    # recurring "rrule": the RFC 5545 rule (its DTSTART is first_at on the zone's clock).
+    rrule: Mapped[str | None] = mapped_column(String(500))
+    # Days not fired on (the API's `exclude`, as written) and what happens to their occurrences.
+    exclude: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    on_excluded: Mapped[str | None] = mapped_column(String(24))  # None: "skip"
+    # The DST policy of a wall-clock job; None: DESIGN.md's rule ("shift", "first").
+    dst_gap: Mapped[str | None] = mapped_column(String(8))
+    dst_repeat: Mapped[str | None] = mapped_column(String(8))
     target: Mapped[dict[str, Any]] = mapped_column(JSON)
     target_type: Mapped[str] = mapped_column(String(16))
     retry: Mapped[dict[str, Any] | None] = mapped_column(JSON)

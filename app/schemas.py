@@ -276,7 +276,35 @@ class WebhookTarget(Strict):
 
 
 Target = Annotated[QueueTarget | SqsTarget | WebhookTarget, Field(discriminator="type")]
-Recurring = Literal["none", "daily", "weekly", "interval", "cron"]
+Recurring = Literal["none", "daily", "weekly", "interval", "cron", "rrule"]
+DateText = Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
+
+
+class ExcludeIn(Strict):
+    """Days a recurring job does not fire on, on its zone's wall clock (any of the three)."""
+
+    dates: list[DateText] | None = Field(None, max_length=1000)
+    ranges: list[tuple[DateText, DateText]] | None = Field(
+        None, max_length=100, description="[from, to], both days included"
+    )
+    holidays: Annotated[
+        StrictStr | None,
+        Field(
+            pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,10})?$",
+            description="Public holidays of a country, maybe a region: US, DE-BY",
+        ),
+    ] = None
+
+
+class DstIn(Strict):
+    """What a wall-clock job does at a daylight-saving change."""
+
+    gap: Literal["shift", "skip"] = Field(
+        "shift", description="A wall time the clocks skip: fire just after the gap, or not"
+    )
+    repeat: Literal["first", "last", "both"] = Field(
+        "first", description="A wall time that happens twice: fire at its first pass, last, both"
+    )
 
 
 class TimingFields(Strict):
@@ -294,6 +322,15 @@ class TimingFields(Strict):
     startAt: StrictStr | None = Field(None, description="RFC 3339: no run before")
     endAt: StrictStr | None = Field(None, description="RFC 3339: no run after")
     maxRuns: Annotated[StrictInt | None, Field(ge=1, le=1_000_000_000)] = None
+    rrule: Annotated[
+        StrictStr | None,
+        Field(max_length=500, description="RFC 5545 RRULE, for recurring=rrule; DTSTART is at"),
+    ] = None
+    exclude: ExcludeIn | None = None
+    onExcluded: Literal["skip", "next-business-day"] | None = Field(
+        None, description="An excluded occurrence is skipped (default) or moved"
+    )
+    dst: DstIn | None = None
 
 
 # Labels: what jobs are grouped and found by (EventBridge's groups and tags). A key names
@@ -380,6 +417,10 @@ class JobOut(BaseModel):
     startAt: str | None
     endAt: str | None
     maxRuns: int | None
+    rrule: str | None = None
+    exclude: dict[str, Any] | None = None
+    onExcluded: str = "skip"
+    dst: dict[str, str] = Field(default_factory=lambda: {"gap": "shift", "repeat": "first"})
     target: dict[str, Any]
     retry: dict[str, Any]
     misfire: str
@@ -497,7 +538,10 @@ class RunList(BaseModel):
 class PreviewOut(BaseModel):
     description: str
     timezone: str
-    times: list[dict[str, str]] = Field(description="Each item: utc and local instants")
+    times: list[dict[str, Any]] = Field(
+        description="Each item: utc and local instants; `skipped` if it does not fire, "
+        "`notes` (DST shift, exclusion, window), `explain` (with explain=true)"
+    )
 
 
 class ReceiveIn(Strict):
@@ -579,8 +623,38 @@ class PreviewQuery(Strict):
     startAt: str | None = None
     endAt: str | None = None
     maxRuns: Annotated[int | None, Field(ge=1, le=1_000_000_000)] = None
+    rrule: Annotated[str | None, Field(max_length=500)] = None
     after: str | None = Field(None, description="RFC 3339 instant; default now")
     count: Annotated[int, Field(ge=1, le=100)] = 5
+    explain: bool = Field(False, description="Say each note in words")
+
+
+class PreviewIn(TimingFields):
+    """A job's timing fields as a job's JSON has them (exclude and dst too), to preview."""
+
+    window: Annotated[StrictInt | None, Field(ge=1, le=86_400)] = None
+    after: StrictStr | None = Field(None, description="RFC 3339 instant; default now")
+    count: Annotated[StrictInt, Field(ge=1, le=100)] = 5
+    explain: StrictBool = False
+
+
+class BackfillIn(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: StrictStr = Field(alias="from", description="RFC 3339: the range's first instant")
+    to: StrictStr = Field(description="RFC 3339: its last instant, not in the future")
+    dryRun: StrictBool = Field(False, description="Only count the runs it would make")
+
+
+class BackfillOut(BaseModel):
+    occurrences: int = Field(description="Occurrences of the rule in the range")
+    existing: int = Field(description="Of those, how many had a run already")
+    written: int = Field(description="Runs made (0 for a dry run)")
+
+
+class JobPreviewQuery(Strict):
+    count: Annotated[int, Field(ge=1, le=100)] = 5
+    explain: bool = False
 
 
 class AuditQuery(PageQuery):

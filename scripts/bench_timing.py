@@ -45,7 +45,57 @@ KINDS: list[tuple[str, Timing]] = [
         "cron, six fields",
         make_timing(recurring="cron", cron="*/10 * * * * *", timezone="Europe/Berlin"),
     ),
+    (
+        "rrule, weekdays",
+        make_timing(
+            recurring="rrule",
+            rrule="FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0",
+            at="2026-01-01T00:00:00",
+            timezone="Europe/Berlin",
+        ),
+    ),
+    (
+        "rrule, last Friday",
+        make_timing(
+            recurring="rrule",
+            rrule="FREQ=MONTHLY;BYDAY=-1FR;BYHOUR=17;BYMINUTE=0",
+            at="2026-01-01T00:00:00",
+            timezone="Europe/Berlin",
+        ),
+    ),
+    (
+        "rrule, every 5 min",
+        make_timing(recurring="rrule", rrule="FREQ=MINUTELY;INTERVAL=5", at="2026-01-01T00:00:00Z"),
+    ),
+    (
+        "daily, holidays excluded",
+        make_timing(
+            recurring="daily", at=FIRST, timezone="Europe/Berlin", exclude={"holidays": "DE-BY"}
+        ),
+    ),
+    (
+        "daily, next business day",
+        make_timing(
+            recurring="daily",
+            at=FIRST,
+            timezone="Europe/Berlin",
+            exclude={"holidays": "DE-BY"},
+            on_excluded="next-business-day",
+        ),
+    ),
+    (
+        "daily, dst both passes",
+        make_timing(
+            recurring="daily",
+            at=FIRST,
+            timezone="Europe/Berlin",
+            dst={"gap": "skip", "repeat": "both"},
+        ),
+    ),
 ]
+
+
+RRULE_VS_CRON = [("rrule, weekdays", "cron, complex"), ("rrule, every 5 min", "cron, simple")]
 
 
 def instants(count: int) -> list[datetime]:
@@ -74,12 +124,17 @@ def table(calls: int, repeats: int) -> str:
         "| kind | timing | µs per call |",
         "| --- | --- | ---: |",
     ]
+    took = {}
     for kind, timing in KINDS:
-        spec = timing.cron or f"{timing.recurring} from {FIRST}"
+        spec = timing.cron or timing.rrule or f"{timing.recurring} from {FIRST}"
         if timing.interval:
             spec = f"every {timing.interval} s"
         words = describe(timing)
-        rows.append(f"| {kind} | `{spec}` ({words}) | {measure(timing, afters, repeats):.2f} |")
+        took[kind] = measure(timing, afters, repeats)
+        rows.append(f"| {kind} | `{spec}` ({words}) | {took[kind]:.2f} |")
+    rows += ["", "An rrule against the cron that names the same times (the goal: within 3x):", ""]
+    for rule, cron in RRULE_VS_CRON:
+        rows.append(f"- {rule} / {cron}: {took[rule] / took[cron]:.1f}x")
     return "\n".join(rows)
 
 

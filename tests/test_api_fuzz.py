@@ -22,10 +22,16 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 # Refusals a valid-looking request may still get, each for a rule beyond JSON Schema:
 # cursors are only ever ones the service gave out; the timing fields must make a rule that
 # can fire (cron, interval, zone, dates that exist, start before end, minute or at); an
-# Idempotency-Key is refused when it was used for another request within a day.
+# Idempotency-Key is refused when it was used for another request within a day; the calendar
+# fields' rules are said below.
 SEMANTIC_FIELDS = frozenset(
     {"cursor", "minute", "at", "recurring", "cron", "interval", "timezone", "startAt",
-     "endAt", "maxRuns", "after", "since", "until", "Idempotency-Key"}
+     "endAt", "maxRuns", "after", "since", "until", "Idempotency-Key",
+     # calendars: a rule that fires, real dates in order, a known holiday calendar, a DST
+     # policy only where the wall clock is followed
+     "rrule", "exclude", "exclude.dates", "exclude.ranges", "exclude.holidays", "dst",
+     # backfill: a past range of at most 10,000 occurrences of a recurring job
+     "from", "to", "jobId"}
 )  # fmt: skip
 SETTING_LIMITS = {413: {"payload"}}  # the payload limit is a setting, counted in bytes
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from app.timing import (
     RECURRING,
     Timing,
+    TimingError,
     first_fire,
     latest_fire,
     make_timing,
@@ -21,7 +22,8 @@ from app.timing import (
 
 TICK = timedelta(microseconds=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Sao_Paulo"]
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Sao_Paulo",
+         "Asia/Kolkata", "Pacific/Chatham"]  # fmt: skip
 CRONS = [
     "*/15 * * * *",
     "30 2 * * *",
@@ -51,6 +53,36 @@ ANCHORS = [
     ]
 ]
 EXAMPLES = settings(max_examples=120, deadline=None)
+RRULES = [
+    "FREQ=DAILY;BYHOUR=2;BYMINUTE=30",
+    "FREQ=MONTHLY;BYDAY=-1FR;BYHOUR=17;BYMINUTE=0",
+    "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,TH",
+    "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=1",
+    "FREQ=HOURLY;INTERVAL=3;COUNT=30",
+    "FREQ=MINUTELY;INTERVAL=20;BYHOUR=0,1,2,3",
+    "FREQ=YEARLY;BYMONTH=3,10,11;BYDAY=-1SU,1SU;BYHOUR=1,2;BYMINUTE=30",
+    "FREQ=DAILY;UNTIL=20301101T000000Z",
+    "FREQ=WEEKLY;BYDAY=SU;BYHOUR=0,1,2,3;BYMINUTE=0,45;WKST=SU",
+    "FREQ=DAILY;INTERVAL=3;BYHOUR=23;BYMINUTE=59;BYSECOND=30",
+    "FREQ=MINUTELY;INTERVAL=37",
+]
+# Days near the anchors, excluded.
+EXCLUDED_DAYS = ["2030-03-31", "2030-10-27", "2030-03-10", "2030-11-03", "2030-11-04", "2018-11-04",
+                 "2019-02-16", "2030-04-06", "2030-10-06"]  # fmt: skip
+
+
+def exclusions() -> st.SearchStrategy[dict[str, Any]]:
+    days = st.lists(st.sampled_from(EXCLUDED_DAYS), min_size=1, max_size=4, unique=True)
+    spans = st.lists(
+        st.sampled_from(EXCLUDED_DAYS).map(
+            lambda d: [d, (date.fromisoformat(d) + timedelta(days=2)).isoformat()]
+        ),
+        min_size=1,
+        max_size=2,
+    )
+    return st.fixed_dictionaries(
+        {}, optional={"dates": days, "ranges": spans, "holidays": st.sampled_from(["DE-BY", "US"])}
+    ).filter(bool)
 
 
 def instants(micro: bool = False) -> st.SearchStrategy[datetime]:
@@ -73,6 +105,20 @@ def timings(draw: st.DrawFn, bounded: bool = True) -> Timing:
         fields["at"] = draw(instants())
     if kind == "cron":
         fields["cron"] = draw(st.sampled_from(CRONS))
+    if kind == "rrule":
+        fields["rrule"] = draw(st.sampled_from(RRULES))
+    if kind != "none" and draw(st.booleans()):
+        fields["exclude"] = draw(exclusions())
+        fields["on_excluded"] = draw(st.sampled_from(["skip", "next-business-day"]))
+    wall_clock = kind in ("daily", "weekly", "rrule") or (
+        kind == "cron" and fields["cron"] in ("30 2 * * *", "0 2 * * *", "0 9 * * MON-FRI",
+                                              "45 1 * * SUN", "0 30 2 * * *", "0 0 29 2 *")
+    )  # fmt: skip
+    if wall_clock and draw(st.booleans()):
+        fields["dst"] = {
+            "gap": draw(st.sampled_from(["shift", "skip"])),
+            "repeat": draw(st.sampled_from(["first", "last", "both"])),
+        }
     if kind == "interval":
         fields["interval"] = draw(
             st.sampled_from([30, 90, 3600, 86400, 604800]) | st.integers(30, 200_000)
@@ -82,7 +128,11 @@ def timings(draw: st.DrawFn, bounded: bool = True) -> Timing:
         if start is not None and end is not None and end <= start:
             start, end = end - timedelta(seconds=1), start
         fields.update(start_at=start, end_at=end, max_runs=draw(st.none() | st.integers(1, 20)))
-    return make_timing(**fields)
+    try:
+        return make_timing(**fields)
+    except TimingError:  # an rrule whose UNTIL is before its DTSTART: refused, rightly
+        assert fields["recurring"] == "rrule"
+        reject()
 
 
 def brute_latest(timing: Timing, since: datetime, now: datetime) -> datetime | None:
@@ -142,12 +192,12 @@ def test_max_runs_counts_runs_already_fired(timing: Timing, after: datetime, fir
 @given(timings(), instants())
 def test_first_and_next_make_the_occurrences(timing: Timing, now: datetime) -> None:
     first = first_fire(timing, now)
-    lower = now if timing.recurring == "cron" else timing.first_at
+    lower = now if timing.recurring in ("cron", "rrule") else timing.first_at
     assert lower is not None
     assert occurrences(timing, lower - TICK, 1) == ([] if first is None else [first])
     if first is None:
         return
-    if timing.recurring != "cron":
+    if timing.recurring not in ("cron", "rrule"):
         assert first_fire(timing, now + timedelta(days=400)) == first  # anchored: now is moot
     chain = [first]
     while len(chain) < 8 and (upcoming := next_fire(timing, chain[-1], fired=len(chain))):

@@ -192,7 +192,7 @@ def test_fields_are_stored_in_utc() -> None:
 
 
 def test_recurring_kinds() -> None:
-    assert RECURRING == ("none", "daily", "weekly", "interval", "cron")
+    assert RECURRING == ("none", "daily", "weekly", "interval", "cron", "rrule")
     assert make_timing(recurring="cron", cron="@daily").first_at is None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -10,25 +10,31 @@ from zoneinfo import ZoneInfo
 
 from flask import Response, current_app, jsonify, request
 
-from app import clock_of, jobinput, jobs, timing
+from app import backfill, clock_of, jobinput, jobs, timing
 from app.api import bp
 from app.api.idempotent import KEY_HEADER, answer, create_once
 from app.api.openapi import operation, validate
 from app.api.serialize import job_out, run_out, runs_out
 from app.idempotency import Answer
 from app.instants import format_instant
+from app.jobs import job_timing
+from app.jobstate import window_offset
 from app.models import Job
 from app.runs import RunFilter, list_runs
 from app.schemas import (
     READ_ONLY_JOB_FIELDS,
+    BackfillIn,
+    BackfillOut,
     JobBatchIn,
     JobBatchOut,
     JobBulkOut,
     JobIn,
     JobListQuery,
     JobOut,
+    JobPreviewQuery,
     JobSelectionIn,
     PauseIn,
+    PreviewIn,
     PreviewOut,
     PreviewQuery,
     RunListQuery,
@@ -133,23 +139,81 @@ bulk_operation("delete", "Delete many jobs and their runs")
            query_status=422)  # fmt: skip
 def preview(query: PreviewQuery) -> Response:
     fields = TimingFields.model_construct(
-        **query.model_dump(exclude={"after", "count"}, exclude_unset=False)
+        **query.model_dump(exclude={"after", "count", "explain"}, exclude_unset=False),
+        exclude=None,
+        onExcluded=None,
+        dst=None,
     )
     rules = jobinput.make_timing(fields)
     after = jobinput.instant_field("after", query.after) if query.after else now()
-    return jsonify(preview_of(rules, after, query.count))
+    return jsonify(preview_of(rules, after, query.count, explain=query.explain))
 
 
-def preview_of(rules: Timing, after: datetime, count: int) -> dict[str, Any]:
+@operation(bp, "POST", "/schedules/preview", summary="The next times of a job's timing, with notes",
+           tag=TAG, body=PreviewIn, response=PreviewOut, errors=[422])  # fmt: skip
+def preview_body(body: PreviewIn) -> Response:
+    rules = jobinput.make_timing(body)
+    after = jobinput.instant_field("after", body.after) if body.after else now()
+    answer = preview_of(rules, after, body.count, explain=body.explain, window=body.window)
+    return jsonify(answer)
+
+
+@operation(bp, "GET", "/schedules/<uuid:jobId>/preview", summary="A stored job's next times",
+           tag=TAG, query=JobPreviewQuery, response=PreviewOut, errors=[404, 422],
+           query_status=422)  # fmt: skip
+def preview_job(jobId: UUID, query: JobPreviewQuery) -> Response:
+    job = jobs.get_job(str(jobId))
+    offset = window_offset(job.id, job.window)
+    answer = preview_of(
+        job_timing(job), now(), query.count, explain=query.explain, window=job.window,
+        offset=offset,
+    )  # fmt: skip
+    return jsonify(answer)
+
+
+@operation(bp, "POST", "/schedules/<uuid:jobId>/backfill",
+           summary="Runs for a past range's occurrences that have none", tag=TAG, body=BackfillIn,
+           response=BackfillOut, errors=[404, 422])  # fmt: skip
+def backfill_job(jobId: UUID, body: BackfillIn) -> Response:
+    start = jobinput.instant_field("from", body.start)
+    end = jobinput.instant_field("to", body.to)
+    done = backfill.backfill(str(jobId), start, end, now(), dry_run=body.dryRun)
+    return jsonify(
+        {"occurrences": done.occurrences, "existing": done.existing, "written": done.written}
+    )
+
+
+def preview_of(
+    rules: Timing,
+    after: datetime,
+    count: int,
+    *,
+    explain: bool = False,
+    window: int | None = None,
+    offset: timedelta | None = None,
+) -> dict[str, Any]:
+    """The answer of the preview calls: each occurrence, fired or skipped, with its notes."""
     zone = ZoneInfo(rules.timezone)
-    times = timing.occurrences(rules, after, count)
+    found = timing.explained(rules, after, count, window=window, offset=offset)
     return {
         "description": timing.describe(rules),
         "timezone": rules.timezone,
-        "times": [
-            {"utc": format_instant(t) or "", "local": t.astimezone(zone).isoformat()} for t in times
-        ],
+        "times": [_preview_item(o, zone, explain) for o in found],
     }
+
+
+def _preview_item(found: timing.Occurrence, zone: ZoneInfo, explain: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "utc": format_instant(found.at) or "",
+        "local": found.at.astimezone(zone).isoformat(),
+    }
+    if found.skipped:
+        item["skipped"] = True
+    if found.notes:
+        item["notes"] = [n.kind for n in found.notes]
+        if explain:
+            item["explain"] = [n.words for n in found.notes]
+    return item
 
 
 @operation(bp, "GET", "/schedules/<uuid:jobId>", summary="Get a job", tag=TAG, response=JobOut,

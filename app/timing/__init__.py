@@ -4,6 +4,7 @@ All datetimes in and out are aware and in UTC; wall time exists only inside eval
 """
 
 from app.timing.errors import TimingError
+from app.timing.notes import Occurrence, explained
 from app.timing.sequence import count_between, first_fire, latest_fire, next_fire, occurrences
 from app.timing.spec import (
     RECURRING,
@@ -18,12 +19,14 @@ from app.timing.zones import canonical_timezone
 
 __all__ = [
     "RECURRING",
+    "Occurrence",
     "Timing",
     "TimingError",
     "TimingSource",
     "canonical_timezone",
     "count_between",
     "describe",
+    "explained",
     "first_fire",
     "latest_fire",
     "make_timing",

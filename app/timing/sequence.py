@@ -6,10 +6,14 @@ at most max_runs long. Every function here takes and returns aware UTC datetimes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from app.timing import excluding
 from app.timing.cron import Cron, parse_cron
+from app.timing.recurrence import Expansion, expansion, parse_rule
 from app.timing.spec import Timing
 from app.timing.zones import (
     first_transition,
@@ -17,21 +21,25 @@ from app.timing.zones import (
     get_zone,
     last_transition,
     offset_at,
+    repeated,
     to_instant,
+    to_instant_by,
     to_wall,
 )
 
 _TICK = timedelta(microseconds=1)  # "at or after x" is "after x - _TICK": instants are whole µs
 _SECOND = timedelta(seconds=1)
 _STEP_DAYS = {"daily": 1, "weekly": 7}
+_FROM_NOW = ("cron", "rrule")  # their first_at is a lower bound, not an occurrence
 _Step = Callable[[Timing, datetime], datetime | None]
+_Match = Callable[[datetime], datetime | None]
 
 
 def first_fire(timing: Timing, now: datetime) -> datetime | None:
     """The first occurrence, None if there is none. For none/daily/weekly/interval it is first_at
     (even if past: such a job fires at once) or, when start_at is later, the first occurrence from
-    start_at on; for cron, the first match at or after max(now, start_at, first_at)."""
-    lower = _utc(now) if timing.recurring == "cron" else timing.first_at
+    start_at on; for cron and rrule, the first match at or after max(now, start_at, first_at)."""
+    lower = _utc(now) if timing.recurring in _FROM_NOW else timing.first_at
     assert lower is not None, "first_at is required for this kind of timing"
     return _next_in_window(timing, lower - _TICK)
 
@@ -54,7 +62,7 @@ def latest_fire(timing: Timing, since: datetime, now: datetime) -> datetime | No
         since = max(since, timing.start_at)
     if now < since:
         return None
-    found = _guard(_base_prev, timing, now)
+    found = _guard(_allowed_prev, timing, now)
     return found if found is not None and found >= since else None
 
 
@@ -101,7 +109,7 @@ def count_between(
 def _next_in_window(timing: Timing, after: datetime) -> datetime | None:
     if timing.start_at is not None and after < timing.start_at:
         after = timing.start_at - _TICK
-    found = _guard(_base_next, timing, after)
+    found = _guard(_allowed_next, timing, after)
     if found is None or (timing.end_at is not None and found > timing.end_at):
         return None
     return found
@@ -115,33 +123,83 @@ def _guard(step: _Step, timing: Timing, instant: datetime) -> datetime | None:
         return None
 
 
+def _allowed_next(timing: Timing, after: datetime) -> datetime | None:
+    """_base_next without the excluded days (app.timing.excluding)."""
+    if timing.exclude is None:
+        return _base_next(timing, after)
+    return excluding.next_allowed(
+        lambda t: _base_next(timing, t), timing.exclude, _moved_mapping(timing), timing, after
+    )
+
+
+def _allowed_prev(timing: Timing, until: datetime) -> datetime | None:
+    if timing.exclude is None:
+        return _base_prev(timing, until)
+    return excluding.prev_allowed(
+        lambda t: _base_prev(timing, t),
+        lambda t: _allowed_next(timing, t),
+        timing.exclude,
+        timing,
+        until,
+    )
+
+
+def _moved_mapping(timing: Timing) -> Callable[[datetime], datetime | None]:
+    zone = get_zone(timing.timezone)
+    return functools.partial(
+        to_instant_by, zone=zone, gap=timing.dst_gap, pick=_one_pick(timing.dst_repeat)
+    )
+
+
+def _one_pick(repeat: str) -> str:
+    return "first" if repeat == "both" else repeat
+
+
 def _base_next(timing: Timing, after: datetime) -> datetime | None:
     """The first instant of the unbounded sequence strictly after `after`:
     none: first_at; interval: first_at + k·interval; daily/weekly: first_at, then the same wall
-    time every day/week; cron: every match at or after first_at, if that is set."""
+    time every day/week; cron: every match at or after first_at, if that is set; rrule: every
+    wall time the rule matches from first_at's. A wall time the clocks repeat fires at its first
+    pass, its last or both (dst.repeat): "both" merges the first two sequences."""
+    if timing.dst_repeat != "both":
+        return _picked_next(timing, after, timing.dst_repeat)
+    found = [t for p in ("first", "last") if (t := _picked_next(timing, after, p)) is not None]
+    return min(found, default=None)
+
+
+def _base_prev(timing: Timing, until: datetime) -> datetime | None:
+    """The last instant of the unbounded sequence at or before `until` (see _base_next)."""
+    if timing.dst_repeat != "both":
+        return _picked_prev(timing, until, timing.dst_repeat)
+    found = [t for p in ("first", "last") if (t := _picked_prev(timing, until, p)) is not None]
+    return max(found, default=None)
+
+
+def _picked_next(timing: Timing, after: datetime, pick: str) -> datetime | None:
     first = timing.first_at
     kind = timing.recurring
     if kind == "cron":
         if first is not None and after < first:
             after = first - _TICK
-        return _cron_next(parse_cron(timing.cron or ""), get_zone(timing.timezone), after)
+        return _cron_next(parse_cron(timing.cron or ""), _mapper(timing, pick), after)
     assert first is not None, "first_at is required for this kind of timing"
+    if kind == "rrule":  # first_at is DTSTART, which need not match the rule
+        return _rrule_next(timing, _mapper(timing, pick), max(after, first - _TICK))
     if after < first:
         return first
     if kind == "interval":
         step = timedelta(seconds=timing.interval or 0)
         return first + step * ((after - first) // step + 1)
     if kind in _STEP_DAYS:
-        return _calendar_next(first, _STEP_DAYS[kind], get_zone(timing.timezone), after)
+        return _calendar_next(first, _STEP_DAYS[kind], _mapper(timing, pick), after)
     return None  # a one-shot that has passed
 
 
-def _base_prev(timing: Timing, until: datetime) -> datetime | None:
-    """The last instant of the unbounded sequence at or before `until` (see _base_next)."""
+def _picked_prev(timing: Timing, until: datetime, pick: str) -> datetime | None:
     first = timing.first_at
     kind = timing.recurring
     if kind == "cron":
-        found = _cron_prev(parse_cron(timing.cron or ""), get_zone(timing.timezone), until)
+        found = _cron_prev(parse_cron(timing.cron or ""), _mapper(timing, pick), until)
         return None if found is None or (first is not None and found < first) else found
     assert first is not None, "first_at is required for this kind of timing"
     if until < first:
@@ -150,90 +208,178 @@ def _base_prev(timing: Timing, until: datetime) -> datetime | None:
         step = timedelta(seconds=timing.interval or 0)
         return first + step * ((until - first) // step)
     if kind in _STEP_DAYS:
-        return _calendar_prev(first, _STEP_DAYS[kind], get_zone(timing.timezone), until)
+        return _calendar_prev(first, _STEP_DAYS[kind], _mapper(timing, pick), until)
+    if kind == "rrule":
+        return _rrule_prev(timing, _mapper(timing, pick), until)
     return first
+
+
+@dataclass(frozen=True, slots=True)
+class _Mapper:
+    """Wall time -> instant on a job's zone under its DST policy (one pass of a repeat)."""
+
+    zone: tzinfo
+    gap: str
+    pick: str
+
+    @property
+    def plain(self) -> bool:
+        """DESIGN.md's rule (zones.to_instant): the one the searches were first written for."""
+        return self.gap == "shift" and self.pick == "first"
+
+    def __call__(self, wall: datetime) -> datetime | None:
+        if self.plain:
+            return to_instant(wall, self.zone)
+        return to_instant_by(wall, self.zone, gap=self.gap, pick=self.pick)
+
+    def start_wall(self, after: datetime) -> datetime:
+        """A wall time from which a search for the first instant after `after` may begin:
+        every earlier wall time maps to `after` or before. For the last pass of a repeat
+        that reaches back over the repeat when `after` is in its first pass."""
+        wall = to_wall(_floor(after), self.zone)
+        if self.pick != "last" or repeated(after, self.zone) != 1:
+            return wall + _SECOND
+        local = after.astimezone(self.zone)
+        setback = (local.utcoffset() or _ZERO) - (local.replace(fold=1).utcoffset() or _ZERO)
+        return wall - setback
+
+
+_ZERO = timedelta(0)
+
+
+def _mapper(timing: Timing, pick: str) -> _Mapper:
+    return _Mapper(get_zone(timing.timezone), timing.dst_gap, pick)
+
+
+# rrule: the rule's wall times (app.timing.recurrence), mapped as cron's fixed-time jobs are.
+
+
+def _expansion(timing: Timing) -> Expansion:
+    assert timing.first_at is not None, "an rrule's DTSTART is first_at"
+    return _expansion_of(timing.rrule or "", timing.first_at, timing.timezone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _expansion_of(text: str, first_at: datetime, zone: str) -> Expansion:
+    return expansion(parse_rule(text), to_wall(first_at, get_zone(zone)))
+
+
+def _rrule_next(timing: Timing, mapper: _Mapper, after: datetime) -> datetime | None:
+    expanded = _expansion(timing)
+    found = _wall_next(expanded.next_match, mapper, after, mapper.start_wall(after))
+    until = expanded.rule.until
+    return None if found is None or (until is not None and found > until) else found
+
+
+def _rrule_prev(timing: Timing, mapper: _Mapper, until: datetime) -> datetime | None:
+    expanded = _expansion(timing)
+    if expanded.rule.until is not None:
+        until = min(until, expanded.rule.until)
+    return _wall_prev(expanded.prev_match, mapper, until)
 
 
 # daily and weekly: day `d0 + k·step` at first_at's wall time, for k >= 1, after first_at itself.
 
 
-def _calendar_next(first: datetime, step: int, zone: tzinfo, after: datetime) -> datetime | None:
+def _calendar_next(first: datetime, step: int, mapper: _Mapper, after: datetime) -> datetime | None:
+    zone = mapper.zone
     anchor, now = to_wall(first, zone), to_wall(after, zone)
     day0, wall = anchor.date(), anchor.time()
     k = max(1, -(-(now.date() - day0).days // step))
-    if day0 + timedelta(days=k * step) == now.date() and wall <= now.time():
+    if (
+        mapper.pick == "first"
+        and day0 + timedelta(days=k * step) == now.date()
+        and wall <= now.time()
+    ):
         k += 1  # a wall time not after after's own has fired already (to_instant is monotonic)
-    while (found := _on_day(day0, k * step, wall, zone)) is not None:
-        if found > after:  # at most a few rounds: only DST moves a later wall time before after
+    while True:  # at most a few rounds: only DST moves a later wall time before after
+        found = _on_day(day0, k * step, wall, mapper)
+        if found is not None and found > after:
             return found
         k += 1
-    return None
 
 
-def _calendar_prev(first: datetime, step: int, zone: tzinfo, until: datetime) -> datetime:
-    anchor = to_wall(first, zone)
+def _calendar_prev(first: datetime, step: int, mapper: _Mapper, until: datetime) -> datetime:
+    anchor = to_wall(first, mapper.zone)
     day0, wall = anchor.date(), anchor.time()
     # Start one step beyond until's day: a fall-back can show an instant an earlier wall time.
-    k = (to_wall(until, zone).date() - day0).days // step + 1
+    k = (to_wall(until, mapper.zone).date() - day0).days // step + 1
     for days in range(k * step, 0, -step):
-        found = _on_day(day0, days, wall, zone)
+        try:
+            found = _on_day(day0, days, wall, mapper)
+        except OverflowError:
+            continue
         if found is not None and found <= until:
             return found
     return first
 
 
-def _on_day(day0: date, days: int, wall: time, zone: tzinfo) -> datetime | None:
-    """The instant of `wall` on day0 + days; None past year 9999."""
-    try:
-        return to_instant(datetime.combine(day0 + timedelta(days=days), wall), zone)
-    except OverflowError:
-        return None
+def _on_day(day0: date, days: int, wall: time, mapper: _Mapper) -> datetime | None:
+    """The instant of `wall` on day0 + days (None: skipped by the DST policy); past year 9999,
+    OverflowError."""
+    return mapper(datetime.combine(day0 + timedelta(days=days), wall))
 
 
 # cron: Debian's two behaviours (see Cron.wall_clock).
 
 
-def _cron_next(cron: Cron, zone: tzinfo, after: datetime) -> datetime | None:
+def _cron_next(cron: Cron, mapper: _Mapper, after: datetime) -> datetime | None:
+    zone = mapper.zone
     start = _floor(after) + _SECOND
     if zone is UTC:
         found = cron.next_match(start.replace(tzinfo=None))
         return None if found is None else found.replace(tzinfo=UTC)
     if cron.wall_clock:
         # From after's own wall time: the second after it may already be past a gap.
-        return _wall_next(cron, zone, after, to_wall(_floor(after), zone) + _SECOND)
+        return _wall_next(cron.next_match, mapper, after, mapper.start_wall(after))
     return _instant_next(cron, zone, start)
 
 
-def _cron_prev(cron: Cron, zone: tzinfo, until: datetime) -> datetime | None:
+def _cron_prev(cron: Cron, mapper: _Mapper, until: datetime) -> datetime | None:
+    zone = mapper.zone
     end = _floor(until)
     if zone is UTC:
         found = cron.prev_match(end.replace(tzinfo=None))
         return None if found is None else found.replace(tzinfo=UTC)
     if cron.wall_clock:
-        return _wall_prev(cron, zone, end)
+        return _wall_prev(cron.prev_match, mapper, end)
     return _instant_prev(cron, zone, end)
 
 
-def _wall_next(cron: Cron, zone: tzinfo, after: datetime, wall: datetime) -> datetime | None:
-    """Each matching wall time fires once, at to_instant(); the first of those after `after`.
+# A DST policy may skip every match (a rule on the last Sunday of March at 02:30, with
+# gap "skip"): the searches give up after this many skipped wall times in a row.
+_MAX_SKIPPED = 10_000
 
-    to_instant never decreases as the wall time grows, so only when `after` is in the second
+
+def _wall_next(
+    next_match: _Match, mapper: _Mapper, after: datetime, wall: datetime
+) -> datetime | None:
+    """Each matching wall time fires at mapper(); the first of those after `after`.
+
+    The mapping never decreases as the wall time grows, so only when `after` is in the second
     pass of a fall-back do a few wall times need skipping (their instant was the first pass)."""
-    while (found := cron.next_match(wall)) is not None:
-        instant = to_instant(found, zone)
-        if instant > after:
+    for _ in range(_MAX_SKIPPED):
+        found = next_match(wall)
+        if found is None:
+            return None
+        instant = mapper(found)
+        if instant is not None and instant > after:
             return instant
         wall = found + _SECOND
     return None
 
 
-def _wall_prev(cron: Cron, zone: tzinfo, until: datetime) -> datetime | None:
+def _wall_prev(prev_match: _Match, mapper: _Mapper, until: datetime) -> datetime | None:
     # In the second pass of a fall-back, wall times a little later (by up to the setback, often
     # an hour) already fired in the first pass.
+    zone = mapper.zone
     wall = to_wall(until, zone) + fold_shift(until, zone)
-    while (found := cron.prev_match(wall)) is not None:
-        instant = to_instant(found, zone)
-        if instant <= until:
+    for _ in range(_MAX_SKIPPED):
+        found = prev_match(wall)
+        if found is None:
+            return None
+        instant = mapper(found)
+        if instant is not None and instant <= until:
             return instant
         wall = found - _SECOND
     return None

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import timezone as FixedOffset
 from typing import Protocol, TypeGuard
 
 from app.timing.cron import parse_cron
 from app.timing.errors import TimingError
+from app.timing.exclusions import ON_EXCLUDED, Exclusions, exclusions_of, make_exclusions
+from app.timing.recurrence import expansion, parse_rule
 from app.timing.zones import canonical_timezone, get_zone, to_instant, to_wall
 
-RECURRING = ("none", "daily", "weekly", "interval", "cron")
+RECURRING = ("none", "daily", "weekly", "interval", "cron", "rrule")
+DST_GAP = ("shift", "skip")
+DST_REPEAT = ("first", "last", "both")
 MAX_INTERVAL = 315_576_000  # ten years of 365.25 days, in seconds
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -34,6 +38,18 @@ class Timing:
     start_at: datetime | None = None
     end_at: datetime | None = None
     max_runs: int | None = None
+    rrule: str | None = None  # RFC 5545 RRULE; DTSTART is first_at on the zone's wall clock
+    exclude: Exclusions | None = None
+    on_excluded: str = "skip"  # or "next-business-day"
+    dst_gap: str = "shift"  # a wall time the clocks skip: "shift" past the gap, or "skip" it
+    dst_repeat: str = "first"  # a wall time that happens twice: "first", "last" or "both"
+
+    @property
+    def wall_clock(self) -> bool:
+        """Whether it follows the zone's wall clock (so a DST policy applies to it)."""
+        if self.recurring in ("daily", "weekly", "rrule"):
+            return True
+        return self.recurring == "cron" and parse_cron(self.cron or "").wall_clock
 
 
 class TimingSource(Protocol):
@@ -47,6 +63,11 @@ class TimingSource(Protocol):
     start_at: datetime | None
     end_at: datetime | None
     max_runs: int | None
+    rrule: str | None
+    exclude: dict[str, object] | None
+    on_excluded: str | None
+    dst_gap: str | None
+    dst_repeat: str | None
 
 
 def timing_of(source: TimingSource) -> Timing:
@@ -60,6 +81,11 @@ def timing_of(source: TimingSource) -> Timing:
         start_at=source.start_at,
         end_at=source.end_at,
         max_runs=source.max_runs,
+        rrule=source.rrule,
+        exclude=exclusions_of(source.exclude),
+        on_excluded=source.on_excluded or "skip",
+        dst_gap=source.dst_gap or "shift",
+        dst_repeat=source.dst_repeat or "first",
     )
 
 
@@ -74,6 +100,11 @@ def make_timing(
     start_at: datetime | str | None = None,
     end_at: datetime | str | None = None,
     max_runs: int | None = None,
+    rrule: str | None = None,
+    exclude: object = None,
+    on_excluded: str | None = None,
+    dst: dict[str, str] | None = None,
+    created: datetime | None = None,
 ) -> Timing:
     """Check the API's timing fields and build a Timing; raise TimingError naming the bad field.
 
@@ -87,7 +118,7 @@ def make_timing(
             "recurring", f"recurring must be one of {', '.join(RECURRING)}, not {recurring!r}"
         )
     zone = "UTC" if timezone is None else canonical_timezone(timezone)
-    first_at = _first_at(recurring, minute, _at_instant(at, zone, recurring))
+    first_at = _first_at(recurring, minute, _at_instant(at, zone, recurring), created)
     cron_text = _cron(recurring, cron)
     seconds = _interval(recurring, interval)
     start = None if start_at is None else parse_instant(start_at, "startAt")
@@ -96,7 +127,57 @@ def make_timing(
         raise TimingError("endAt", "endAt must be after startAt")
     if max_runs is not None and (not _is_int(max_runs) or max_runs < 1):
         raise TimingError("maxRuns", "maxRuns must be a whole number of at least 1")
-    return Timing(recurring, first_at, zone, cron_text, seconds, start, end, max_runs)
+    timing = Timing(recurring, first_at, zone, cron_text, seconds, start, end, max_runs)
+    return _calendar_fields(timing, rrule, exclude, on_excluded, dst)
+
+
+def _calendar_fields(
+    timing: Timing, rrule: str | None, exclude: object, on_excluded: str | None, dst: object
+) -> Timing:
+    """The rrule, exclusions and DST policy added to a checked Timing."""
+    kind = timing.recurring
+    if kind != "rrule" and rrule is not None:
+        raise TimingError("rrule", "rrule is only used when recurring is 'rrule'")
+    if kind == "rrule":
+        if rrule is None:
+            raise TimingError("rrule", "rrule is required when recurring is 'rrule'")
+        assert timing.first_at is not None
+        rule = parse_rule(rrule)
+        expansion(rule, to_wall(timing.first_at, get_zone(timing.timezone)))
+        rrule = rule.text
+    exclusions = make_exclusions(exclude)
+    if exclusions is not None and kind == "none":
+        raise TimingError("exclude", "exclude is only used by recurring jobs")
+    if on_excluded is not None and on_excluded not in ON_EXCLUDED:
+        raise TimingError("onExcluded", f"onExcluded must be one of {', '.join(ON_EXCLUDED)}")
+    gap, repeat = _dst(dst)
+    if (gap, repeat) != ("shift", "first") and not timing.wall_clock:
+        raise TimingError(
+            "dst",
+            "dst applies to jobs on the wall clock (daily, weekly, rrule, cron with a fixed "
+            "minute and hour); this one fires at real instants",
+        )
+    return replace(
+        timing,
+        rrule=rrule,
+        exclude=exclusions,
+        on_excluded=on_excluded or "skip",
+        dst_gap=gap,
+        dst_repeat=repeat,
+    )
+
+
+def _dst(dst: object) -> tuple[str, str]:
+    if dst is None:
+        return "shift", "first"
+    if not isinstance(dst, dict) or set(dst) - {"gap", "repeat"}:
+        raise TimingError("dst", 'dst is {"gap": "shift" | "skip", "repeat": "first" | ...}')
+    gap, repeat = dst.get("gap") or "shift", dst.get("repeat") or "first"
+    if gap not in DST_GAP:
+        raise TimingError("dst.gap", f"dst.gap must be one of {', '.join(DST_GAP)}")
+    if repeat not in DST_REPEAT:
+        raise TimingError("dst.repeat", f"dst.repeat must be one of {', '.join(DST_REPEAT)}")
+    return gap, repeat
 
 
 def parse_instant(value: object, field: str) -> datetime:
@@ -171,7 +252,9 @@ def _offset_zone(text: str) -> tzinfo:
     return FixedOffset(-delta if text[0] == "-" else delta)
 
 
-def _first_at(recurring: str, minute: object, at: object) -> datetime | None:
+def _first_at(
+    recurring: str, minute: object, at: object, created: datetime | None
+) -> datetime | None:
     if minute is not None and at is not None:
         raise TimingError("at", "give either minute or at, not both")
     if minute is not None:
@@ -183,6 +266,8 @@ def _first_at(recurring: str, minute: object, at: object) -> datetime | None:
         return _EARLIEST + timedelta(minutes=minute)
     if at is not None:
         return parse_instant(at, "at").replace(microsecond=0)
+    if recurring == "rrule" and created is not None:
+        return created.astimezone(UTC).replace(microsecond=0)  # the rule's DTSTART
     if recurring != "cron":
         raise TimingError("minute", "minute (or at) is required: it says when the job first fires")
     return None

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from cron_descriptor import CasingTypeEnum, ExpressionDescriptor, Options
 
 from app.timing.cron import parse_cron
+from app.timing.recurrence import parse_rule
+from app.timing.rulewords import rule_words
 from app.timing.spec import Timing
 from app.timing.zones import get_zone, to_wall
 
@@ -23,7 +25,36 @@ def describe(timing: Timing) -> str:
         parts.append(f"until {_utc_text(timing.end_at)}")
     if timing.max_runs is not None:
         parts.append("once at most" if timing.max_runs == 1 else f"{timing.max_runs} times at most")
+    parts += _calendar(timing)
     return ", ".join(parts)
+
+
+def _calendar(timing: Timing) -> list[str]:
+    """The excluded days and the DST policy, in words."""
+    parts = []
+    if timing.exclude is not None:
+        exclude = timing.exclude
+        days = []
+        if exclude.holidays:
+            days.append(f"public holidays in {exclude.holidays}")
+        if exclude.dates:
+            days.append(_count(len(exclude.dates), "listed date"))
+        if exclude.ranges:
+            days.append(_count(len(exclude.ranges), "date range"))
+        moved = "; those move to the next business day" if timing.on_excluded != "skip" else ""
+        parts.append(f"except on {' and '.join(days)}{moved}")
+    if (timing.dst_gap, timing.dst_repeat) != ("shift", "first"):
+        gap = "skipped" if timing.dst_gap == "skip" else "moved past the gap"
+        repeat = {"first": "its first pass", "last": "its last pass", "both": "both passes"}
+        parts.append(
+            f"a wall time the clocks skip is {gap}, one they repeat fires at "
+            f"{repeat[timing.dst_repeat]}"
+        )
+    return parts
+
+
+def _count(n: int, noun: str) -> str:
+    return f"1 {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _rule(timing: Timing) -> str:
@@ -34,6 +65,8 @@ def _rule(timing: Timing) -> str:
         return _every(timing.interval or 0)
     assert first is not None, "first_at is required for this kind of timing"
     wall = to_wall(first, get_zone(zone))
+    if kind == "rrule":
+        return f"{_rrule_words(timing.rrule or '', wall)}, {zone}"
     if kind == "daily":
         return f"Every day at {_clock(wall)}, {zone}"
     if kind == "weekly":
@@ -43,6 +76,11 @@ def _rule(timing: Timing) -> str:
         day = "" if wall.date() == first.date() else f"{wall:%Y-%m-%d} "
         text += f" ({day}{_clock(wall)} {zone})"
     return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _rrule_words(text: str, start: datetime) -> str:
+    return rule_words(parse_rule(text), start)
 
 
 def _every(seconds: int) -> str:

@@ -184,3 +184,29 @@ def _bisect(zone: tzinfo, low: int, high: int, low_offset: timedelta) -> int:
 
 def _offset(zone: tzinfo, timestamp: int) -> timedelta:
     return datetime.fromtimestamp(timestamp, zone).utcoffset() or timedelta(0)
+
+
+def to_instant_by(wall: datetime, zone: tzinfo, *, gap: str, pick: str) -> datetime | None:
+    """to_instant with a job's own DST policy: `gap` "shift" (the first instant after the gap,
+    as to_instant) or "skip" (None); `pick` "first" or "last" of a wall time that happens
+    twice. Each choice keeps the mapping non-decreasing in the wall time, which the searches
+    rely on ("both" is the merge of "first" and "last", done by the caller)."""
+    first = to_instant(wall, zone)
+    if gap == "skip" and to_wall(first, zone) != wall:
+        return None
+    if pick == "last" and zone is not UTC:
+        later = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        if later > first and to_wall(later, zone) == wall:
+            return later
+    return first
+
+
+def repeated(instant: datetime, zone: tzinfo) -> int:
+    """0 if `instant`'s wall time happens once; 1 or 2: which pass of a fall-back it is in."""
+    local = instant.astimezone(zone)
+    other = local.replace(fold=1 - local.fold)
+    if other.utcoffset() == local.utcoffset():
+        return 0
+    if to_wall(other.astimezone(UTC), zone) != to_wall(instant, zone):
+        return 0
+    return local.fold + 1

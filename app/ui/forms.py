@@ -30,6 +30,7 @@ from app.schemas import (
     invalid_from,
 )
 from app.timing.zones import get_zone, to_instant, to_wall
+from app.ui import calendar_form
 
 WHEN_KINDS = {
     "now": "Now",
@@ -38,6 +39,7 @@ WHEN_KINDS = {
     "weekly": "Weekly",
     "interval": "Every N seconds",
     "cron": "Cron",
+    "rrule": "Calendar rule",
 }
 TARGET_TYPES = {"queue": "Built-in queue", "sqs": "SQS queue", "webhook": "Webhook"}
 WEBHOOK_METHODS: tuple[str, ...] = get_args(WebhookTarget.model_fields["method"].annotation)
@@ -54,7 +56,8 @@ MISFIRE_POLICIES = {
     "all": "Fire every missed time",
 }
 # The fields that decide when a job fires; the preview checks these and shows their errors.
-TIMING_FIELDS = ("when", "at", "timezone", "interval", "cron", "start_at", "end_at", "max_runs")
+TIMING_FIELDS = ("when", "at", "timezone", "interval", "cron", "start_at", "end_at", "max_runs",
+                 *calendar_form.FIELDS)  # fmt: skip
 PREVIEW_COUNT = 5
 
 # API field (first part) -> form field.
@@ -119,6 +122,12 @@ class JobForm:
     timezone: str = "UTC"
     interval: str = ""
     cron: str = ""
+    rrule: str = ""  # the calendar fields: app.ui.calendar_form
+    exclude_days: str = ""
+    exclude_holidays: str = ""
+    on_excluded: str = "skip"
+    dst_gap: str = "shift"
+    dst_repeat: str = "first"
     target_type: str = "queue"
     queue_name: str = "default"
     sqs_url: str = ""
@@ -186,6 +195,7 @@ class JobForm:
             payload=job.payload,
             when=when,
             at=_wall_text(job.first_at, zone) if job.recurring != "cron" else "",
+            **calendar_form.form_values(job),
             timezone=zone,
             interval=str(job.interval or ""),
             cron=job.cron or "",
@@ -249,6 +259,9 @@ class Preview:
     times: list[datetime] = field(default_factory=list)
     due_now: bool = False  # the first time has passed: it fires as soon as it is saved
     errors: dict[str, str] = field(default_factory=dict)
+    # Per time: why DST or a day off moved, doubled or skipped it (the preview call's notes).
+    notes: dict[datetime, list[str]] = field(default_factory=dict)
+    skipped: set[datetime] = field(default_factory=set)
 
     @property
     def valid(self) -> bool:
@@ -268,6 +281,12 @@ FIELD_LABELS = {
     "timezone": "Time zone",
     "interval": "Seconds between runs",
     "cron": "Cron",
+    "rrule": "Calendar rule",
+    "exclude_days": "Days off",
+    "exclude_holidays": "Public holidays",
+    "on_excluded": "A time on a day off",
+    "dst_gap": "A wall time the clocks skip",
+    "dst_repeat": "A wall time the clocks repeat",
     "start_at": "Not before",
     "end_at": "Not after",
     "max_runs": "At most",
@@ -313,13 +332,17 @@ def preview(form: JobForm, now: datetime) -> Preview:
         return Preview(errors=errors_of(invalid_from(exc)))
     except Invalid as error:
         return Preview(errors=errors_of(error))
-    answer = preview_of(rules, now, PREVIEW_COUNT)
+    answer = preview_of(rules, now, PREVIEW_COUNT, explain=True)
     times = [datetime.fromisoformat(item["utc"].replace("Z", "+00:00")) for item in answer["times"]]
+    items = list(zip(times, answer["times"], strict=True))
+    notes = {t: item["explain"] for t, item in items if "explain" in item}
+    skipped = {t for t, item in items if item.get("skipped")}
     first = timing.first_fire(rules, now)
     due_now = first is not None and first <= now
     if due_now and first is not None:
         times = [first, *times[: PREVIEW_COUNT - 1]]
-    return Preview(answer["description"], answer["timezone"], times, due_now)
+    return Preview(answer["description"], answer["timezone"], times, due_now, notes=notes,
+                   skipped=skipped)  # fmt: skip
 
 
 def timing_fields(form: JobForm, now: datetime) -> dict[str, Any]:
@@ -333,9 +356,11 @@ def timing_fields(form: JobForm, now: datetime) -> dict[str, Any]:
     zone = _zone_or_error(data["timezone"], errors)
     if kind == "now":
         data["at"] = format_instant(now)
-    elif kind in ("at", "daily", "weekly", "interval"):
+    elif kind in ("at", "daily", "weekly", "interval", "rrule"):
         if form.at.strip():
             data["at"] = _instant_text(form.at, zone, "at", errors)
+        elif kind == "rrule":
+            pass  # no start given: the rule starts when the job is saved
         elif kind == "interval":
             data["at"] = format_instant(now)  # no start given: the first run is now
         else:
@@ -348,6 +373,7 @@ def timing_fields(form: JobForm, now: datetime) -> dict[str, Any]:
         data["cron"] = " ".join(form.cron.split()) or None
         if data["cron"] is None:
             errors["cron"] = "a cron expression is required, such as 0 9 * * MON-FRI"
+    data |= calendar_form.api_fields(form, kind, errors)
     for name, api_name in (("start_at", "startAt"), ("end_at", "endAt")):
         value = getattr(form, name)
         if value.strip():
@@ -448,7 +474,7 @@ def form_field(api_field: str) -> str:
         return _RETRY_FIELDS.get(parts[-1], "attempts")
     if parts[0] == "deadLetter":
         return _DEAD_LETTER_FIELDS.get(parts[-1], "dead_letter_type")
-    return _API_FIELDS.get(parts[0], "form")
+    return calendar_form.form_field(parts) or _API_FIELDS.get(parts[0], "form")
 
 
 def _target(form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]) -> dict[str, Any]:

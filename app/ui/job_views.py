@@ -17,16 +17,17 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app, flash, make_response, redirect, render_template, request, session
+from markupsafe import escape
 from werkzeug.wrappers import Response
 
-from app import jobinput, jobs, jobstate, runs, timing
+from app import backfill, jobinput, jobs, jobstate, runs, timing
 from app.errors import BadLookup, Invalid
 from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
 from app.retry import RetryPolicy
 from app.schemas import LABEL_KEY, LABEL_VALUE
 from app.timing import RECURRING
-from app.ui import bp, forms
+from app.ui import bp, calendar_form, forms
 from app.ui.display import job_label, local_time, now, viewer_zone
 from app.ui.live import live
 from app.ui.render import htmx_target, page
@@ -217,6 +218,9 @@ def form_page(
         methods=forms.WEBHOOK_METHODS,
         misfire_policies=forms.MISFIRE_POLICIES,
         on_complete_choices=forms.ON_COMPLETE,
+        on_excluded_choices=calendar_form.ON_EXCLUDED,
+        dst_gap_choices=calendar_form.DST_GAP,
+        dst_repeat_choices=calendar_form.DST_REPEAT,
         dead_letter_types=forms.DEAD_LETTER_TYPES,
         retry_defaults=RetryPolicy.of(current_app.config["DEFAULT_RETRY"]),
         labels=forms.FIELD_LABELS,
@@ -259,6 +263,7 @@ def job_page(job_id: str) -> Response:
         paged=bool(cursor),
         has_dead=bool(dead),
         next_times=next_times(job, current, NEXT_TIMES),
+        **calendar_notes(job, current, NEXT_TIMES),
         live=LIVE_TRIGGER,
     )
     if secret:
@@ -276,6 +281,18 @@ def next_times(job: Job, current: datetime, count: int) -> list[datetime]:
         times = timing.occurrences(rules, current, count, fired=job.occurrence_count)
         return [t + offset for t in times]
     return jobs.upcoming_fires(job, count)
+
+
+def calendar_notes(job: Job, current: datetime, count: int) -> dict[str, Any]:
+    """Why DST or a day off moved or doubled a coming time (keyed by when it fires), and the
+    times skipped among them, with why."""
+    if job.status == "completed":
+        return {"time_notes": {}, "skipped_times": []}
+    offset = jobstate.window_offset(job.id, job.window)
+    found = timing.explained(job_timing(job), current, count)
+    notes = {o.at + offset: [n.words for n in o.notes] for o in found if not o.skipped}
+    skipped = [(o.at, [n.words for n in o.notes]) for o in found if o.skipped]
+    return {"time_notes": notes, "skipped_times": skipped}
 
 
 # Actions
@@ -309,6 +326,42 @@ def resume_job(job_id: str) -> Response:
 def run_job(job_id: str) -> Response:
     jobs.run_job_now(job_id, now())
     return after_action(jobs.get_job(job_id), "Run started: the job fires once, now")
+
+
+def _backfill(job_id: str, values: Mapping[str, str], *, dry_run: bool) -> backfill.Backfill:
+    """A backfill over the form's range (wall times in the viewer's zone)."""
+    errors: dict[str, str] = {}
+    start = wall_instant(values.get("from", ""), viewer_zone(), "from", errors)
+    end = wall_instant(values.get("to", ""), viewer_zone(), "to", errors)
+    if start is None and "from" not in errors:
+        errors["from"] = "a date and time is required"
+    if end is None and "to" not in errors:
+        errors["to"] = "a date and time is required"
+    if errors or start is None or end is None:
+        name, message = next(iter(errors.items()))
+        raise Invalid.field(name, message)
+    return backfill.backfill(job_id, start, end, now(), dry_run=dry_run)
+
+
+@bp.get("/jobs/<job_id>/backfill-count")
+def backfill_count(job_id: str) -> str:
+    """How many runs a backfill of the typed range would make, as the person types."""
+    try:
+        counted = _backfill(job_id, request.args, dry_run=True)
+        text = (
+            f"It makes {counted.occurrences - counted.existing:,} runs: the range holds "
+            f"{counted.occurrences:,} times, {counted.existing:,} of them with a run already."
+        )
+    except Invalid as error:
+        text = f"{error.errors[0].field}: {error.errors[0].message}"
+    return f'<p id="backfill-count" class="muted" aria-live="polite">{escape(text)}</p>'
+
+
+@bp.post("/jobs/<job_id>/backfill")
+def backfill_job(job_id: str) -> Response:
+    done = _backfill(job_id, request.form, dry_run=False)
+    job = jobs.get_job(job_id)
+    return after_action(job, f"Backfilled {done.written:,} runs ({done.existing:,} had one)")
 
 
 def after_action(job: Job, message: str) -> Response:
