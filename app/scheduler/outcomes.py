@@ -152,6 +152,10 @@ class OutcomeRecorder:
             deadletters.write(conn, self._dead_letters(pairs, values), now)
             if gone:
                 self._pause_gone(conn, gone, now)
+        for (held, _), v in zip(pairs, values, strict=True):
+            if v["status"] == "dead":  # the end of a run's attempts: a line of its own
+                context = held.delivery.log_context() | {"error": v["last_error"]}
+                log.error("run dead", extra={"action": "dead", **context})
         failed = sum(1 for _, o in pairs if not o.ok)
         if failed:
             log.warning(
