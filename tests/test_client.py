@@ -243,3 +243,16 @@ def test_keys_are_sent_and_a_missing_one_is_a_problem(
             job = keyed.create_job({"payload": "k", "at": LATER})
             assert keyed.get_job(job.job_id).payload == "k"
             assert [e.actor for e in keyed.list_audit(job_id=job.job_id)] == ["key:client-test"]
+
+
+def test_the_scheduler_process_counts_its_passes(service: Service) -> None:
+    """scheduler_passes_total, which the "not passing" alert watches, rises while it runs."""
+    import httpx
+
+    def passes() -> float:
+        text = httpx.get(f"{service.url}/metrics", timeout=5).text
+        [line] = [t for t in text.splitlines() if t.startswith("scheduler_passes_total ")]
+        return float(line.split()[1])
+
+    first = passes()
+    wait_until(lambda: passes() >= first + 2, 15)

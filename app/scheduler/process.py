@@ -26,7 +26,8 @@ from flask import Flask, g
 
 from app import audit, clock_of, jobs, logs
 from app.config import allow_networks
-from app.database import db, is_postgresql
+from app.database import db, is_postgresql, write_connection
+from app.metrics import CounterWriter
 from app.scheduler.bulk import bulk_for
 from app.scheduler.callprocess import ProcessLoop
 from app.scheduler.calls import CallLoop, Limits
@@ -124,7 +125,14 @@ def run_scheduler(app: Flask) -> None:
             coalesce=True, misfire_grace_time=None, **start,
         )  # fmt: skip
 
-    every(interval, "fire", lambda: dispatcher.run_pass(interval, waiter), passes=True)
+    heartbeat = CounterWriter(db.engine)
+
+    def fire() -> None:
+        if dispatcher.run_pass(interval, waiter):  # /metrics: scheduler_passes_total
+            with write_connection(db.engine) as conn:
+                heartbeat.add(conn, {"passes": 1})
+
+    every(interval, "fire", fire, passes=True)
     every(interval, "deliver", lambda: dispatcher.run_delivery_pass(interval), passes=True)
     every(dispatcher.settings.lease / 4, "renew", dispatcher.renew_leases, passes=False)
     every(60, "prune", lambda: prune_history(app), passes=False)
