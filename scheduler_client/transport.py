@@ -8,6 +8,7 @@ changed nothing; a connection never made sent nothing; any other failure mid-req
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -29,13 +30,14 @@ class RetryPolicy:
     max_retry_after: float = 60.0  # the longest Retry-After the client waits for
 
     def delay(self, retry: int, retry_after: str | None) -> float:
-        if retry_after is not None:
-            try:
-                return min(max(0.0, float(retry_after)), self.max_retry_after)
-            except ValueError:  # an HTTP date: rare, fall back to the backoff
-                pass
-        step = min(self.max_backoff, self.backoff * 2**retry)
-        return step * random.uniform(0.5, 1.0)  # jitter: clients that failed together part
+        """The backoff (with jitter, so clients that failed together part), or the
+        server's Retry-After when that is longer (it says when, rounded down to seconds:
+        a 0 would have every retry land in the same full window)."""
+        step = min(self.max_backoff, self.backoff * 2**retry) * random.uniform(0.5, 1.0)
+        asked = 0.0
+        with contextlib.suppress(ValueError):  # an HTTP date: rare, the backoff stands
+            asked = min(max(0.0, float(retry_after or 0)), self.max_retry_after)
+        return max(step, asked)
 
 
 class Transport:
