@@ -85,13 +85,7 @@ def target_of(text: str) -> dict[str, Any]:
     """queue:NAME, sqs:URL, an http(s) URL (a webhook), or the API's JSON."""
     text = text.strip()
     if text.startswith("{"):
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise UsageError(f"--target: not JSON ({exc})") from None
-        if not isinstance(value, dict):
-            raise UsageError("--target: a JSON object")
-        return value
+        return json_object(text, "--target")
     if text.startswith("queue:"):
         return {"type": "queue", "name": text.removeprefix("queue:")}
     if text.startswith("sqs:"):
@@ -137,13 +131,13 @@ def spec_of(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def json_object(text: str) -> dict[str, Any]:
+def json_object(text: str, what: str = "the job") -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise UsageError(f"not JSON: {exc}") from None
+        raise UsageError(f"{what}: not JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise UsageError("a job is a JSON object")
+        raise UsageError(f"{what}: a JSON object")
     return value
 
 

@@ -6,15 +6,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-NICKNAMES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
 MINUTE_FIELD = re.compile(r"[0-9*][0-9*/,-]*")
 CRON_FIELD = re.compile(r"[0-9*?/,A-Za-z-]+")  # the server checks each field's meaning
@@ -64,12 +55,9 @@ def parse(text: str, timezone: str = "UTC") -> Crontab:
 
 
 def parse_line(number: int, line: str, timezone: str, name: str | None) -> Entry | str:
-    if line.startswith("@"):
+    if line.startswith("@"):  # @daily and kin: the service knows them (and refuses @reboot)
         nickname, _, command = line.partition(" ")
-        cron = NICKNAMES.get(nickname.lower())
-        if cron is None:
-            known = ", ".join(NICKNAMES)
-            return f"{nickname}: not a schedule a job can have (one of {known})"
+        cron = nickname.lower()
     else:
         parts = line.split(None, 5)
         if not has_time_fields(parts):
@@ -83,10 +71,9 @@ def parse_line(number: int, line: str, timezone: str, name: str | None) -> Entry
 
 def looks_like_a_job(text: str) -> bool:
     """A commented-out job line names nothing."""
-    parts = text.split(None, 5)
     if text.startswith("@"):
-        return text.split(None, 1)[0].lower() in NICKNAMES
-    return has_time_fields(parts)
+        return len(text.split(None, 1)) == 2
+    return has_time_fields(text.split(None, 5))
 
 
 def has_time_fields(parts: list[str]) -> bool:

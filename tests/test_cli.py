@@ -192,8 +192,9 @@ def test_import_crontab_shows_first_then_creates_on_yes(service: Service, tmp_pa
     backup, report = jobs["/usr/local/bin/backup --all"], jobs["/opt/report.sh"]
     assert (backup.name, backup.cron, backup.timezone) == ("nightly backup", "0 3 * * *", "UTC")
     assert (report.name, report.timezone) == ("reports for Berlin", "Europe/Berlin")
-    assert (jobs["/opt/rotate-logs"].cron, jobs["/opt/rotate-logs"].name) == ("0 0 * * *", None)
-    assert jobs["/opt/ping"].cron == "0 * * * *" and jobs["/opt/ping"].name is None
+    rotate, ping = jobs["/opt/rotate-logs"], jobs["/opt/ping"]
+    assert (rotate.cron, rotate.name, rotate.timezone) == ("@daily", None, "Europe/Berlin")
+    assert ping.cron == "@hourly" and ping.name is None
     assert backup.target == {"type": "queue", "name": target.removeprefix("queue:")}
 
 
@@ -207,6 +208,6 @@ def test_import_crontab_names_bad_lines_and_creates_none(service: Service, tmp_p
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("line ")]
     assert [e.split(":")[0] for e in errors] == ["line 2", "line 3", "line 4", "line 6"]
-    assert "@reboot" in errors[0] and "cron" in errors[1] and "timezone" in errors[3]
+    assert "reboot" in errors[0] and "cron" in errors[1] and "timezone" in errors[3]
     assert "nothing was created" in done.stderr
     assert list(Client(service.url).list_jobs(labels=[tag.replace("=", ":")])) == []
