@@ -6,14 +6,16 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := wsgi
 
-.PHONY: run test lint check-types test-sqlite test-postgresql services browser bench clean
+.PHONY: run test lint check-types check-alerts test-sqlite test-postgresql services browser promtool bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/activate
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@# The `scheduler` command (scheduler_client.cli), its code read from this work tree.
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 venv: $(VENV)/.installed
@@ -25,7 +27,7 @@ run: venv
 	$(BIN)/honcho start --no-prefix -f Procfile -p $(PORT) 2>&1 || { rc=$$?; [ $$rc -eq 130 ] || [ $$rc -eq 143 ] || exit $$rc; }
 
 ## test: lint, types, then the whole suite on SQLite and on PostgreSQL
-test: venv services browser lint check-types test-sqlite test-postgresql
+test: venv services browser lint check-types check-alerts test-sqlite test-postgresql
 
 lint: venv
 	$(BIN)/ruff check .
@@ -33,6 +35,11 @@ lint: venv
 
 check-types: venv
 	$(BIN)/mypy
+
+## check-alerts: the alert rules parse, and their unit tests (docs/prometheus-alerts.test.yml) pass
+check-alerts: promtool
+	promtool check rules docs/prometheus-alerts.yml
+	promtool test rules docs/prometheus-alerts.test.yml
 
 test-sqlite: venv services
 	$(BIN)/pytest -q -n 2 --db=sqlite
@@ -50,6 +57,10 @@ services:
 ## browser: Debian's Chromium for the browser tests (never a downloaded browser)
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+## promtool: Debian's Prometheus package provides it (installed with apt when missing)
+promtool:
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
 
 bench: venv services
 	$(BIN)/python scripts/bench.py --write

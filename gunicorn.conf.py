@@ -57,6 +57,9 @@ def on_starting(server: Any) -> None:
         app = create_app()  # the settings checked once, here, before any worker starts
     except ConfigError as exc:
         raise SystemExit(f"scheduler: a setting does not fit:\n{exc}") from None
+    from app.logs import configure
+
+    configure(app.config["LOG_FORMAT"])  # the workers, forked from here, log the same way
     exposed = [h for h in bound_hosts(list(server.cfg.bind)) if not is_loopback(h)]
     if exposed and not _active_keys(app):
         raise SystemExit(

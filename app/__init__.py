@@ -41,10 +41,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         configure_engine(db.engine)
 
-    from app import auth, cli, problems
+    from app import auth, cli, logs, problems
     from app.api import bp as api_bp
     from app.ui import bp as ui_bp
 
+    logs.init_app(app)  # first: a request's time counts everything else
     problems.register(app)
     app.before_request(auth.refuse_unguarded_remote)
     limiter.init_app(app)

@@ -159,7 +159,7 @@ def authenticate_api() -> None:
 
 # What a key scoped by labels may not reach at all: the built-in queues and the metrics
 # hold every job's messages and figures. As for jobs outside its slice, they do not exist.
-UNSCOPED_ENDPOINTS = frozenset({"api.receive", "api.ack", "api.stats", "api.metrics"})
+UNSCOPED_ENDPOINTS = frozenset({"api.receive", "api.ack", "api.extend", "api.stats", "api.metrics"})
 
 
 def enter_scope(key: ApiKey) -> None:

@@ -20,7 +20,7 @@ def run_command(no_migrate: bool) -> None:
 
     if not no_migrate:
         upgrade()
-    configure_logging()
+    configure_logging(str(current_app.config["LOG_FORMAT"]))
     run_scheduler(current_app._get_current_object())  # type: ignore[attr-defined]
 
 

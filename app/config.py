@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from limits import parse_many
@@ -127,6 +127,7 @@ class Settings(BaseSettings):
     COMPLETED_JOB_RETENTION_DAYS: Positive = 30.0  # completed jobs, their runs finished
     ADMIN_PASSWORD: str | None = None  # lets people sign in to the UI without a key
     TRUST_PROXY: bool = False  # behind a TLS-terminating proxy that sets X-Forwarded-*
+    LOG_FORMAT: Literal["text", "json"] = "text"  # json: one JSON object per log line
 
 
 def settings(from_file: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,11 @@ counters = Counter.__table__
 LAG_NAMES = tuple(f"lag_le_{bound}" for bound in LAG_BUCKETS)
 
 
+def by_target(outcome: str, target_type: object, count: float = 1) -> dict[str, float]:
+    """The counter of deliveries to one kind of target with one outcome."""
+    return {f"deliveries_by_target:{target_type}:{outcome}": count}
+
+
 def lag_counts(lags: Iterable[float]) -> dict[str, float]:
     """Histogram counter increments for a batch of lags (seconds): each lag counted once,
     in its own bucket, then summed upwards (a batch costs one pass, not one per bucket)."""
@@ -102,12 +107,18 @@ class DatabaseCollector:
         for outcome in ("delivered", "retrying", "dead"):
             deliveries.add_metric([outcome], totals.get(f"deliveries_{outcome}", 0.0))
         yield deliveries
+        yield self._by_target(totals)
         skipped = CounterMetricFamily(
             "scheduler_skipped",
             "Occurrences skipped instead of fired (misfire skip, catch-up bound)",
         )
         skipped.add_metric([], totals.get("skipped", 0.0))
         yield skipped
+        passes = CounterMetricFamily(
+            "scheduler_passes", "Firing passes the scheduler processes completed (about 1/s each)"
+        )
+        passes.add_metric([], totals.get("passes", 0.0))
+        yield passes
         retries = CounterMetricFamily("scheduler_retries", "Delivery attempts after the first")
         retries.add_metric([], totals.get("retries", 0.0))
         yield retries
@@ -118,6 +129,19 @@ class DatabaseCollector:
         for action in ("received", "acked"):
             queue.add_metric([action], totals.get(f"queue_{action}", 0.0))
         yield queue
+
+    def _by_target(self, totals: Mapping[str, float]) -> Metric:
+        family = CounterMetricFamily(
+            "scheduler_deliveries_by_target",
+            "Delivery attempts by target type and outcome",
+            labels=["target", "outcome"],
+        )
+        for name, value in sorted(totals.items()):
+            prefix, _, rest = name.partition(":")
+            target, _, outcome = rest.partition(":")
+            if prefix == "deliveries_by_target" and target and outcome:
+                family.add_metric([target, outcome], value)
+        return family
 
     def _lag(self, totals: Mapping[str, float]) -> Metric:
         lag = HistogramMetricFamily("scheduler_fire_lag_seconds", "Fire time minus nominal time")

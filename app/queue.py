@@ -94,6 +94,21 @@ def ack(queue: str, receipts: Sequence[str]) -> int:
     return int(deleted)
 
 
+def extend(queue: str, receipts: Sequence[str], visibility_timeout: float, now: datetime) -> int:
+    """Hide the messages these receipts hold for `visibility_timeout` from now. A receipt
+    is replaced at each receive, so an old one cannot hide a message someone else holds."""
+    begin_write()
+    changed = rowcount(
+        db.session.execute(
+            update(QueueMessage)
+            .where(QueueMessage.queue == queue, QueueMessage.receipt.in_(list(receipts)))
+            .values(visible_at=now + timedelta(seconds=visibility_timeout))
+        )
+    )
+    db.session.commit()
+    return int(changed)
+
+
 def _count(name: str, value: int) -> None:
     """Add to a counter in this transaction: receiving and acknowledging change what the
     queue pages show, and the counters are what app.changes watches."""

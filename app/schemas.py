@@ -572,6 +572,19 @@ class AckOut(BaseModel):
     deleted: int
 
 
+class ExtendIn(Strict):
+    """A consumer still working on messages keeps them hidden (SQS's ChangeMessageVisibility)."""
+
+    receipts: Annotated[list[StrictStr], Field(min_length=1, max_length=1000)]
+    visibilityTimeout: Annotated[
+        StrictFloat, Field(ge=0, le=43200, description="Hidden for this long from now, s")
+    ] = 30.0
+
+
+class ExtendOut(BaseModel):
+    extended: int = Field(description="Messages still held by these receipts, now hidden longer")
+
+
 class QueueStats(BaseModel):
     name: str
     depth: int = Field(description="Messages visible now")

@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,12 @@ from app.database import db
 from app.scheduler.dispatcher import Dispatcher
 from app.scheduler.process import build_dispatcher
 
-pytest_plugins = ["tests.support.sqs_server", "tests.support.http_target", "tests.support.aio"]
+pytest_plugins = [
+    "tests.support.sqs_server",
+    "tests.support.http_target",
+    "tests.support.aio",
+    "tests.support.service",
+]
 
 # The same examples on every run: a property test that fails, fails every time (and
 # HYPOTHESIS_PROFILE=explore searches afresh when hunting for new cases).
@@ -84,17 +90,26 @@ def template_db(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@pytest.fixture
-def database_url(db_kind: str, template_db: str, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def copy_of_template(db_kind: str, template_db: str, folder: Path) -> Iterator[str]:
+    """A fresh migrated database (a SQLite file in `folder`, or a PostgreSQL database)."""
     if db_kind == "sqlite":
-        path = tmp_path / "scheduler.sqlite"
+        path = folder / "scheduler.sqlite"
         shutil.copy(template_db, path)
         yield f"sqlite:///{path}"
         return
     name = f"sched_t_{uuid.uuid4().hex[:12]}"
     pg_admin(f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    yield pg_url(name).replace("postgresql://", "postgresql+psycopg://")
-    pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield pg_url(name).replace("postgresql://", "postgresql+psycopg://")
+    finally:
+        pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(db_kind: str, template_db: str, tmp_path: Path) -> Iterator[str]:
+    with copy_of_template(db_kind, template_db, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

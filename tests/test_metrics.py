@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.clock import ManualClock
 from app.metrics import LAG_BUCKETS, lag_counts
 from app.scheduler.process import build_dispatcher
+from tests.support.http_target import HttpTarget, Response
 
 
 def samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -39,6 +41,8 @@ def test_metrics_count_fires_lag_deliveries_and_depth(
     found = samples(client)
     assert found[("scheduler_fires_total", ())] == 5
     assert found[("scheduler_deliveries_total", (("outcome", "delivered"),))] == 5
+    by_queue = (("outcome", "delivered"), ("target", "queue"))
+    assert found[("scheduler_deliveries_by_target_total", by_queue)] == 5
     assert found[("scheduler_fire_lag_seconds_count", ())] == 5
     assert found[("scheduler_fire_lag_seconds_sum", ())] == 2.5
     assert found[("scheduler_fire_lag_seconds_bucket", (("le", "0.25"),))] == 0
@@ -67,3 +71,26 @@ def test_lag_counts_are_cumulative_buckets_of_the_batch() -> None:
         for bound in LAG_BUCKETS:
             assert counts.get(f"lag_le_{bound}", 0) == sum(1 for lag in lags if lag <= bound)
     assert lag_counts([]) == {}
+
+
+def test_deliveries_are_counted_by_target(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Any, http_target: HttpTarget
+) -> None:
+    from app.targets.webhook import WebhookTarget
+
+    http_target.respond("/down", Response(503))
+    hook = {"type": "webhook", "url": http_target.url + "/down"}
+    jobs = [{"payload": "q", "at": "2030-01-01T00:00:01Z"},
+            {"payload": "w", "at": "2030-01-01T00:00:01Z", "target": hook,
+             "retry": {"attempts": 2, "backoff": 1}}]  # fmt: skip
+    assert client.post("/schedules:batch", json={"jobs": jobs}).status_code == 201
+    dispatcher = make_dispatcher({"webhook": WebhookTarget(allow_networks=["127.0.0.0/8"])})
+    clock.advance(1)
+    dispatcher.step()  # the queue's run delivered as it fires, the webhook's tried once
+    clock.advance(10)
+    dispatcher.deliver_due()  # and again: dead
+    found = samples(client)
+    series = "scheduler_deliveries_by_target_total"
+    assert found[(series, (("outcome", "delivered"), ("target", "queue")))] == 1
+    assert found[(series, (("outcome", "retrying"), ("target", "webhook")))] == 1
+    assert found[(series, (("outcome", "dead"), ("target", "webhook")))] == 1

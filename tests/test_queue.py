@@ -62,3 +62,21 @@ def test_bad_queue_requests(client: FlaskClient) -> None:
     assert response.get_json()["errors"][0]["field"] == "max"
     assert client.post("/queues/a/ack", json={"receipts": []}).status_code == 422
     assert client.get("/queues/bad%20name").status_code == 400
+
+
+def test_extend_keeps_a_message_hidden(client: FlaskClient, app: Flask, clock: ManualClock) -> None:
+    fire_jobs(client, app, clock, 1, "work")
+    [held] = receive(client, "work", visibilityTimeout=10)
+    clock.advance(8)
+    extended = client.post(
+        "/queues/work/extend", json={"receipts": [held["receipt"]], "visibilityTimeout": 10}
+    )
+    assert extended.get_json() == {"extended": 1}
+    clock.advance(8)  # 16 s after the receive: hidden still, by the extension
+    assert receive(client, "work") == []
+    clock.advance(3)
+    [back] = receive(client, "work")
+    assert back["id"] == held["id"]
+    stale = client.post("/queues/work/extend", json={"receipts": [held["receipt"]]})
+    assert stale.get_json() == {"extended": 0}  # a receipt replaced by a later receive
+    assert client.post("/queues/work/extend", json={"receipts": []}).status_code == 422

@@ -14,7 +14,16 @@ from app.api.openapi import operation
 from app.api.serialize import message_out
 from app.instants import format_instant
 from app.problems import field_problem
-from app.schemas import NAME_PATTERN, AckIn, AckOut, QueueStats, ReceiveIn, ReceiveOut
+from app.schemas import (
+    NAME_PATTERN,
+    AckIn,
+    AckOut,
+    ExtendIn,
+    ExtendOut,
+    QueueStats,
+    ReceiveIn,
+    ReceiveOut,
+)
 
 TAG = "queues"
 
@@ -57,6 +66,13 @@ def long_poll_slots() -> threading.BoundedSemaphore:
            tag=TAG, body=AckIn, response=AckOut, errors=[422])  # fmt: skip
 def ack(name: str, body: AckIn) -> Response:
     return jsonify({"deleted": queue.ack(checked_name(name), body.receipts)})
+
+
+@operation(bp, "POST", "/queues/<name>/extend", summary="Keep received messages hidden longer",
+           tag=TAG, body=ExtendIn, response=ExtendOut, errors=[422])  # fmt: skip
+def extend(name: str, body: ExtendIn) -> Response:
+    changed = queue.extend(checked_name(name), body.receipts, body.visibilityTimeout, now())
+    return jsonify({"extended": changed})
 
 
 @operation(bp, "GET", "/queues/<name>", summary="Depth and in-flight count", tag=TAG,

@@ -40,7 +40,7 @@ from sqlalchemy import (
 
 from app.clock import Clock
 from app.database import write_connection
-from app.metrics import CounterWriter
+from app.metrics import CounterWriter, by_target
 from app.models import Job, Run
 from app.retry import RetryPolicy
 from app.scheduler import deadletters
@@ -203,8 +203,13 @@ class Delivering:
         self._write_leases(conn, held)
         retries = sum(1 for row in rows if row.attempts >= 1)
         delivered = sum(len(d) for d in local.values())
-        counts = {"deliveries_delivered": delivered, "deliveries_dead": len(dead)}
-        self.counters.add(conn, counts | {"retries": retries})
+        counts: Counter[str] = Counter({"deliveries_delivered": delivered, "retries": retries})
+        counts["deliveries_dead"] = len(dead)
+        for kind, done in local.items():
+            counts.update(by_target("delivered", kind, len(done)))
+        for _, d, _ in dead:
+            counts.update(by_target("dead", d.target.get("type", "unknown")))
+        self.counters.add(conn, counts)
         return held
 
     def _held(

@@ -125,9 +125,10 @@ class Dispatcher:
 
     # -- the passes ----------------------------------------------------------------------
 
-    def run_pass(self, window: float, waiter: Waiter | None = None) -> None:
-        """The firing loop's pass. On PostgreSQL its waiter also wakes on NOTIFY."""
-        self._pass(lambda: self.fire_due(), lambda: self.seconds_until_due(), window, waiter)
+    def run_pass(self, window: float, waiter: Waiter | None = None) -> bool:
+        """The firing loop's pass (False: it failed). On PostgreSQL its waiter also wakes on
+        NOTIFY."""
+        return self._pass(lambda: self.fire_due(), lambda: self.seconds_until_due(), window, waiter)
 
     def run_delivery_pass(self, window: float) -> None:
         """The delivery loop's pass; woken when runs are fired or lanes have room again."""
@@ -146,7 +147,7 @@ class Dispatcher:
         soonest: Callable[[], float | None],
         window: float,
         waiter: Waiter | None,
-    ) -> None:
+    ) -> bool:
         waiter = waiter or Waiter(self.stopping)
         deadline = time.monotonic() + window
         while not self.stopping.is_set():
@@ -156,11 +157,12 @@ class Dispatcher:
                 wake = soonest()
             except Exception:  # a database outage must not kill the process: retry next pass
                 log.exception("dispatch pass failed", extra={"action": "dispatch"})
-                return
+                return False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                return True
             waiter.wait(remaining if wake is None else min(wake, remaining))
+        return True
 
     def stop(self) -> None:
         self.stopping.set()

@@ -26,7 +26,7 @@ from app.clock import Clock
 from app.database import write_connection
 from app.instants import format_instant
 from app.jobstate import JobState, MisfirePolicy
-from app.metrics import CounterWriter, lag_counts
+from app.metrics import CounterWriter, by_target, lag_counts
 from app.models import AuditEntry, Job, Run
 from app.scheduler.bulk import Bulk
 from app.scheduler.settings import DispatcherSettings
@@ -138,7 +138,8 @@ class Firing:
         written = [r for r in run_rows if r["id"] in inserted]
         delivered = self._deliver_local(conn, rows, written, now)
         lags = [(now - r["due_at"]).total_seconds() for r in written]
-        increments = {"fires": len(written), "deliveries_delivered": delivered}
+        increments: dict[str, float] = {"fires": len(written), "deliveries_delivered": delivered}
+        increments |= by_target("delivered", "queue", delivered)  # the local target's
         self.counters.add(conn, increments | {"skipped": skipped} | lag_counts(lags))
         log.debug("fired", extra={"action": "fire", "jobs": len(job_rows), "runs": len(written)})
         return len(job_rows), len(written) - delivered

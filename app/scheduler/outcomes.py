@@ -25,7 +25,7 @@ from app import audit, jobstate
 from app.clock import Clock
 from app.database import write_connection
 from app.jobstate import JobState
-from app.metrics import CounterWriter
+from app.metrics import CounterWriter, by_target
 from app.models import AuditEntry, Job, Run
 from app.scheduler import deadletters
 from app.scheduler.bulk import Bulk
@@ -148,10 +148,17 @@ class OutcomeRecorder:
             self.bulk.update(
                 conn, runs, "id", values, condition="status = 'delivering'", match=("attempts",)
             )
-            self.counters.add(conn, Counter(f"deliveries_{v['status']}" for v in values))
+            counts = Counter(f"deliveries_{v['status']}" for v in values)
+            for (held, _), v in zip(pairs, values, strict=True):
+                counts.update(by_target(v["status"], held.delivery.target.get("type")))
+            self.counters.add(conn, counts)
             deadletters.write(conn, self._dead_letters(pairs, values), now)
             if gone:
                 self._pause_gone(conn, gone, now)
+        for (held, _), v in zip(pairs, values, strict=True):
+            if v["status"] == "dead":  # the end of a run's attempts: a line of its own
+                context = held.delivery.log_context() | {"error": v["last_error"]}
+                log.error("run dead", extra={"action": "dead", **context})
         failed = sum(1 for _, o in pairs if not o.ok)
         if failed:
             log.warning(

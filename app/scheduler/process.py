@@ -24,9 +24,10 @@ from typing import Any
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask, g
 
-from app import audit, clock_of, jobs
+from app import audit, clock_of, jobs, logs
 from app.config import allow_networks
-from app.database import db, is_postgresql
+from app.database import db, is_postgresql, write_connection
+from app.metrics import CounterWriter
 from app.scheduler.bulk import bulk_for
 from app.scheduler.callprocess import ProcessLoop, quiet_collector
 from app.scheduler.calls import CallLoop, Limits
@@ -71,21 +72,17 @@ def build_dispatcher(
         make_targets = partial(remote_targets, allow_networks(app.config))
 
         def call_loop(_targets: Mapping[str, Target], limits: Limits) -> CallLoop:
-            return ProcessLoop(make_targets, limits, setup=configure_logging)
+            setup = partial(configure_logging, str(app.config["LOG_FORMAT"]))
+            return ProcessLoop(make_targets, limits, setup=setup)
 
     return Dispatcher(
         db.engine, clock_of(app), every, settings, background=background, call_loop=call_loop
     )
 
 
-def configure_logging() -> None:
-    """The scheduler process's log lines (its delivery child's too)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
-    )
-    # A pass drains all due work before it returns, so APScheduler skipping a tick while a
-    # pass is still busy is expected, not worth a warning every second under load.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+def configure_logging(fmt: str = "text") -> None:
+    """The scheduler process's log lines (its delivery child's too): LOG_FORMAT's format."""
+    logs.configure(fmt)
 
 
 def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
@@ -129,7 +126,14 @@ def run_scheduler(app: Flask) -> None:
             coalesce=True, misfire_grace_time=None, **start,
         )  # fmt: skip
 
-    every(interval, "fire", lambda: dispatcher.run_pass(interval, waiter), passes=True)
+    heartbeat = CounterWriter(db.engine)
+
+    def fire() -> None:
+        if dispatcher.run_pass(interval, waiter):  # /metrics: scheduler_passes_total
+            with write_connection(db.engine) as conn:
+                heartbeat.add(conn, {"passes": 1})
+
+    every(interval, "fire", fire, passes=True)
     every(interval, "deliver", lambda: dispatcher.run_delivery_pass(interval), passes=True)
     every(dispatcher.settings.lease / 4, "renew", dispatcher.renew_leases, passes=False)
     every(60, "prune", lambda: prune_history(app), passes=False)

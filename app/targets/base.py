@@ -38,6 +38,27 @@ class Delivery:
 
     __reduce__ = reduce_by_fields
 
+    def log_context(self) -> dict[str, Any]:
+        """What a log line about this delivery names (never a header, secret or payload)."""
+        return {
+            "job_id": self.job_id,
+            "run_id": self.run_id,
+            "target": target_summary(self.target),
+            "attempt": self.attempt,
+        }
+
+
+def target_summary(target: Mapping[str, Any]) -> str:
+    """A target in a log line: its type and where, without query strings or credentials."""
+    kind = str(target.get("type", "?"))
+    where = target.get("url") or target.get("queueUrl") or target.get("name") or ""
+    text = str(where).split("?", 1)[0].split("#", 1)[0]
+    scheme, sep, rest = text.partition("://")
+    if sep:  # drop user:password@ from a URL
+        host, slash, path = rest.partition("/")
+        text = f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
+    return f"{kind} {text}".strip()
+
 
 @dataclass(slots=True)
 class Outcome:

@@ -173,7 +173,12 @@ class SqsTarget:
             permanent, error = classify_call_error(exc)
             logger.warning(
                 "sqs batch failed",
-                extra={"queue_url": url, "entries": len(chunk), "error": error},
+                extra={
+                    "target": f"sqs {url}",
+                    "entries": len(chunk),
+                    "error": error,
+                    "run_ids": [d.run_id for _, d in chunk],
+                },
             )
             unreachable = isinstance(exc, BotoConnectionError)
             return {index: _failure(d, error, permanent, unreachable) for index, d in chunk}
@@ -262,7 +267,7 @@ def _map_results(
             error = _short(f"SQS {f.get('Code', 'error')}: {f.get('Message', '')}".rstrip(": "))
             # SenderFault: the message itself is wrong (size, characters...); resending won't help
             result[index] = _failure(d, error, permanent=bool(f.get("SenderFault")))
-            logger.warning("sqs entry failed", extra={"run_id": d.run_id, "error": error})
+            logger.warning("sqs entry failed", extra={**d.log_context(), "error": error})
         else:
             result[index] = _failure(d, "SQS returned no result for this entry", permanent=False)
         result[index].response_ms = elapsed_ms

@@ -190,7 +190,7 @@ class WebhookTarget:
         try:
             return await self._deliver_one(d)
         except Exception:  # never raise out of deliver(): report and let it retry
-            logger.exception("webhook delivery failed unexpectedly", extra={"run_id": d.run_id})
+            logger.exception("webhook delivery failed unexpectedly", extra=d.log_context())
             return Outcome(d.run_id, ok=False, error="internal error while delivering")
 
     async def _deliver_one(self, d: Delivery) -> Outcome:
@@ -234,7 +234,7 @@ class WebhookTarget:
         logger.log(
             logging.DEBUG if ok else logging.WARNING,
             "webhook delivered" if ok else "webhook delivery failed",
-            extra={"run_id": d.run_id, "host": request.where.host, "attempt": d.attempt, **extra},
+            extra={**d.log_context(), "host": request.where.host, **extra},
         )
 
     def _build_request(self, d: Delivery) -> _Request:
