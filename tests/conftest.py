@@ -29,7 +29,12 @@ from app.database import db
 from app.scheduler.dispatcher import Dispatcher
 from app.scheduler.process import build_dispatcher
 
-pytest_plugins = ["tests.support.sqs_server", "tests.support.http_target", "tests.support.aio"]
+pytest_plugins = [
+    "tests.support.sqs_server",
+    "tests.support.http_target",
+    "tests.support.aio",
+    "tests.support.brokers",
+]
 
 # The same examples on every run: a property test that fails, fails every time (and
 # HYPOTHESIS_PROFILE=explore searches afresh when hunting for new cases).

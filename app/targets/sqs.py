@@ -269,26 +269,29 @@ def _map_results(
     return result
 
 
-def classify_call_error(exc: Exception) -> tuple[bool, str]:
-    """(permanent, short error text) for a SendMessageBatch call that failed as a whole."""
+def classify_call_error(
+    exc: Exception, service: str = "SQS", permanent_codes: frozenset[str] = PERMANENT_CODES
+) -> tuple[bool, str]:
+    """(permanent, short error text) for a batch call (SendMessageBatch, PublishBatch,
+    PutEvents) that failed as a whole."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "error")
         message = "" if code in _QUIET_CODES else str(error.get("Message") or "")
-        text = f"SQS {code}: {message}" if message else f"SQS {code}"
-        return code in PERMANENT_CODES, _short(text)
+        text = f"{service} {code}: {message}" if message else f"{service} {code}"
+        return code in permanent_codes, _short(text)
     if isinstance(exc, ParamValidationError):
-        return True, "invalid SQS request parameters (check queueUrl)"
+        return True, f"invalid {service} request parameters (check the target)"
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return False, "AWS credentials missing or incomplete"
     if isinstance(exc, NoRegionError):
         return False, "no AWS region configured"
     if isinstance(exc, BotoConnectionError | HTTPClientError):
-        return False, f"SQS endpoint unreachable ({type(exc).__name__})"
+        return False, f"{service} endpoint unreachable ({type(exc).__name__})"
     if isinstance(exc, BotoCoreError):
-        return False, f"SQS call failed ({type(exc).__name__})"
-    logger.error("unexpected error from SQS client", exc_info=exc)
-    return False, f"SQS call failed ({type(exc).__name__})"
+        return False, f"{service} call failed ({type(exc).__name__})"
+    logger.error("unexpected error from an AWS client", exc_info=exc)
+    return False, f"{service} call failed ({type(exc).__name__})"
 
 
 def _failure(d: Delivery, error: str, permanent: bool, unreachable: bool = False) -> Outcome:
