@@ -31,7 +31,8 @@ def checked(connections: Mapping[str, Any]) -> dict[str, str]:
         if not NAME.fullmatch(name):
             raise ValueError(f"{name[:40]!r}: a name is 1-80 letters, digits, _ . -")
         if not isinstance(url, str) or scheme(url) not in ALL_SCHEMES:
-            raise ValueError(f"{name}: a URL starting {', '.join(sorted(ALL_SCHEMES))}://")
+            schemes = ", ".join(f"{s}://" for s in sorted(ALL_SCHEMES))
+            raise ValueError(f"{name}: not a broker URL ({schemes}...)")
     return dict(connections)
 
 
