@@ -224,7 +224,7 @@ def test_sns_end_to_end_outage_then_recovery(
     assert bodies == sorted(f"m{i}" for i in range(15))
 
 
-def test_eventbridge_entry_failures_fail_their_own_runs(events: Any, bus: str) -> None:
+def test_eventbridge_missing_bus_is_permanent_and_spares_the_others(events: Any, bus: str) -> None:
     good = {"type": "eventbridge", "eventBus": bus, "source": "scheduler.test", "detailType": "d"}
     missing = good | {"eventBus": f"no-such-{uuid.uuid4().hex[:8]}"}
     target = EventBridgeTarget(lambda region: events)
