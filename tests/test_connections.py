@@ -13,6 +13,7 @@ from flask import Flask
 from app import create_app
 from app.config import ConfigError
 
+AT = "2030-01-01T00:00:00Z"
 CONNECTIONS = {
     "rabbit": "amqp://app:s3cret-rabbit@127.0.0.1:5672//",
     "cache": "redis://:s3cret-redis@127.0.0.1:6379/0",
@@ -129,3 +130,26 @@ def test_connections_come_from_the_environment_as_json(monkeypatch: pytest.Monke
     monkeypatch.setenv("CONNECTIONS", '{"cache": "redis://127.0.0.1:6379/0"}')
     app = create_app({"SECRET_KEY": "test"})
     assert app.config["CONNECTIONS"] == {"cache": "redis://127.0.0.1:6379/0"}
+
+
+def test_the_readmes_celery_beat_jobs_are_accepted(make_app: Callable[..., Flask]) -> None:
+    """The README's "Moving from Celery beat" jobs, as written there."""
+    app = make_app(CONNECTIONS={"rabbit": "amqp://guest:guest@127.0.0.1:5672//"})
+    nightly = {
+        "name": "nightly-report", "recurring": "cron", "cron": "30 2 * * *", "at": AT,
+        "timezone": "Europe/Berlin", "payload": '{"args": ["eu"], "kwargs": {"full": true}}',
+        "target": {"type": "celery", "connection": "rabbit", "task": "reports.tasks.nightly",
+                   "queue": "reports"},
+    }  # fmt: skip
+    poll = {
+        "name": "poll-every-30s",
+        "recurring": "interval",
+        "interval": 30,
+        "at": AT,
+        "payload": "{}",
+        "target": {"type": "celery", "connection": "rabbit", "task": "feeds.tasks.poll"},
+    }
+    for body in (nightly, poll):
+        response = app.test_client().post("/schedules", json=body)
+        assert response.status_code == 201, response.get_json()
+        assert response.get_json()["target"] == body["target"]
