@@ -23,7 +23,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from pamqp.commands import Basic
 
 from app.targets.base import Delivery, Outcome
-from app.targets.common import connection_url, down, down_text, failure, failures, run_fields
+from app.targets.common import BrokerTarget, down, down_text, failure, failures, run_fields
 from app.targets.connections import UnknownConnection, redacted
 
 logger = logging.getLogger(__name__)
@@ -57,25 +57,20 @@ class _Link:
         return not self.connection.is_closed and not self.channel.is_closed
 
 
-class AmqpTarget:
-    in_transaction = False
+class AmqpTarget(BrokerTarget):
+    kind = "amqp"
     batch_size = BATCH
+    call_timeout = CALL_TIMEOUT
 
     def __init__(self, connections: Mapping[str, str]) -> None:
-        self._connections = dict(connections)
+        super().__init__(connections)
         self._links: dict[str, _Link] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-
-    def origin(self, target: Mapping[str, Any]) -> str:
-        return f"amqp:{target.get('connection')}"
-
-    def timeout(self, delivery: Delivery) -> float:
-        return CALL_TIMEOUT
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         target = deliveries[0].target  # one origin: one connection
         try:
-            url = connection_url(self._connections, target)
+            url = self.url_of(target)
             link = await self._link(url)
         except UnknownConnection as exc:
             return failures(deliveries, str(exc), permanent=True)

@@ -4,19 +4,17 @@ split of a failed call into permanent and transient errors (as SQS's)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from app.targets import sqs
-from app.targets.base import Delivery, Outcome
+from app.targets.base import BlockingTarget, Delivery, Outcome
 from app.targets.common import failure
 
 logger = logging.getLogger(__name__)
@@ -43,11 +41,10 @@ def default_factory(service: str) -> ClientFactory:
     return make
 
 
-class AwsBatchTarget:
+class AwsBatchTarget(BlockingTarget):
     """A subclass says its service, its permanent error codes, the destination a target
     names (destination) and how a chunk of at most ten goes out (call)."""
 
-    in_transaction = False
     batch_size = MAX_BATCH_ENTRIES
     service = ""  # its name in error texts
     kind = ""  # the target type
@@ -58,8 +55,8 @@ class AwsBatchTarget:
     def __init__(
         self, client_factory: ClientFactory | None = None, max_threads: int = sqs.MAX_THREADS
     ) -> None:
+        super().__init__(max_threads, self.kind)
         self._client_factory = client_factory or default_factory(self.client_service)
-        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=self.kind)
 
     def destination(self, target: Mapping[str, Any]) -> str:
         raise NotImplementedError
@@ -72,16 +69,6 @@ class AwsBatchTarget:
 
     def timeout(self, delivery: Delivery) -> float:
         return sqs.CALL_TIMEOUT
-
-    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.send, list(deliveries))
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def send(self, deliveries: list[Delivery]) -> list[Outcome]:
         """Blocking: one call per destination and ten deliveries; one outcome each, in order."""

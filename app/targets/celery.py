@@ -13,22 +13,20 @@ a queue that does not exist (a message to it would be dropped) is a permanent er
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from typing import Any
 
 import kombu
 from kombu.connection import ConnectionPool
 
-from app.targets.base import Delivery, Outcome
-from app.targets.common import connection_url, down, down_text, failure, failures, run_fields
+from app.targets.base import BlockingTarget, Delivery, Outcome
+from app.targets.common import BrokerTarget, down, down_text, failure, failures, run_fields
 from app.targets.connections import UnknownConnection, redacted, scheme
 
 logger = logging.getLogger(__name__)
@@ -90,33 +88,21 @@ class _NoQueue(Exception):
     pass
 
 
-class CeleryTarget:
-    in_transaction = False
+class CeleryTarget(BrokerTarget, BlockingTarget):
+    kind = "celery"
     batch_size = BATCH
+    call_timeout = CALL_TIMEOUT
 
     def __init__(self, connections: Mapping[str, str], max_threads: int = MAX_THREADS) -> None:
-        self._connections = dict(connections)
-        self._threads = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="celery")
+        BrokerTarget.__init__(self, connections)
+        BlockingTarget.__init__(self, max_threads, "celery")
         self._max_threads = max_threads
         self._pools: dict[str, ConnectionPool] = {}
         self._queues: dict[tuple[str, str], float] = {}  # (url, queue) -> checked until
         self._lock = threading.Lock()
 
-    def origin(self, target: Mapping[str, Any]) -> str:
-        return f"celery:{target.get('connection')}"
-
-    def timeout(self, delivery: Delivery) -> float:
-        return CALL_TIMEOUT
-
-    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self.send, list(deliveries))
-
-    async def aclose(self) -> None:
-        self.close()
-
     def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        super().close()
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
@@ -125,17 +111,17 @@ class CeleryTarget:
     def send(self, deliveries: list[Delivery]) -> list[Outcome]:
         """Send the batch's tasks (blocking); one outcome per delivery, in order."""
         try:
-            url = connection_url(self._connections, deliveries[0].target)
+            url = self.url_of(deliveries[0].target)
         except UnknownConnection as exc:
             return failures(deliveries, str(exc), permanent=True)
         try:
-            with self._pool(url).acquire(block=True, timeout=CALL_TIMEOUT / 2) as conn:
+            with self._broker_pool(url).acquire(block=True, timeout=CALL_TIMEOUT / 2) as conn:
                 return self._send_on(conn, url, deliveries)
         except Exception as exc:  # no connection to be had: the broker is away
             logger.warning("celery unreachable", extra={"url": redacted(url), "error": repr(exc)})
             return down(deliveries, BROKER, exc)
 
-    def _pool(self, url: str) -> ConnectionPool:
+    def _broker_pool(self, url: str) -> ConnectionPool:
         with self._lock:
             pool = self._pools.get(url)
             if pool is None:

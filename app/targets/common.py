@@ -13,6 +13,28 @@ from app.targets.sqs import rfc3339
 MAX_ERROR_CHARS = 200
 
 
+class BrokerTarget:
+    """What every broker target is: connections by name, an origin per connection (its
+    in-flight limit and back-off are the broker's), one timeout for a call."""
+
+    in_transaction = False
+    kind = ""  # the target type
+    call_timeout = 10.0  # seconds
+
+    def __init__(self, connections: Mapping[str, str]) -> None:
+        self._connections = dict(connections)
+
+    def origin(self, target: Mapping[str, Any]) -> str:
+        return f"{self.kind}:{target.get('connection')}"
+
+    def timeout(self, delivery: Delivery) -> float:
+        return self.call_timeout
+
+    def url_of(self, target: Mapping[str, Any]) -> str:
+        """The URL of the connection the target names; UnknownConnection if none."""
+        return connection_url(self._connections, target)
+
+
 def run_fields(d: Delivery) -> dict[str, str]:
     """runId (for de-duplication), jobId and scheduledFor, as every message carries them."""
     return {"runId": d.run_id, "jobId": d.job_id, "scheduledFor": rfc3339(d.scheduled_for)}

@@ -21,7 +21,7 @@ from nats.aio.client import Client
 from nats.js import errors as js_errors
 
 from app.targets.base import Delivery, Outcome
-from app.targets.common import connection_url, down_text, failure, failures, run_fields
+from app.targets.common import BrokerTarget, down_text, failure, failures, run_fields
 from app.targets.connections import UnknownConnection, redacted
 
 logger = logging.getLogger(__name__)
@@ -45,24 +45,19 @@ class _Unreachable(Exception):
     pass
 
 
-class NatsTarget:
-    in_transaction = False
+class NatsTarget(BrokerTarget):
+    kind = "nats"
     batch_size = BATCH
+    call_timeout = CALL_TIMEOUT
 
     def __init__(self, connections: Mapping[str, str]) -> None:
-        self._connections = dict(connections)
+        super().__init__(connections)
         self._clients: dict[str, Client] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def origin(self, target: Mapping[str, Any]) -> str:
-        return f"nats:{target.get('connection')}"
-
-    def timeout(self, delivery: Delivery) -> float:
-        return CALL_TIMEOUT
-
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         try:
-            url = connection_url(self._connections, deliveries[0].target)
+            url = self.url_of(deliveries[0].target)
             client = await self._client(url)
         except UnknownConnection as exc:
             return failures(deliveries, str(exc), permanent=True)

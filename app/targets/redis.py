@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from app.targets.base import Delivery, Outcome
-from app.targets.common import connection_url, down, failure, failures, run_fields, short
+from app.targets.common import BrokerTarget, down, failure, failures, run_fields, short
 from app.targets.connections import UnknownConnection
 
 logger = logging.getLogger(__name__)
@@ -34,19 +34,14 @@ CALL_TIMEOUT = CONNECT_TIMEOUT + SOCKET_TIMEOUT + 2
 PERMANENT_REPLIES = ("WRONGTYPE", "NOPERM")
 
 
-class RedisTarget:
-    in_transaction = False
+class RedisTarget(BrokerTarget):
+    kind = "redis"
     batch_size = BATCH
+    call_timeout = CALL_TIMEOUT
 
     def __init__(self, connections: Mapping[str, str]) -> None:
-        self._connections = dict(connections)
+        super().__init__(connections)
         self._clients: dict[str, aioredis.Redis] = {}  # by URL, made on the delivery loop
-
-    def origin(self, target: Mapping[str, Any]) -> str:
-        return f"redis:{target.get('connection')}"
-
-    def timeout(self, delivery: Delivery) -> float:
-        return CALL_TIMEOUT
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         try:
@@ -74,7 +69,7 @@ class RedisTarget:
             await client.aclose()
 
     def _client(self, target: Mapping[str, Any]) -> aioredis.Redis:
-        url = connection_url(self._connections, target)
+        url = self.url_of(target)
         client = self._clients.get(url)
         if client is None:
             client = aioredis.Redis.from_url(
