@@ -56,8 +56,14 @@ def test_a_celery_task_from_the_form_runs_in_a_real_worker(
         press_and_release(page, "#submit")
         expect(page.locator(".flash")).to_contain_text("Job created")
         press_and_release(page, "#run-job")
+        expect(page.locator(".flash")).to_contain_text("Run started")
 
-        wait_for(lambda: results_list.llen(results) >= 1, what="the worker to run the task")
+        try:
+            wait_for(lambda: results_list.llen(results) >= 1, what="the worker to run the task")
+        except AssertionError:
+            jobs = celery_service.api("/schedules").json()
+            runs = [celery_service.api(f"/schedules/{j['jobId']}/runs").json() for j in jobs]
+            raise AssertionError(f"not run; jobs {jobs}, runs {runs}") from None
     (entry,) = [json.loads(e) for e in results_list.lrange(results, 0, -1)]
     results_list.delete(results)
     (job,) = celery_service.api("/schedules").json()
