@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := wsgi
 
-.PHONY: run test lint check-types check-alerts test-sqlite test-postgresql services browser promtool bench clean
+.PHONY: run test lint check-types check-alerts test-sqlite test-postgresql services services-brokers browser promtool bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -47,12 +47,19 @@ test-sqlite: venv services
 test-postgresql: venv services
 	$(BIN)/pytest -q -n 2 --db=postgresql -m "not browser"
 
-## services: start PostgreSQL and Redis when they are not answering
+## services: start PostgreSQL, Redis, RabbitMQ and NATS (JetStream) when they are not answering
+services: services-brokers
 services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start"; exit 1
 	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 	@for i in $$(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 1; done; echo "Redis did not start"; exit 1
+
+# The broker targets' tests talk to RabbitMQ (:5672) and NATS with JetStream (:4222).
+services-brokers:
+	@$(PYTHON) -c 'import socket; socket.create_connection(("127.0.0.1", 5672), 2)' 2>/dev/null || rabbitmq-server -detached
+	@$(PYTHON) -c 'import socket; socket.create_connection(("127.0.0.1", 4222), 2)' 2>/dev/null || start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+	@for i in $$(seq 60); do $(PYTHON) -c 'import socket; [socket.create_connection(("127.0.0.1", p), 2) for p in (5672, 4222)]' 2>/dev/null && exit 0; sleep 1; done; echo "RabbitMQ or NATS did not start"; exit 1
 
 ## browser: Debian's Chromium for the browser tests (never a downloaded browser)
 browser:

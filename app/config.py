@@ -26,6 +26,7 @@ from pydantic_settings import SettingsError as SourceError
 from app.netguard import parse_networks
 from app.retry import DEFAULT_RETRY
 from app.schemas import RetryIn, Target
+from app.targets import connections
 
 # Flask's own, not meant to be changed by operators.
 FLASK_DEFAULTS: dict[str, Any] = {
@@ -74,6 +75,11 @@ def _networks(text: str) -> str:
     return text
 
 
+def connections_of(config: Mapping[str, Any]) -> dict[str, str]:
+    """CONNECTIONS: broker URLs by name (README: Connections)."""
+    return dict(config.get("CONNECTIONS") or {})
+
+
 def _none_if_empty(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
@@ -111,6 +117,10 @@ class Settings(BaseSettings):
     MAX_BATCH_JOBS: Count = 1000
     PAGE_LIMIT_DEFAULT: Count = 100
     PAGE_LIMIT_MAX: Count = 1000
+    # Broker URLs by name, JSON: {"rabbit": "amqp://...", "cache": "redis://..."}.
+    CONNECTIONS: Annotated[dict[str, str], AfterValidator(connections.checked)] = Field(
+        default_factory=dict
+    )
     WEBHOOK_ALLOW_NETWORKS: Annotated[str, AfterValidator(_networks)] = ""
     QUEUE_MAX_WAIT: Annotated[float, Field(ge=0, le=3600)] = 20.0  # longest long-poll, s
     QUEUE_MAX_LONG_POLLS: Count = 4  # long polls waiting at once per web process

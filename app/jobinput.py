@@ -18,11 +18,14 @@ from urllib.parse import urlsplit
 from flask import current_app
 
 from app import clock_of, payloads, timing
-from app.config import allow_networks
+from app.config import allow_networks, connections_of
 from app.errors import BadLookup, Invalid, TooLarge
 from app.netguard import check_address, parse_ip_literal
 from app.retry import RetryPolicy
 from app.schemas import JobIn, TimingFields
+from app.targets import connections
+from app.targets.celery import task_arguments
+from app.targets.eventbridge import json_detail
 
 DEFAULT_TARGET = {"type": "queue", "name": "default"}
 
@@ -50,11 +53,14 @@ def job_values(data: JobIn) -> JobValues:
     check_payload(data.payload)
     if data.template:
         check_template(data.payload, data.name)
+    target = _target(data)
+    if not data.template:  # a template's payload is only known once filled
+        check_payload_for(target, data.payload)
     return JobValues(
         payload=data.payload,
         name=data.name,
         rules=make_timing(data),
-        target=_target(data),
+        target=target,
         retry=_retry(data),
         misfire=data.misfire,
         max_catch_up=data.maxCatchUp,
@@ -158,7 +164,24 @@ def _checked_target(target: Any, field: str) -> dict[str, Any]:
     spec: dict[str, Any] = target.model_dump(exclude_none=True)
     if spec["type"] == "webhook":
         _check_webhook_address(spec["url"], f"{field}.url")
+    if "connection" in spec:
+        known = connections_of(current_app.config)
+        refusal = connections.refusal(known, spec["type"], spec["connection"])
+        if refusal:
+            raise Invalid.field(f"{field}.connection", refusal)
     return spec
+
+
+def check_payload_for(target: dict[str, Any], payload: str) -> None:
+    """A target that reads the payload (a Celery task's arguments, an event's detail)
+    refuses one it could never deliver."""
+    try:
+        if target["type"] == "celery":
+            task_arguments(payload)
+        elif target["type"] == "eventbridge":
+            json_detail(payload)
+    except ValueError as exc:
+        raise Invalid.field("payload", f"for a {target['type']} target: {exc}") from None
 
 
 def _check_webhook_address(url: str, field: str = "target.url") -> None:

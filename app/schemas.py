@@ -275,7 +275,148 @@ class WebhookTarget(Strict):
         return secret
 
 
-Target = Annotated[QueueTarget | SqsTarget | WebhookTarget, Field(discriminator="type")]
+# Broker targets name a connection (CONNECTIONS) instead of holding its URL and password.
+ConnectionName = Annotated[
+    StrictStr,
+    Field(
+        pattern=NAME_PATTERN,
+        description="A connection name configured in CONNECTIONS, of a kind this target "
+        "speaks (else 422 naming target.connection)",
+    ),
+]
+# Keys, queue and exchange names: printable ASCII, no spaces.
+BROKER_NAME = r"^[!-~]{1,255}$"
+AMQP_EXCHANGE = r"^[A-Za-z0-9_.:-]{0,255}$"  # "" is the default exchange
+NATS_SUBJECT = r"^[A-Za-z0-9_$:=@/-]{1,64}(\.[A-Za-z0-9_$:=@/-]{1,64}){0,15}$"  # no wildcards
+CELERY_TASK = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$"
+AWS_REGION = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
+
+
+def _exactly_one(*names: str) -> Any:
+    """A JSON schema hook: exactly one of these fields, none of them null (left out, the
+    field is absent; given, it is a value)."""
+
+    def hook(schema: dict[str, Any]) -> None:
+        for name in names:
+            schema["properties"][name] = next(
+                option
+                for option in schema["properties"][name]["anyOf"]
+                if option != {"type": "null"}
+            ) | {"default": None}
+        schema["oneOf"] = [{"required": [name]} for name in names]
+
+    return hook
+
+
+def _given(value: Any) -> Any:
+    if value is None:
+        raise ValueError("give a value, or leave the field out")
+    return value
+
+
+def _redis_rules(schema: dict[str, Any]) -> None:
+    _exactly_one("stream", "list")(schema)
+    schema["dependentRequired"] = {"maxLen": ["stream"]}
+
+
+class RedisTarget(Strict):
+    """A stream (XADD, fields payload, runId, jobId, scheduledFor) or a list (LPUSH of
+    that as a JSON object): exactly one of stream and list."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_redis_rules)
+
+    type: Literal["redis"]
+    connection: ConnectionName
+    stream: Annotated[StrictStr | None, Field(pattern=BROKER_NAME)] = None
+    list: Annotated[StrictStr | None, Field(pattern=BROKER_NAME)] = None
+    maxLen: Annotated[
+        StrictInt | None,
+        Field(ge=1, le=1_000_000_000, description="stream only: XADD MAXLEN ~ this"),
+    ] = None
+    maxInFlight: MaxInFlight = None
+
+    _given = field_validator("stream", "list", mode="before")(_given)
+
+    @model_validator(mode="after")
+    def one_key(self) -> RedisTarget:
+        if (self.stream is None) == (self.list is None):
+            raise ValueError("give exactly one of stream and list")
+        if self.maxLen is not None and self.stream is None:
+            raise ValueError("maxLen caps a stream: give it with stream")
+        return self
+
+
+class AmqpTarget(Strict):
+    """RabbitMQ: a persistent message, publisher confirms, message id and runId header the
+    run id; a message returned unroutable fails (and is retried)."""
+
+    type: Literal["amqp"]
+    connection: ConnectionName
+    exchange: Annotated[
+        StrictStr, Field(pattern=AMQP_EXCHANGE, description='"" is the default exchange')
+    ] = ""
+    routingKey: Annotated[StrictStr, Field(pattern=r"^[ -~]{0,255}$")]
+    maxInFlight: MaxInFlight = None
+
+
+class NatsTarget(Strict):
+    """JetStream publish, Nats-Msg-Id = run id; the stream's ack is the success."""
+
+    type: Literal["nats"]
+    connection: ConnectionName
+    subject: Annotated[StrictStr, Field(pattern=NATS_SUBJECT, max_length=255)]
+    maxInFlight: MaxInFlight = None
+
+
+class CeleryTarget(Strict):
+    """A Celery task (message protocol v2, task id = run id); the payload is its
+    arguments as JSON: {"args": [...], "kwargs": {...}} or an array of args."""
+
+    type: Literal["celery"]
+    connection: ConnectionName
+    task: Annotated[StrictStr, Field(pattern=CELERY_TASK, description="The task's name")]
+    queue: Annotated[
+        StrictStr | None, Field(pattern=BROKER_NAME, description='Default "celery"')
+    ] = None
+    maxInFlight: MaxInFlight = None
+
+
+class SnsTarget(Strict):
+    """PublishBatch in tens; attributes runId, jobId, scheduledFor; a FIFO topic gets the
+    job as its group and the run as its de-duplication id."""
+
+    type: Literal["sns"]
+    topicArn: Annotated[
+        StrictStr,
+        Field(
+            pattern=r"^arn:aws[a-z-]{0,20}:sns:[a-z0-9-]{1,30}:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+        ),
+    ]
+    region: Annotated[StrictStr | None, Field(pattern=AWS_REGION, max_length=64)] = None
+    maxInFlight: MaxInFlight = None
+
+
+class EventBridgeTarget(Strict):
+    """PutEvents in tens; the payload (JSON) is the event's detail."""
+
+    type: Literal["eventbridge"]
+    eventBus: Annotated[
+        StrictStr, Field(pattern=r"^[A-Za-z0-9/._:-]{1,1600}$", description="Name or ARN")
+    ]
+    source: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._/-]{1,256}$")]
+    detailType: Annotated[StrictStr, Field(pattern=r"^[ -~]{1,128}$")]
+    region: Annotated[StrictStr | None, Field(pattern=AWS_REGION, max_length=64)] = None
+    maxInFlight: MaxInFlight = None
+
+
+BROKER_TARGETS = ("redis", "amqp", "nats", "celery")  # those naming a connection
+TARGET_TYPES = ("queue", "sqs", "webhook", "sns", "eventbridge", *BROKER_TARGETS)
+Target = Annotated[
+    QueueTarget | SqsTarget | WebhookTarget | RedisTarget | AmqpTarget | NatsTarget
+    | CeleryTarget | SnsTarget | EventBridgeTarget,
+    Field(discriminator="type"),
+]  # fmt: skip
+
 Recurring = Literal["none", "daily", "weekly", "interval", "cron", "rrule"]
 DateText = Annotated[StrictStr, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD")]
 
@@ -465,32 +606,18 @@ class PauseIn(Strict):
     until: StrictStr | None = Field(None, description="RFC 3339: it resumes by itself then")
 
 
-def _one_of_ids_or_labels(schema: dict[str, Any]) -> None:
-    """The document says what bulk_action checks: exactly one of the two, not null."""
-    for name in ("jobIds", "labels"):
-        schema["properties"][name] = next(
-            option for option in schema["properties"][name]["anyOf"] if option != {"type": "null"}
-        ) | {"default": None}
-    schema["oneOf"] = [{"required": ["jobIds"]}, {"required": ["labels"]}]
-
-
 class JobSelectionIn(Strict):
     """The jobs to act on: by id, or every job carrying all these labels (one of the two;
     at most MAX_BATCH_JOBS jobs either way)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of_ids_or_labels)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one("jobIds", "labels"))
 
     jobIds: Annotated[
         list[UUID] | None, Field(min_length=1, description="At most MAX_BATCH_JOBS")
     ] = None
     labels: Annotated[Labels | None, Field(min_length=1)] = None
 
-    @field_validator("jobIds", "labels", mode="before")
-    @classmethod
-    def not_null(cls, value: Any) -> Any:
-        if value is None:  # left out, it is None; given, it is a selection
-            raise ValueError("give a list of ids or labels, or leave the field out")
-        return value
+    not_null = field_validator("jobIds", "labels", mode="before")(_given)
 
     @field_validator("labels")
     @classmethod
@@ -605,7 +732,7 @@ class PageQuery(Strict):
 class JobListQuery(PageQuery):
     status: Literal["active", "paused", "completed"] | None = None
     recurring: Recurring | None = None
-    target: Literal["queue", "sqs", "webhook"] | None = None
+    target: Literal[TARGET_TYPES] | None = None  # type: ignore[valid-type]
     q: Annotated[str | None, Field(max_length=200, description="Search name and payload")] = None
     label: list[Annotated[str, Field(pattern=LABEL_FILTER)]] = Field(
         default_factory=list,

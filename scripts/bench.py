@@ -4,8 +4,8 @@ Everything runs against real processes on SQLite and PostgreSQL; docs/BENCHMARKS
 each figure is defined.
 
     .venv/bin/python scripts/bench.py [--quick] [--db sqlite|postgresql|both]
-        [--only burst,window,lag,api,scale,peer,sqs,delivery] [--runs 3] [--jobs-scale 1000000]
-        [--profile] [--write]
+        [--only burst,window,lag,api,scale,peer,sqs,delivery,brokers] [--runs 3]
+        [--jobs-scale 1000000] [--profile] [--write]
 
 --quick: small sizes, one run each (a smoke check, under 2 minutes).
 --write: write the service section of docs/BENCHMARKS.md (the timing section stays): a run of
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # app and tests.support; this folder (bench/) is already there
 
-from bench import api, delivery, dispatch, peer, report, sqs  # noqa: E402
+from bench import api, brokers, delivery, dispatch, peer, report, sqs  # noqa: E402
 from bench.common import FULL, QUICK, Context, Databases, Results  # noqa: E402
 
 Part = Callable[[Context, Databases, str], None]
@@ -45,6 +45,7 @@ PARTS: dict[str, Part] = {
     "peer": peer.peer,
     "sqs": sqs.sqs,
     "delivery": delivery.delivery,
+    "brokers": brokers.brokers,
 }
 
 

@@ -35,6 +35,7 @@ pytest_plugins = [
     "tests.support.http_target",
     "tests.support.aio",
     "tests.support.service",
+    "tests.support.brokers",
 ]
 
 # The same examples on every run: a property test that fails, fails every time (and

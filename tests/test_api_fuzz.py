@@ -22,11 +22,14 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 # Refusals a valid-looking request may still get, each for a rule beyond JSON Schema:
 # cursors are only ever ones the service gave out; the timing fields must make a rule that
 # can fire (cron, interval, zone, dates that exist, start before end, minute or at); an
-# Idempotency-Key is refused when it was used for another request within a day; the calendar
-# fields' rules are said below.
+# Idempotency-Key is refused when it was used for another request within a day; a broker
+# target's connection must be one configured in CONNECTIONS; a Celery or EventBridge
+# target's payload must be JSON of the shape it reads (task arguments, an event's detail);
+# the calendar fields' rules are said below.
 SEMANTIC_FIELDS = frozenset(
     {"cursor", "minute", "at", "recurring", "cron", "interval", "timezone", "startAt",
-     "endAt", "maxRuns", "after", "since", "until", "Idempotency-Key",
+     "endAt", "maxRuns", "after", "since", "until", "Idempotency-Key", "target.connection",
+     "deadLetter.connection", "payload",
      # calendars: a rule that fires, real dates in order, a known holiday calendar, a DST
      # policy only where the wall clock is followed
      "rrule", "exclude", "exclude.dates", "exclude.ranges", "exclude.holidays", "dst",

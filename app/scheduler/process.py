@@ -25,7 +25,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask, g
 
 from app import audit, clock_of, jobs, logs
-from app.config import allow_networks
+from app.config import allow_networks, connections_of
 from app.database import db, is_postgresql, write_connection
 from app.metrics import CounterWriter
 from app.scheduler.bulk import bulk_for
@@ -35,8 +35,14 @@ from app.scheduler.dispatcher import Dispatcher
 from app.scheduler.retention import prune
 from app.scheduler.settings import DispatcherSettings
 from app.scheduler.wake import Waiter
+from app.targets.amqp import AmqpTarget
 from app.targets.base import Target
+from app.targets.celery import CeleryTarget
+from app.targets.eventbridge import EventBridgeTarget
+from app.targets.nats import NatsTarget
 from app.targets.queue import QueueTarget
+from app.targets.redis import RedisTarget
+from app.targets.sns import SnsTarget
 from app.targets.sqs import SqsTarget, default_client_factory
 from app.targets.webhook import WebhookTarget
 
@@ -44,15 +50,25 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 10.0  # seconds calls in flight may take to finish at shutdown
 
 
-def remote_targets(allow_networks: list[str]) -> dict[str, Any]:
+def remote_targets(
+    allow_networks: list[str], connections: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Every remote target; connections: CONNECTIONS, the broker URLs by name."""
+    brokers = dict(connections or {})
     return {
         "sqs": SqsTarget(default_client_factory),
         "webhook": WebhookTarget(allow_networks=allow_networks),
+        "sns": SnsTarget(),
+        "eventbridge": EventBridgeTarget(),
+        "redis": RedisTarget(brokers),
+        "amqp": AmqpTarget(brokers),
+        "nats": NatsTarget(brokers),
+        "celery": CeleryTarget(brokers),
     }
 
 
 def build_targets(app: Flask) -> dict[str, Any]:
-    return remote_targets(allow_networks(app.config))
+    return remote_targets(allow_networks(app.config), connections_of(app.config))
 
 
 def build_dispatcher(
@@ -69,7 +85,9 @@ def build_dispatcher(
     settings = DispatcherSettings.from_config(app.config)
     call_loop = None
     if delivery_process:
-        make_targets = partial(remote_targets, allow_networks(app.config))
+        make_targets = partial(
+            remote_targets, allow_networks(app.config), connections_of(app.config)
+        )
 
         def call_loop(_targets: Mapping[str, Target], limits: Limits) -> CallLoop:
             setup = partial(configure_logging, str(app.config["LOG_FORMAT"]))

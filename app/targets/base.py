@@ -11,7 +11,9 @@ A target that delivers inside the fire transaction (the built-in queue) says so 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -101,6 +103,30 @@ class Target(Protocol):
     async def aclose(self) -> None:
         """Release connections; called on the event loop that delivered."""
         ...
+
+
+class BlockingTarget:
+    """The Target methods of one whose client blocks (boto3, kombu): its calls run on a
+    thread pool of its own, the delivery loop deciding how many are in flight. A subclass
+    gives send(), blocking, one Outcome per Delivery in order."""
+
+    in_transaction = False
+
+    def __init__(self, max_threads: int, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=name)
+
+    def send(self, deliveries: list[Delivery]) -> list[Outcome]:
+        raise NotImplementedError
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.send, list(deliveries))
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class InTransactionTarget(Protocol):

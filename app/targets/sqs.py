@@ -6,12 +6,10 @@ loop. boto3 clients are thread-safe, so one client per region is shared.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +29,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from app.targets.base import Delivery, Outcome
+from app.targets.base import BlockingTarget, Delivery, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +95,10 @@ def default_client_factory(region: str | None) -> Any:
 Item = tuple[int, Delivery]  # (position in the deliver() batch, delivery)
 
 
-class SqsTarget:
+class SqsTarget(BlockingTarget):
     """Calls go out on a small thread pool (boto3 is blocking); the delivery loop decides
     how many are in flight."""
 
-    in_transaction = False
     batch_size = MAX_BATCH_ENTRIES
 
     def __init__(
@@ -109,8 +106,8 @@ class SqsTarget:
         client_factory: ClientFactory = default_client_factory,
         max_threads: int = MAX_THREADS,
     ) -> None:
+        super().__init__(max_threads, "sqs-send")
         self._client_factory = client_factory
-        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="sqs-send")
 
     def origin(self, target: Mapping[str, Any]) -> str:
         """The SQS endpoint (region and host) a run goes to; a FIFO queue is an origin of
@@ -128,16 +125,6 @@ class SqsTarget:
 
     def timeout(self, delivery: Delivery) -> float:
         return CALL_TIMEOUT
-
-    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.send, list(deliveries))
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> SqsTarget:
         return self
@@ -274,26 +261,29 @@ def _map_results(
     return result
 
 
-def classify_call_error(exc: Exception) -> tuple[bool, str]:
-    """(permanent, short error text) for a SendMessageBatch call that failed as a whole."""
+def classify_call_error(
+    exc: Exception, service: str = "SQS", permanent_codes: frozenset[str] = PERMANENT_CODES
+) -> tuple[bool, str]:
+    """(permanent, short error text) for a batch call (SendMessageBatch, PublishBatch,
+    PutEvents) that failed as a whole."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "error")
         message = "" if code in _QUIET_CODES else str(error.get("Message") or "")
-        text = f"SQS {code}: {message}" if message else f"SQS {code}"
-        return code in PERMANENT_CODES, _short(text)
+        text = f"{service} {code}: {message}" if message else f"{service} {code}"
+        return code in permanent_codes, _short(text)
     if isinstance(exc, ParamValidationError):
-        return True, "invalid SQS request parameters (check queueUrl)"
+        return True, f"invalid {service} request parameters (check the target)"
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return False, "AWS credentials missing or incomplete"
     if isinstance(exc, NoRegionError):
         return False, "no AWS region configured"
     if isinstance(exc, BotoConnectionError | HTTPClientError):
-        return False, f"SQS endpoint unreachable ({type(exc).__name__})"
+        return False, f"{service} endpoint unreachable ({type(exc).__name__})"
     if isinstance(exc, BotoCoreError):
-        return False, f"SQS call failed ({type(exc).__name__})"
-    logger.error("unexpected error from SQS client", exc_info=exc)
-    return False, f"SQS call failed ({type(exc).__name__})"
+        return False, f"{service} call failed ({type(exc).__name__})"
+    logger.error("unexpected error from an AWS client", exc_info=exc)
+    return False, f"{service} call failed ({type(exc).__name__})"
 
 
 def _failure(d: Delivery, error: str, permanent: bool, unreachable: bool = False) -> Outcome:

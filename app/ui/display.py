@@ -163,7 +163,22 @@ def target_text(target: dict[str, Any] | None) -> str:
         return f"SQS {target.get('queueUrl', '')}"
     if kind == "webhook":
         return f"webhook {target.get('method', 'POST')} {target.get('url', '')}"
-    return str(kind)
+    return _other_target_text(target)
+
+
+# The other targets' words: the connection's name (never its URL) and where to.
+_WHERE = {
+    "redis": ("stream", "list"), "amqp": ("exchange", "routingKey"), "nats": ("subject",),
+    "celery": ("task", "queue"), "sns": ("topicArn",),
+    "eventbridge": ("eventBus", "source", "detailType"),
+}  # fmt: skip
+
+
+def _other_target_text(target: dict[str, Any]) -> str:
+    kind = str(target.get("type"))
+    parts = [str(target[key]) for key in _WHERE.get(kind, ()) if target.get(key)]
+    via = f" via {target['connection']}" if target.get("connection") else ""
+    return f"{kind} {' '.join(parts)}{via}".strip()
 
 
 @bp.app_template_filter("target_brief")

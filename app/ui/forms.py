@@ -30,7 +30,7 @@ from app.schemas import (
     invalid_from,
 )
 from app.timing.zones import get_zone, to_instant, to_wall
-from app.ui import calendar_form
+from app.ui import brokerform, calendar_form
 
 WHEN_KINDS = {
     "now": "Now",
@@ -41,7 +41,12 @@ WHEN_KINDS = {
     "cron": "Cron",
     "rrule": "Calendar rule",
 }
-TARGET_TYPES = {"queue": "Built-in queue", "sqs": "SQS queue", "webhook": "Webhook"}
+TARGET_TYPES = {
+    "queue": "Built-in queue", "sqs": "SQS queue", "webhook": "Webhook", "sns": "SNS topic",
+    "eventbridge": "EventBridge", "redis": "Redis", "amqp": "RabbitMQ", "nats": "NATS",
+    "celery": "Celery task",
+}  # fmt: skip
+REDIS_KEYS = {"stream": "Stream (XADD)", "list": "List (LPUSH)"}
 WEBHOOK_METHODS: tuple[str, ...] = get_args(WebhookTarget.model_fields["method"].annotation)
 DEAD_LETTER_TYPES = {
     "none": "None",
@@ -92,7 +97,21 @@ _TARGET_FIELDS = {
     "timeout": "webhook_timeout",
     "secret": "webhook_secret",
     "maxInFlight": "max_in_flight",
+    "connection": "connection",
+    "stream": "redis_key",
+    "list": "redis_key",
+    "maxLen": "redis_max_len",
+    "exchange": "amqp_exchange",
+    "routingKey": "amqp_routing_key",
+    "subject": "nats_subject",
+    "task": "celery_task",
+    "queue": "celery_queue",
+    "topicArn": "sns_topic",
+    "eventBus": "eb_bus",
+    "source": "eb_source",
+    "detailType": "eb_detail_type",
 }
+_AWS_TYPES = ("sns", "eventbridge")  # their region is aws_region, SQS's sqs_region
 _DEAD_LETTER_FIELDS = {"name": "dead_letter_queue", "url": "dead_letter_url",
                        "queueUrl": "dead_letter_url"}  # fmt: skip
 _RETRY_FIELDS = {
@@ -140,6 +159,21 @@ class JobForm:
     webhook_timeout: str | None = None
     webhook_secret: str | None = None  # the user's own; empty keeps the job's or makes one
     max_in_flight: str | None = None
+    # The broker and AWS targets (app.ui.brokerform): None, not sent.
+    connection: str | None = None  # a CONNECTIONS name, never its URL
+    redis_kind: str | None = None  # stream or list
+    redis_key: str | None = None
+    redis_max_len: str | None = None
+    amqp_exchange: str | None = None
+    amqp_routing_key: str | None = None
+    nats_subject: str | None = None
+    celery_task: str | None = None
+    celery_queue: str | None = None
+    sns_topic: str | None = None
+    aws_region: str | None = None
+    eb_bus: str | None = None
+    eb_source: str | None = None
+    eb_detail_type: str | None = None
     attempts: str = ""
     backoff: str = ""
     max_backoff: str | None = None
@@ -210,6 +244,7 @@ class JobForm:
             webhook_timeout=_number_text(target.get("timeout")),
             webhook_secret="",  # never shown again: empty keeps it
             max_in_flight=_number_text(target.get("maxInFlight")),
+            **brokerform.fields_of(target),
             attempts=_number_text(retry.get("attempts")),
             backoff=_number_text(retry.get("backoff")),
             max_backoff=_number_text(retry.get("maxBackoff")),
@@ -468,6 +503,8 @@ def form_field(api_field: str) -> str:
     """The form field that shows an API field's error ("target.webhook.url" -> webhook_url)."""
     parts = api_field.split(".")
     if parts[0] == "target":  # target.url, target.webhook.headers.X-Name, ...
+        if parts[-1] == "region" and any(kind in parts for kind in _AWS_TYPES):
+            return "aws_region"
         named = [_TARGET_FIELDS[part] for part in parts[1:] if part in _TARGET_FIELDS]
         return named[0] if named else "target_type"
     if parts[0] == "retry":
@@ -483,12 +520,14 @@ def _target(form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]) -
     kind = form.target_type
     if kind == "queue":
         return {"type": "queue", "name": form.queue_name.strip() or "default"}
+    calls = _sent_integer(form.max_in_flight, "max_in_flight", errors, "a whole number of calls")
+    if kind in brokerform.KINDS:
+        return brokerform.target_of(form, calls, errors)
     if kind not in ("sqs", "webhook"):
         return {"type": kind}
     kept = {k: v for k, v in (old or {}).items() if k != "secret"}
     if kept.get("type") != kind:
         kept = {}
-    calls = _sent_integer(form.max_in_flight, "max_in_flight", errors, "a whole number of calls")
     if kind == "sqs":
         return _merged(
             kept,

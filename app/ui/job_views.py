@@ -25,7 +25,7 @@ from app.errors import BadLookup, Invalid
 from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
 from app.retry import RetryPolicy
-from app.schemas import LABEL_KEY, LABEL_VALUE
+from app.schemas import LABEL_KEY, LABEL_VALUE, TARGET_TYPES
 from app.timing import RECURRING
 from app.ui import bp, calendar_form, forms
 from app.ui.display import job_label, local_time, now, viewer_zone
@@ -36,7 +36,6 @@ from app.ui.views import back, toast, wall_instant
 JOB_PAGE_SIZE = 25
 JOB_RUNS_SHOWN = 25
 NEXT_TIMES = 10
-TARGET_TYPES = ("queue", "sqs", "webhook")
 LIVE_TRIGGER = "every 3s [document.visibilityState === 'visible']"
 
 
@@ -215,6 +214,7 @@ def form_page(
         preview=preview,
         kinds=forms.WHEN_KINDS,
         target_types=forms.TARGET_TYPES,
+        redis_keys=forms.REDIS_KEYS,
         methods=forms.WEBHOOK_METHODS,
         misfire_policies=forms.MISFIRE_POLICIES,
         on_complete_choices=forms.ON_COMPLETE,

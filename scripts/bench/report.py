@@ -98,6 +98,13 @@ a run that did not finish counts as not met):
   target due at T; rate = N ÷ (last `delivered_at` - T). Both spread the N messages over
   fresh queues of at most 200 each: moto counts a queue's messages on every send, so one deep
   queue would measure moto. Ratio = dispatcher ÷ bare; goal ≥ 0.90.
+- **Brokers**: the real Redis, RabbitMQ and NATS (JetStream) on 127.0.0.1. Bare loop: the
+  target's own client library (redis asyncio pipelines of 100 `XADD`; aio-pika publishes
+  with publisher confirms, 50 awaited together; nats-py JetStream publishes, 50 together),
+  8 batches in flight, the target's message shape; rate = N ÷ wall time. Dispatcher: N jobs
+  with a `redis` stream, `amqp` (default exchange to a fresh queue) or `nats` target due at
+  T; rate = N ÷ (last `delivered_at` - T), so it counts firing and recording as well as the
+  calls. Ratio = dispatcher ÷ bare; goal ≥ 0.90.
 - **Delivery** (webhooks): the receiver is scripts/bench/receiver.py, a bare asyncio
   HTTP/1.1 server (standard library only, keep-alive) in its own process on 127.0.0.1,
   answering `200` with an empty body at once or after a fixed delay, and counting

@@ -1,0 +1,205 @@
+"""Part 7: the broker targets. The dispatcher delivering to the real Redis (a stream),
+RabbitMQ (the default exchange, publisher confirms) and NATS JetStream on loopback,
+beside a bare client loop against the same broker in the same run: the same client
+library, the same batch size, a fixed number of batches in flight.
+
+Design goal: the dispatcher's deliveries/s to a broker ≥ 90% of the bare loop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import aio_pika
+import nats
+import redis.asyncio as aioredis
+
+from app.targets.amqp import BATCH as AMQP_BATCH
+from app.targets.nats import BATCH as NATS_BATCH
+from app.targets.redis import BATCH as REDIS_BATCH
+from bench.common import (
+    Context,
+    Databases,
+    Goal,
+    insert_due,
+    job_row,
+    processes,
+    retrying,
+    start_dispatcher,
+    wait_all_fired,
+)
+from bench.sqs import _wait_delivered
+
+CONNECTIONS = {
+    "cache": "redis://127.0.0.1:6379/0",
+    "rabbit": "amqp://guest:guest@127.0.0.1:5672//",
+    "events": "nats://127.0.0.1:4222",
+}
+IN_FLIGHT = 8  # batches the bare loop keeps in flight
+FIELDS = {"runId": "", "jobId": "", "scheduledFor": "2030-01-01T09:30:00Z"}
+Send = Callable[[list[int]], Awaitable[None]]
+
+
+def brokers(ctx: Context, databases: Databases, kind: str) -> None:
+    count = ctx.sizes.sqs_messages
+    for broker in ("redis", "amqp", "nats"):
+        for run in range(ctx.runs):
+            print(
+                f"  {broker} {kind}: {count:,} messages, bare loop then dispatcher, run {run + 1}"
+            )
+            name = f"bench-{uuid.uuid4().hex[:10]}"
+            bare = asyncio.run(_bare(ctx, broker, kind, count, name + "-bare"))
+            retrying(partial(_dispatcher, ctx, databases, kind, broker, count, bare, name))
+            asyncio.run(_clean(broker, name))
+
+
+def _fields() -> dict[str, str]:
+    return FIELDS | {"runId": str(uuid.uuid4()), "jobId": str(uuid.uuid4())}
+
+
+async def _loop(count: int, batch: int, send: Send) -> float:
+    """messages/s of `send` over `count` messages in batches, IN_FLIGHT batches at once."""
+    batches = [list(range(at, min(count, at + batch))) for at in range(0, count, batch)]
+    queue: asyncio.Queue[list[int]] = asyncio.Queue()
+    for each in batches:
+        queue.put_nowait(each)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await send(queue.get_nowait())
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return count / (time.perf_counter() - began)
+
+
+async def _bare(ctx: Context, broker: str, kind: str, count: int, name: str) -> float:
+    if broker == "redis":
+        client = aioredis.Redis.from_url(CONNECTIONS["cache"])
+
+        async def send_redis(batch: list[int]) -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for i in batch:
+                    pipe.xadd(name, {"payload": f"m{i}", **_fields()})
+                await pipe.execute()
+
+        rate = await _loop(count, REDIS_BATCH, send_redis)
+        await client.delete(name)
+        await client.aclose()
+    elif broker == "amqp":
+        connection = await aio_pika.connect(CONNECTIONS["rabbit"])
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        queue = await channel.declare_queue(name)
+
+        async def send_amqp(batch: list[int]) -> None:
+            await asyncio.gather(*(channel.default_exchange.publish(
+                aio_pika.Message(f"m{i}".encode(), message_id=str(uuid.uuid4()),
+                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=_fields()),
+                name, mandatory=True) for i in batch))  # fmt: skip
+
+        rate = await _loop(count, AMQP_BATCH, send_amqp)
+        await queue.delete(if_unused=False, if_empty=False)
+        await connection.close()
+    else:
+        client = await nats.connect(CONNECTIONS["events"])
+        js = client.jetstream()
+        await js.add_stream(name=name, subjects=[f"{name}.>"])
+
+        async def send_nats(batch: list[int]) -> None:
+            def headers() -> dict[str, str]:
+                return {"Nats-Msg-Id": str(uuid.uuid4()), **_fields()}
+
+            subject = f"{name}.fired"
+            await asyncio.gather(
+                *(js.publish(subject, f"m{i}".encode(), headers=headers()) for i in batch)
+            )
+
+        rate = await _loop(count, NATS_BATCH, send_nats)
+        await js.delete_stream(name)
+        await client.close()
+    ctx.results.add(
+        "brokers", kind, f"{broker}: bare client loop, {count:,} messages", rate, "msgs/s"
+    )
+    return rate
+
+
+async def _prepare(broker: str, name: str) -> dict[str, Any]:
+    """The destination for the dispatcher's run, made ready; its target spec."""
+    if broker == "redis":
+        return {"type": "redis", "connection": "cache", "stream": name}
+    if broker == "amqp":
+        async with await aio_pika.connect(CONNECTIONS["rabbit"]) as connection:
+            await (await connection.channel()).declare_queue(name)
+        return {"type": "amqp", "connection": "rabbit", "routingKey": name}
+    client = await nats.connect(CONNECTIONS["events"])
+    await client.jetstream().add_stream(name=name, subjects=[f"{name}.>"])
+    await client.close()
+    return {"type": "nats", "connection": "events", "subject": f"{name}.fired"}
+
+
+async def _received(broker: str, name: str) -> int:
+    if broker == "redis":
+        client = aioredis.Redis.from_url(CONNECTIONS["cache"])
+        length = int(await client.xlen(name))
+        await client.aclose()
+        return length
+    if broker == "amqp":
+        async with await aio_pika.connect(CONNECTIONS["rabbit"]) as connection:
+            queue = await (await connection.channel()).declare_queue(name, passive=True)
+            return int(queue.declaration_result.message_count or 0)
+    client = await nats.connect(CONNECTIONS["events"])
+    messages = (await client.jetstream().stream_info(name)).state.messages
+    await client.close()
+    return int(messages)
+
+
+async def _clean(broker: str, name: str) -> None:
+    if broker == "redis":
+        client = aioredis.Redis.from_url(CONNECTIONS["cache"])
+        await client.delete(name)
+        await client.aclose()
+    elif broker == "amqp":
+        async with await aio_pika.connect(CONNECTIONS["rabbit"]) as connection:
+            await (await connection.channel()).queue_delete(name)
+    else:
+        client = await nats.connect(CONNECTIONS["events"])
+        await client.jetstream().delete_stream(name)
+        await client.close()
+
+
+def _dispatcher(
+    ctx: Context, databases: Databases, kind: str, broker: str, count: int, bare: float,
+    name: str,
+) -> None:  # fmt: skip
+    add, label = ctx.results.add, f"{broker}: dispatcher, {count:,} messages"
+    target = asyncio.run(_prepare(broker, name))
+    env = {"CONNECTIONS": json.dumps(CONNECTIONS)}
+    with databases.fresh(kind) as database, processes(ctx) as procs:
+        engine = database.engine()
+        procs.append(start_dispatcher(ctx, database, f"{broker}-{kind}", env))
+        now = datetime.now(UTC)
+
+        def rows(due: datetime) -> list[dict[str, Any]]:
+            return [job_row(f"m{i}", due, now, target) for i in range(count)]
+
+        due, _ = insert_due(ctx, database, engine, count, rows)
+        timeout = 60 + count / 100
+        fired = wait_all_fired(engine, due, procs, timeout).done
+        delivered = _wait_delivered(engine, count, due.timestamp() + timeout)
+        if fired is None or delivered is None:
+            add("brokers", kind, label, None, "msgs/s", note=f"did not finish in {timeout:.0f} s")
+            return
+        rate = count / (delivered - due.timestamp())
+        add("brokers", kind, label, rate, "msgs/s")
+        add("brokers", kind, f"{broker}: dispatcher ÷ bare loop", rate / bare, "x",
+            Goal(">=", 0.90))  # fmt: skip
+    got = asyncio.run(_received(broker, name))
+    if got != count:
+        ctx.results.anomaly(f"{broker} {kind}: {got:,} messages for {count:,} runs")
