@@ -181,12 +181,12 @@ def test_import_crontab_shows_first_then_creates_on_yes(service: Service, tmp_pa
     rows = shown.stdout.splitlines()
     assert rows[0].split()[:3] == ["LINE", "NAME", "CRON"]
     assert [r.split()[0] for r in rows[1:]] == ["4", "8", "9", "11"]
-    assert list(Client(service.url).list_jobs(labels=[tag.replace("=", ":")])) == []
+    assert listed(service, tag) == []
 
     made = scheduler(service, "import", "crontab", str(path), "--target", target,
                      "--label", tag, "--yes")  # fmt: skip
     assert made.returncode == 0, made.stderr
-    jobs = {j.payload: j for j in Client(service.url).list_jobs(labels=[tag.replace("=", ":")])}
+    jobs = {j.payload: j for j in listed(service, tag)}
     assert set(jobs) == {"/usr/local/bin/backup --all", "/opt/report.sh", "/opt/rotate-logs",
                          "/opt/ping"}  # fmt: skip
     backup, report = jobs["/usr/local/bin/backup --all"], jobs["/opt/report.sh"]
@@ -210,4 +210,10 @@ def test_import_crontab_names_bad_lines_and_creates_none(service: Service, tmp_p
     assert [e.split(":")[0] for e in errors] == ["line 2", "line 3", "line 4", "line 6"]
     assert "reboot" in errors[0] and "cron" in errors[1] and "timezone" in errors[3]
     assert "nothing was created" in done.stderr
-    assert list(Client(service.url).list_jobs(labels=[tag.replace("=", ":")])) == []
+    assert listed(service, tag) == []
+
+
+def listed(service: Service, tag: str) -> list[Any]:
+    """The jobs carrying this label, read with a client that is closed afterwards."""
+    with Client(service.url) as client:
+        return list(client.list_jobs(labels=[tag.replace("=", ":")]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
@@ -11,8 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import requests
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -72,10 +72,17 @@ def start_web(env: dict[str, str], log: Path, port: int) -> Proc:
 
 
 def _answers(url: str) -> bool:
+    """One GET on a connection of its own, closed whatever happens (a pooled one that timed
+    out while gunicorn was starting would be left open, and warned about later)."""
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=1)
     try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
+        conn.request("GET", where.path)
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        conn.close()
 
 
 def wait_until(
@@ -98,5 +105,4 @@ def running(proc: Proc) -> Iterator[Proc]:
     try:
         yield proc
     finally:
-        if proc.popen.poll() is None:
-            proc.terminate()
+        proc.terminate()  # one that exited already is reaped and its log closed all the same
