@@ -24,6 +24,7 @@ from bench.common import (
     Databases,
     Goal,
     count_rows,
+    cpu_seconds,
     jobs,
     percentile,
     processes,
@@ -240,9 +241,9 @@ def _idle(ctx: Context, database: Database, engine: Engine, label: str) -> None:
             process = psutil.Process(proc.popen.pid)
             time.sleep(RSS_SETTLE)  # start-up is not idling
             family = [process, *process.children(recursive=True)]
-            before = sum(_cpu(p) for p in family)
+            before = sum(cpu_seconds(p.pid) for p in family)
             time.sleep(ctx.sizes.rss_seconds)
-            idle = 100 * (sum(_cpu(p) for p in family) - before) / ctx.sizes.rss_seconds
+            idle = 100 * (sum(cpu_seconds(p.pid) for p in family) - before) / ctx.sizes.rss_seconds
         finally:
             stop(ctx, proc)
         add("scale", kind, f"scheduler process CPU while idle (with its delivery process), "
@@ -253,11 +254,6 @@ def _idle(ctx: Context, database: Database, engine: Engine, label: str) -> None:
         stop(ctx, web)
         add("scale", kind, f"web app: first answer after its start, {label}", answered, "s",
             Goal("<=", 2.0))  # fmt: skip
-
-
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 def _list_pages(ctx: Context, database: Database, loader: Loader, label: str) -> None:

@@ -104,6 +104,12 @@ class Results:
         self.anomalies.append(text)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))

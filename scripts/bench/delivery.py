@@ -53,6 +53,7 @@ from bench.common import (
     Context,
     Databases,
     Goal,
+    cpu_seconds,
     insert_due,
     job_row,
     jobs,
@@ -142,11 +143,6 @@ class Receiver:
     def cpu(self) -> float:
         """CPU seconds (user + system) the receiver has used."""
         return cpu_seconds(self.proc.popen.pid)
-
-
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
 
 
 @contextmanager

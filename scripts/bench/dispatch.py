@@ -66,17 +66,21 @@ def burst(ctx: Context, databases: Databases, kind: str) -> None:
                 profile = profile and count == max(ctx.sizes.bursts)
                 ours = retrying(partial(_burst, ctx, databases, kind, count, dispatchers, profile))
                 raw = retrying(partial(_raw_burst, ctx, databases, kind, count, dispatchers))
-                label = f"N={count:,}, {dispatchers} dispatcher{'s' if dispatchers > 1 else ''}"
+                label = burst_label(count, dispatchers)
                 ratio = ours / raw if ours and raw else None
                 ctx.results.add("burst", kind, f"ours ÷ raw-SQL loop, {label}", ratio, "x",
                                 Goal(">=", RAW_GOAL))  # fmt: skip
+
+
+def burst_label(count: int, dispatchers: int) -> str:
+    return f"N={count:,}, {dispatchers} dispatcher{'s' if dispatchers > 1 else ''}"
 
 
 def _burst(
     ctx: Context, databases: Databases, kind: str, count: int, dispatchers: int, profile: bool
 ) -> float | None:
     """Returns the fires/s (None: it did not finish)."""
-    label = f"N={count:,}, {dispatchers} dispatcher{'s' if dispatchers > 1 else ''}"
+    label = burst_label(count, dispatchers)
     with databases.fresh(kind) as database, processes(ctx) as procs:
         engine = database.engine()
         for i in range(dispatchers):
