@@ -5,8 +5,8 @@ What moves it:
 - every change people make through the API or the UI (create, update, pause, resume, run
   now, delete, retry): each writes an audit entry, and the newest entry's id grows;
 - everything the dispatcher does (fires, delivery outcomes, retries): it adds to the
-  counters, and their sum grows; consumers receiving and acknowledging built-in queue
-  messages add to the counters too (app.queue);
+  counters, and their sum grows (not its heartbeat, the count of passes); consumers
+  receiving and acknowledging built-in queue messages add to the counters too (app.queue);
 - the soonest next run and the oldest queue message: they set how fine the pages' relative
   texts are ("in 12 s", "12 s ago"), see needs_seconds.
 Each part is an index lookup (a primary key or an index's first entry) or a read of the
@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from app.database import db
+from app.metrics import PASSES
 from app.models import AuditEntry, Counter, Job, QueueMessage
 
 
@@ -45,9 +46,10 @@ def marker() -> Marker:
     row = db.session.execute(
         select(
             select(func.max(AuditEntry.id)).scalar_subquery(),
-            # The counts only: a float sum of lags could swallow a +1.
+            # The counts only: a float sum of lags could swallow a +1; and not the
+            # heartbeat, which grows every second whether anything changed or not.
             select(func.coalesce(func.sum(Counter.value), 0))
-            .where(Counter.name.not_like("lag_%"))
+            .where(Counter.name.not_like("lag_%"), Counter.name != PASSES)
             .scalar_subquery(),
             select(func.min(Job.next_run_at)).scalar_subquery(),
             select(func.min(QueueMessage.created_at)).scalar_subquery(),

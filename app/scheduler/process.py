@@ -27,7 +27,7 @@ from flask import Flask, g
 from app import audit, clock_of, jobs, logs
 from app.config import allow_networks, connections_of
 from app.database import db, is_postgresql, write_connection
-from app.metrics import CounterWriter
+from app.metrics import PASSES, CounterWriter
 from app.scheduler.bulk import bulk_for
 from app.scheduler.callprocess import ProcessLoop, quiet_collector
 from app.scheduler.calls import CallLoop, Limits
@@ -149,7 +149,7 @@ def run_scheduler(app: Flask) -> None:
     def fire() -> None:
         if dispatcher.run_pass(interval, waiter):  # /metrics: scheduler_passes_total
             with write_connection(db.engine) as conn:
-                heartbeat.add(conn, {"passes": 1})
+                heartbeat.add(conn, {PASSES: 1})
 
     every(interval, "fire", fire, passes=True)
     every(interval, "deliver", lambda: dispatcher.run_delivery_pass(interval), passes=True)
