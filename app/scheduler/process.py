@@ -68,7 +68,12 @@ def remote_targets(
 
 
 def build_targets(app: Flask) -> dict[str, Any]:
-    return remote_targets(allow_networks(app.config), connections_of(app.config))
+    return targets_factory(app)()
+
+
+def targets_factory(app: Flask) -> Callable[[], dict[str, Any]]:
+    """What builds this app's remote targets: picklable, for the delivery process too."""
+    return partial(remote_targets, allow_networks(app.config), connections_of(app.config))
 
 
 def build_dispatcher(
@@ -85,9 +90,7 @@ def build_dispatcher(
     settings = DispatcherSettings.from_config(app.config)
     call_loop = None
     if delivery_process:
-        make_targets = partial(
-            remote_targets, allow_networks(app.config), connections_of(app.config)
-        )
+        make_targets = targets_factory(app)
 
         def call_loop(_targets: Mapping[str, Target], limits: Limits) -> CallLoop:
             setup = partial(configure_logging, str(app.config["LOG_FORMAT"]))
