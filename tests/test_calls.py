@@ -16,6 +16,7 @@ class GatedTarget:
 
     in_transaction = False
     batch_size = 1
+    bounds_its_calls = False  # the loop's own timer ends a call that overruns
 
     def __init__(self) -> None:
         self.started: list[str] = []  # the origin of each call, in the order they started

@@ -84,6 +84,9 @@ class Target(Protocol):
 
     in_transaction: bool  # False: delivered by the delivery loop
     batch_size: int  # the most deliveries one call takes (SQS: 10, webhook: 1)
+    # True: the target's own client ends every call within timeout() (the delivery loop
+    # then sets no timer of its own per call); False: the loop abandons calls that overrun.
+    bounds_its_calls: bool
 
     def origin(self, target: Mapping[str, Any]) -> str:
         """The destination a job's target (its stored spec) delivers to, e.g.
@@ -111,6 +114,7 @@ class BlockingTarget:
     gives send(), blocking, one Outcome per Delivery in order."""
 
     in_transaction = False
+    bounds_its_calls = False  # a thread blocked in a client call is the loop's to abandon
 
     def __init__(self, max_threads: int, name: str) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=name)

@@ -18,6 +18,7 @@ class BrokerTarget:
     in-flight limit and back-off are the broker's), one timeout for a call."""
 
     in_transaction = False
+    bounds_its_calls = False  # broker clients wait on acks: the loop bounds the call
     kind = ""  # the target type
     call_timeout = 10.0  # seconds
 

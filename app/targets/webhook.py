@@ -122,6 +122,7 @@ class WebhookTarget:
 
     in_transaction = False
     batch_size = 1
+    bounds_its_calls = True  # aiohttp's total timeout (the job's timeout) ends every call
 
     def __init__(
         self,
@@ -231,8 +232,11 @@ class WebhookTarget:
 
     def _log(self, d: Delivery, request: _Request, **extra: Any) -> None:
         ok = 200 <= extra.get("status", 0) < 300
+        level = logging.DEBUG if ok else logging.WARNING
+        if not logger.isEnabledFor(level):  # before the line's fields are gathered
+            return
         logger.log(
-            logging.DEBUG if ok else logging.WARNING,
+            level,
             "webhook delivered" if ok else "webhook delivery failed",
             extra={**d.log_context(), "host": request.where.host, **extra},
         )
