@@ -110,6 +110,22 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def server_cpu_seconds() -> float:
+    """CPU seconds the PostgreSQL server's processes have used (those alive now)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if proc.info["name"] == "postgres" and times is not None:
+            total += times.user + times.system
+    return total
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy (not idle or waiting for the disk)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
@@ -133,6 +149,7 @@ class Sizes:
     peer_sizes: list[int]
     peer_timeout: float
     sqs_messages: int
+    broker_messages: int  # runs to each broker target (Redis, RabbitMQ, NATS)
     delivery_fast: int  # webhook jobs due at once, to one fast receiver
     delivery_slow: int  # ... spread over four receivers answering after 1 s
     delivery_hang: int  # webhook jobs hanging beside the queue lag series
@@ -153,6 +170,7 @@ QUICK = Sizes(
     peer_sizes=[2_000],
     peer_timeout=30,
     sqs_messages=400,
+    broker_messages=2_000,
     delivery_fast=2_000,
     delivery_slow=800,
     delivery_hang=1_000,
@@ -172,6 +190,7 @@ FULL = Sizes(
     peer_sizes=[10_000, 100_000],
     peer_timeout=180,
     sqs_messages=5_000,
+    broker_messages=20_000,
     delivery_fast=20_000,
     delivery_slow=4_000,
     delivery_hang=1_000,

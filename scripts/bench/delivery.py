@@ -57,10 +57,12 @@ from bench.common import (
     insert_due,
     job_row,
     jobs,
+    machine_busy_seconds,
     percentile,
     processes,
     retrying,
     runs,
+    server_cpu_seconds,
     start_dispatcher,
     stop,
     stopped_on_error,
@@ -103,9 +105,9 @@ def fired(rows: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
 
 
 def pending_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A run for each fired webhook job, as firing writes one for a remote target (pending,
-    due for its first attempt at the instant it fired)."""
-    fired_jobs = (r for r in rows if r["target_type"] == "webhook" and r["next_run_at"] is None)
+    """A run for each fired job of a remote target, as firing writes one (pending, due for
+    its first attempt at the instant it fired)."""
+    fired_jobs = (r for r in rows if r["target_type"] != "queue" and r["next_run_at"] is None)
     return [
         {
             "id": uuid.uuid4(),
@@ -250,6 +252,8 @@ class Delivered:
     cpu: float  # % of one core the dispatcher used, T to the last delivery
     calls_cpu: float  # % of one core its delivery process (the calls) used, the same span
     receiver_cpu: float  # % of one core the receiver used, the same span
+    server_cpu: float  # % of one core the PostgreSQL server used (SQLite: 0), the same span
+    machine_busy: float  # % of all cores busy, the same span
     stats: dict[str, Any]
 
 
@@ -283,9 +287,11 @@ def dispatched(
         children = psutil.Process(pid).children(recursive=True)  # the delivery process
         calls_cpu = sum(cpu_seconds(child.pid) for child in children)
         cpu, receiver_cpu, began = cpu_seconds(pid), receiver.cpu(), time.monotonic()
+        server_cpu, busy = server_cpu_seconds(), machine_busy_seconds()
         timeout = 60 + count / 100
         left = wait_delivered(engine, count, due.timestamp() + timeout, procs)
         cpu, receiver_cpu = cpu_seconds(pid) - cpu, receiver.cpu() - receiver_cpu
+        server_cpu, busy = server_cpu_seconds() - server_cpu, machine_busy_seconds() - busy
         calls_cpu = sum(cpu_seconds(child.pid) for child in children) - calls_cpu
         wall = time.monotonic() - began
         stats = receiver.stats()
@@ -300,6 +306,8 @@ def dispatched(
             cpu=100 * cpu / wall,
             calls_cpu=100 * calls_cpu / wall,
             receiver_cpu=100 * receiver_cpu / wall,
+            server_cpu=100 * server_cpu / wall,
+            machine_busy=100 * busy / wall / (psutil.cpu_count() or 1),
             stats=stats,
         )
 
@@ -394,6 +402,11 @@ def _fast(ctx: Context, databases: Databases, kind: str, count: int, due_count: 
             "%")  # fmt: skip
         add("delivery", kind, f"{fast} receiver CPU, T to the last delivery", got.receiver_cpu,
             "%")  # fmt: skip
+        if kind == "postgresql":
+            add("delivery", kind, f"{fast} PostgreSQL server CPU, the same span", got.server_cpu,
+                "%")  # fmt: skip
+        add("delivery", kind, f"{fast} machine busy (all cores), the same span",
+            got.machine_busy, "%")  # fmt: skip
     due_label = f"{fast} jobs due at T (firing included), {due_count:,} webhooks"
     if isinstance(end_to_end, str):
         add("delivery", kind, f"{due_label}: dispatcher", None, "deliveries/s", goal, end_to_end)

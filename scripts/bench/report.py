@@ -102,9 +102,11 @@ a run that did not finish counts as not met):
   target's own client library (redis asyncio pipelines of 100 `XADD`; aio-pika publishes
   with publisher confirms, 50 awaited together; nats-py JetStream publishes, 50 together),
   8 batches in flight, the target's message shape; rate = N ÷ wall time. Dispatcher: N jobs
-  with a `redis` stream, `amqp` (default exchange to a fresh queue) or `nats` target due at
-  T; rate = N ÷ (last `delivered_at` - T), so it counts firing and recording as well as the
-  calls. Ratio = dispatcher ÷ bare; goal ≥ 0.90.
+  with a `redis` stream, `amqp` (default exchange to a fresh queue) or `nats` target,
+  stored as already fired at T (one run each due at T, as in the delivery rows); rate =
+  N ÷ (last `delivered_at` - T), so it counts claiming, leasing and recording as well as
+  the calls. Ratio = dispatcher ÷ bare; goal ≥ 0.90. *Jobs due at T (firing included)*:
+  the same N jobs due at T instead, fired by the dispatcher too.
 - **Delivery** (webhooks): the receiver is scripts/bench/receiver.py, a bare asyncio
   HTTP/1.1 server (standard library only, keep-alive) in its own process on 127.0.0.1,
   answering `200` with an empty body at once or after a fixed delay, and counting
