@@ -769,10 +769,11 @@ class PreviewQuery(Strict):
     explain: bool = Field(False, description="Say each note in words")
 
 
-class PreviewIn(TimingFields):
-    """A job's timing fields as a job's JSON has them (exclude and dst too), to preview."""
+class PreviewIn(JobIn):
+    """A job's JSON as POST /schedules takes it (its fields checked alike; the payload may
+    be left out), to preview its timing (exclude, dst and window too)."""
 
-    window: Annotated[StrictInt | None, Field(ge=1, le=86_400)] = None
+    payload: StrictStr | None = None  # type: ignore[assignment]  # not needed to preview
     after: StrictStr | None = Field(None, description="RFC 3339 instant; default now")
     count: Annotated[StrictInt, Field(ge=1, le=100)] = 5
     explain: StrictBool = False

@@ -145,6 +145,25 @@ def test_post_preview_shows_skipped_moved_and_dst_notes(client: FlaskClient) -> 
     assert [t["notes"] for t in autumn] == [["dst-repeat"], ["dst-repeat"]]
 
 
+def test_post_preview_takes_a_whole_job_body_and_checks_it_alike(client: FlaskClient) -> None:
+    job = {
+        "payload": '{"run": "payroll"}', "name": "payroll", "labels": {"team": "billing"},
+        "target": {"type": "queue", "name": "payroll"}, "retry": {"attempts": 3},
+        "recurring": "rrule", "rrule": "FREQ=MONTHLY;BYMONTHDAY=25;BYHOUR=9;BYMINUTE=0",
+        "at": "2026-12-01T00:00:00", "timezone": "Europe/Berlin",
+        "exclude": {"holidays": "DE-BY"}, "onExcluded": "next-business-day",
+    }  # fmt: skip
+    answer = client.post("/schedules/preview", json=job | {"after": "2026-12-01T00:00:00Z"})
+    assert answer.status_code == 200, answer.get_json()
+    first, moved = answer.get_json()["times"][:2]
+    assert first["utc"] == "2026-12-25T08:00:00Z" and first["skipped"] is True  # Christmas
+    assert moved["utc"] == "2026-12-28T08:00:00Z"  # the next business day
+    bad = client.post("/schedules/preview", json=job | {"retry": {"attempts": 0}})
+    assert bad.status_code == 422
+    assert [e["field"] for e in bad.get_json()["errors"]] == ["retry.attempts"]
+    assert client.get("/schedules").get_json() == []  # a preview writes nothing
+
+
 def test_get_preview_takes_an_rrule_and_a_stored_job_previews(
     client: FlaskClient, clock: ManualClock
 ) -> None:
