@@ -292,11 +292,13 @@ def test_long_polls_leave_threads_for_everything_else(database_url: str, tmp_pat
         assert requests.get(f"{base}/healthz", timeout=3).status_code == 200
         body = {"payload": "p", "at": "2030-01-01T00:00:01Z"}
         assert requests.post(f"{base}/schedules", json=body, timeout=3).status_code == 201
-        still_waiting = sum(consumer.is_alive() for consumer in consumers)
         for consumer in consumers:
             consumer.join(30)
-    assert 1 <= still_waiting <= 4  # at most half of each worker's threads wait
-    assert sum(seconds >= 3.5 for seconds in answers) == still_waiting  # the rest: at once
+    # Who waited is told by how long each answer took, not by which threads are alive at
+    # one moment: on a loaded machine a consumer answered at once may not have run yet.
+    assert len(answers) == 16
+    waited = sum(seconds >= 3.5 for seconds in answers)
+    assert 1 <= waited <= 4  # at most half of each worker's threads wait; the rest: at once
 
 
 def raw_request(port: int, data: bytes) -> tuple[str, dict[str, str], bytes]:
