@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -358,6 +359,40 @@ def test_a_peer_never_takes_over_a_run_whose_lease_is_renewed(
     holder.settle(timeout=10)
     assert len(http_target.requests_to("/slow")) == 1
     assert client.get("/runs?status=delivered").get_json()[0]["attempts"] == 1
+
+
+def test_a_peer_never_takes_over_a_run_whose_outcome_waits_to_be_written(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    webhooks: Webhooks, http_target: HttpTarget,
+) -> None:  # fmt: skip
+    """An answered run stays held, its lease renewed, until its outcome is written (a
+    slow commit, or the database away): a peer claiming it would deliver it again."""
+    http_target.respond("/hook", Response(204))
+    create(client, {"type": "webhook", "url": http_target.url + "/hook"})
+    holder = make_dispatcher({"webhook": webhooks()}, background=True)
+    peer = make_dispatcher({"webhook": webhooks()})
+    writing, commit = threading.Event(), threading.Event()
+    write = holder.recorder.write
+
+    def slow_write(pairs: Any) -> None:
+        writing.set()
+        commit.wait(30)
+        write(pairs)
+
+    holder.recorder.write = slow_write  # type: ignore[method-assign]
+    clock.advance(1)
+    holder.step()
+    assert writing.wait(10), "the call was never answered"
+    for _ in range(3):  # 3 x 40 s: far beyond the lease of the run that was answered
+        clock.advance(40)
+        assert holder.renew_leases() == 1
+        assert peer.deliver_due() == 0
+    commit.set()
+    holder.settle(timeout=10)
+    assert holder.lanes.held_count() == 0
+    assert len(http_target.requests_to("/hook")) == 1
+    (run,) = client.get("/runs?status=delivered").get_json()
+    assert run["attempts"] == 1
 
 
 def test_an_origins_share_of_held_runs_grows_with_its_answer_rate(app: Flask) -> None:

@@ -145,12 +145,25 @@ BEGIN
 END $$;
 CREATE TRIGGER test_note_lease BEFORE INSERT OR UPDATE ON runs
     FOR EACH ROW EXECUTE FUNCTION test_note_lease();
+
+CREATE TABLE test_run_history (
+    run_id uuid, at timestamptz, app text, status text, attempts int, next timestamptz
+);
+CREATE FUNCTION test_note_history() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO test_run_history VALUES (NEW.id, clock_timestamp(),
+        current_setting('application_name'), NEW.status, NEW.attempts, NEW.next_attempt_at);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER test_note_history AFTER UPDATE ON runs
+    FOR EACH ROW EXECUTE FUNCTION test_note_history();
 """
 
 
 def instrument(engine: Engine) -> None:
     """Test instrumentation in the test's own database (the application never reads it):
-    how many runs each process inserted, and which process last leased each run."""
+    how many runs each process inserted, which process last leased each run, and every
+    change of every run (to explain a failure)."""
     with engine.begin() as conn:
         conn.exec_driver_sql(INSTRUMENTS)
 
@@ -163,6 +176,45 @@ def fires_by_process(engine: Engine) -> dict[str, int]:
             text("SELECT app, sum(runs) FROM test_fired_by GROUP BY app ORDER BY app")
         ).all()
     return {app: int(total) for app, total in rows}
+
+
+def history(engine: Engine, run_ids: list[str], received: list[Recorded]) -> str:
+    """What happened to these runs: each change (when, by which process) and each request."""
+    lines = []
+    with engine.connect() as conn:
+        for run_id in run_ids:
+            sent = [
+                r.headers["webhook-timestamp"]
+                for r in received
+                if r.headers["webhook-id"] == run_id
+            ]
+            lines.append(f"run {run_id}, requests sent at {sent}:")
+            changes = conn.execute(
+                text("SELECT * FROM test_run_history WHERE run_id = :id ORDER BY at"),
+                {"id": run_id},
+            )
+            lines += [
+                f"  {row.at:%H:%M:%S.%f} {row.app} {row.status} {row.attempts} until {row.next}"
+                for row in changes
+            ]
+    return "\n".join(lines)
+
+
+def activity(engine: Engine) -> str:
+    """The test database's sessions: what each process is doing or waiting for."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT application_name, state, wait_event_type, wait_event, "
+                "now() - xact_start AS age, left(query, 80) AS query FROM pg_stat_activity "
+                "WHERE datname = current_database() ORDER BY application_name"
+            )
+        ).all()
+        counts = conn.execute(text("SELECT status, count(*) FROM runs GROUP BY status")).all()
+    return "\n".join(
+        [f"runs by status: {dict(counts)}  jobs fired: {fired(engine)}"]
+        + [str(tuple(r)) for r in rows]
+    )
 
 
 def listening(engine: Engine, names: list[str]) -> bool:
@@ -343,7 +395,9 @@ def kill_round_robin(
             time.sleep(0.01)
         if done():
             return kills
-        assert time.monotonic() < deadline, f"the burst did not finish\n{group.logs()}"
+        assert time.monotonic() < deadline, (
+            f"the burst did not finish\n{activity(engine)}\n{group.logs()}"
+        )
         before = fired(engine)
         group.kill(slot)
         # The runs it held leased: the only ones that may now be delivered a second time.
@@ -455,7 +509,10 @@ def test_kill_9_with_a_webhook_target_repeats_only_what_was_in_flight(
         f"repeated runs {len(repeats)} "
         f"({sum(repeats.values())} extra requests)"
     )
-    assert beyond == {}, f"repeats of runs no killed dispatcher held: {len(beyond)} runs"
+    assert beyond == {}, (
+        f"repeats of runs no killed dispatcher held: {len(beyond)} runs\n"
+        f"{history(engine, list(beyond)[:3], received)}\n{group.logs()}"
+    )
     assert sum(repeats.values()) <= in_flight_total
 
 

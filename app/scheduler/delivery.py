@@ -5,7 +5,8 @@ dispatcher), as many as the lanes have room for. In the claim's transaction, run
 in-transaction target (the built-in queue) are delivered on the spot; runs of a target
 this process lacks go dead; the rest are leased, each for its own call's timeout plus a
 margin, and handed to the lanes. Leases of runs still held are renewed, so a run waiting
-for a slot or in a long call is never taken over by a live peer.
+for a slot, in a long call or waiting for its outcome to be written is never taken over
+by a live peer.
 
 An origin that has its share held (a few rounds of its in-flight limit) is full: claims
 pass over its runs (runs.origin, written when they fire) and its backlog waits in the
@@ -17,6 +18,7 @@ run per look, and a fast one is topped up before its lane runs dry.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections import Counter, defaultdict
@@ -51,6 +53,8 @@ from app.scheduler.outcomes import MAX_ERROR_CHARS
 from app.scheduler.settings import DispatcherSettings
 from app.scheduler.wake import seconds_until_soonest
 from app.targets.base import Delivery, Target
+
+log = logging.getLogger(__name__)
 
 jobs, runs = Job.__table__, Run.__table__
 RENEW_CHUNK = 500
@@ -327,9 +331,16 @@ class Delivering:
         for item in due:
             if item.delivery.run_id in renewed:
                 item.lease_until = now + timedelta(seconds=item.lease)
-        self.lanes.forget(
-            item.delivery.run_id for item in due if item.delivery.run_id not in renewed
-        )
+        # An answered run not renewed had its outcome written meanwhile; any other was
+        # taken over by a peer, after a stall longer than half its lease.
+        lost = [
+            i.delivery.run_id for i in due if i.delivery.run_id not in renewed and not i.answered
+        ]
+        if lost:
+            log.warning(
+                "leases lost to another dispatcher", extra={"action": "renew", "runs": len(lost)}
+            )
+            self.lanes.forget(lost)
         return len(renewed)
 
     def _renew(self, items: list[Held], now: datetime, lease: float) -> set[str]:

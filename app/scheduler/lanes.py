@@ -2,8 +2,11 @@
 
 Claimed runs are registered here and handed to the call loop (app.scheduler.calls), in a
 thread of this process or a child process of its own; each call's outcomes come back
-here, go to the recorder with the runs they settle, and free their room. The claim
-threads ask how much is held (in all, and per origin) to know how much more to claim.
+here and go to the recorder with the runs they settle. A run is held, and its lease
+renewed, until the recorder has written its outcome: an answered run whose write waits
+(behind a slow commit, or while the database is away) is not taken over by a peer that
+would deliver it again. Then its room is freed. The claim threads ask how much is held
+(in all, and per origin) to know how much more to claim.
 """
 
 from __future__ import annotations
@@ -34,12 +37,14 @@ class Held:
     origin: str
     limit: int  # calls in flight to its origin, at most
     dead_letter: DeadLetterTo | None = None  # where its dead letter goes, if it dies
+    answered: bool = False  # its outcome is with the recorder, not yet written
 
     def work(self) -> Work:
         return Work(self.delivery, self.timeout, self.origin, self.limit)
 
 
-Record = Callable[[list[tuple[Held, Outcome]]], None]
+# Writes the outcomes of these runs, then calls back (from the recorder's thread).
+Record = Callable[[list[tuple[Held, Outcome]], Callable[[], None]], None]
 MAX_RATES = 10_000  # origins whose answer rate is kept
 RATE_WINDOW = 0.5  # seconds over which an origin's answers per second are counted
 
@@ -118,8 +123,11 @@ class Lanes:
     def _reported(self, outcomes: list[Outcome]) -> None:
         with self._lock:
             pairs = [(self._held[o.run_id], o) for o in outcomes if o.run_id in self._held]
-        self.record(pairs)
-        self._release([held.delivery.run_id for held, _ in pairs], answered=True)
+            for held, _ in pairs:
+                held.answered = True
+            self._answered(Counter(held.origin for held, _ in pairs), time.monotonic())
+        run_ids = [held.delivery.run_id for held, _ in pairs]
+        self.record(pairs, lambda: self._release(run_ids))
 
     def _answered(self, answers: Counter[str], now: float) -> None:
         for origin, count in answers.items():
@@ -135,22 +143,19 @@ class Lanes:
         self._release(run_ids)
 
     def _lost(self) -> None:
-        """The calls in hand are gone: their leases expire and they are delivered again."""
+        """The calls in hand are gone: their leases expire and they are delivered again
+        (the answered ones are released once their outcomes are written)."""
         with self._lock:
-            run_ids = list(self._held)
+            run_ids = [run_id for run_id, item in self._held.items() if not item.answered]
         self._release(run_ids)
 
-    def _release(self, run_ids: Iterable[str], answered: bool = False) -> None:
-        released: Counter[str] = Counter()
+    def _release(self, run_ids: Iterable[str]) -> None:
         with self._idle:
             for run_id in run_ids:
                 item = self._held.pop(run_id, None)
                 if item is not None:
-                    released[item.origin] += 1
                     self._held_by_origin[item.origin] -= 1
                     if not self._held_by_origin[item.origin]:
                         del self._held_by_origin[item.origin]
-            if answered:
-                self._answered(released, time.monotonic())
             self._idle.notify_all()
         self.on_free()

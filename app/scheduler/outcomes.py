@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -94,8 +94,9 @@ class OutcomeRecorder:
         self._thread = threading.Thread(target=self._run, name="outcomes", daemon=True)
         self._thread.start()
 
-    def put(self, pairs: list[tuple[Held, Outcome]]) -> None:
-        self._queue.put(pairs)
+    def put(self, pairs: list[tuple[Held, Outcome]], written: Callable[[], None]) -> None:
+        """Write these outcomes soon, then call `written` (from the recorder's thread)."""
+        self._queue.put((pairs, written))
 
     def flush(self) -> None:
         """Wait until every outcome put so far is written."""
@@ -111,20 +112,22 @@ class OutcomeRecorder:
             if first is _STOP:
                 self._queue.task_done()
                 return
-            batch, taken = list(first), 1
+            batch, callbacks = list(first[0]), [first[1]]
             deadline = time.monotonic() + self.linger
             while len(batch) < MAX_BATCH and (remaining := deadline - time.monotonic()) > 0:
                 try:
                     more = self._queue.get(timeout=remaining)
                 except queue.Empty:
                     break
-                taken += 1
                 if more is _STOP:
+                    self._queue.task_done()
                     self._queue.put(_STOP)  # after this batch
                     break
-                batch += more
+                batch += more[0]
+                callbacks.append(more[1])
             self._write_until_done(batch)
-            for _ in range(taken):
+            for written in callbacks:
+                written()
                 self._queue.task_done()
 
     def _write_until_done(self, batch: list[tuple[Held, Outcome]]) -> None:
@@ -132,7 +135,7 @@ class OutcomeRecorder:
             try:
                 self.write(batch)
                 return
-            except Exception:  # the database may be away: the leases still hold, try again
+            except Exception:  # the database may be away: the runs' leases are still renewed
                 log.exception("recording outcomes failed", extra={"action": "record"})
                 time.sleep(RETRY_WRITE_AFTER)
 
@@ -145,7 +148,7 @@ class OutcomeRecorder:
             if outcome.disable_job
         }
         with write_connection(self.engine) as conn:
-            self.bulk.update(
+            ours = self.bulk.update(
                 conn, runs, "id", values, condition="status = 'delivering'", match=("attempts",)
             )
             counts = Counter(f"deliveries_{v['status']}" for v in values)
@@ -159,6 +162,11 @@ class OutcomeRecorder:
             if v["status"] == "dead":  # the end of a run's attempts: a line of its own
                 context = held.delivery.log_context() | {"error": v["last_error"]}
                 log.error("run dead", extra={"action": "dead", **context})
+        if ours < len(values):  # another dispatcher took these runs over: it delivers them
+            log.warning(
+                "outcomes of runs whose lease was lost, not recorded",
+                extra={"action": "record", "runs": len(values) - ours},
+            )
         failed = sum(1 for _, o in pairs if not o.ok)
         if failed:
             log.warning(
