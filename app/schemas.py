@@ -512,8 +512,9 @@ class JobIn(TimingFields):
     ] = None
     deadLetter: Target | None = Field(
         None,
-        description="Where a message about each dead run goes (a target, as `target`); "
-        "absent: DEFAULT_DEAD_LETTER, if set",
+        description="Where a message about each dead run goes (a target, as `target`): JSON "
+        "{payload, runId, jobId, attempts, lastError, lastStatus, scheduledFor, firedAt}, "
+        "to a Celery task as its one argument; absent: DEFAULT_DEAD_LETTER, if set",
     )
     onComplete: Literal["keep", "delete"] = Field(
         "keep",

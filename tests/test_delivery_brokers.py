@@ -247,3 +247,30 @@ def test_a_permanent_error_ends_the_run_dead_with_it(
     [run] = client.get(f"/schedules/{job_id}/runs").get_json()
     assert run["status"] == "dead" and run["attempts"] == 1
     assert words in run["lastError"]
+
+
+def test_a_dead_letter_reaches_a_celery_task_as_its_one_argument(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    redis_client: redis.Redis, brokers: dict[str, str],
+) -> None:  # fmt: skip
+    """A task's payload is its arguments: the letter goes to the task as its one argument."""
+    queue, results = unique("letters"), unique("results")
+    broken = {"type": "celery", "connection": "rabbit", "task": "t", "queue": unique("nq")}
+    to = {"type": "celery", "connection": "rabbit", "task": "tests.record_letter", "queue": queue}
+    body = {"payload": json.dumps([results]), "at": AT, "target": broken, "deadLetter": to}
+    with celery_worker(brokers["rabbit"], queue):
+        response = client.post("/schedules", json=body)
+        assert response.status_code == 201, response.get_json()
+        job_id = response.get_json()["jobId"]
+        clock.advance(1)
+        dispatcher = make_dispatcher()
+        dispatcher.step()  # the run dies at once: no such queue
+        assert dispatcher.deliver_due() == 1  # its dead letter, a run of its own
+        runs = {r["deadLetter"]: r for r in client.get(f"/schedules/{job_id}/runs").get_json()}
+        assert runs[True]["status"] == "delivered", runs[True]
+        [entry] = map(json.loads, wait_for(lambda: redis_client.lrange(results, 0, -1)))
+    redis_client.delete(results)
+    assert entry["id"] == runs[True]["runId"]
+    letter = entry["letter"]
+    assert letter["runId"] == runs[False]["runId"] and letter["jobId"] == job_id
+    assert letter["payload"] == json.dumps([results]) and "no queue named" in letter["lastError"]

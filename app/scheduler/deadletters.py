@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.instants import format_instant
 from app.models import Run
+from app.targets import celery
 from app.targets.base import Delivery
 
 runs = Run.__table__
@@ -47,19 +48,22 @@ class Dead:
 
 
 def message(dead: Dead) -> str:
+    """The dead letter's payload: the letter as JSON; to a Celery task, as its argument (a
+    task's payload is its arguments)."""
     d = dead.delivery
-    return json.dumps(
-        {
-            "payload": d.payload,
-            "runId": d.run_id,
-            "jobId": d.job_id,
-            "attempts": d.attempt,
-            "lastError": dead.error,
-            "lastStatus": dead.status,
-            "scheduledFor": format_instant(d.scheduled_for),
-            "firedAt": format_instant(dead.fired_at),
-        }
-    )
+    letter = {
+        "payload": d.payload,
+        "runId": d.run_id,
+        "jobId": d.job_id,
+        "attempts": d.attempt,
+        "lastError": dead.error,
+        "lastStatus": dead.status,
+        "scheduledFor": format_instant(d.scheduled_for),
+        "firedAt": format_instant(dead.fired_at),
+    }
+    if dead.to.target.get("type") == "celery":
+        return celery.as_one_argument(letter)
+    return json.dumps(letter)
 
 
 def write(conn: Connection, found: Sequence[Dead], now: datetime) -> int:

@@ -4,7 +4,7 @@ consuming that queue runs it. The task id is the run id: a repeat of the run is 
 task id, which is what Celery's own de-duplication (and result backend) go by.
 
 The payload is the task's arguments as JSON: {"args": [...], "kwargs": {...}} (either may
-be left out) or a bare array of args.
+be left out) or a bare array of args. A dead letter goes to its task as its one argument.
 
 kombu is blocking, so calls go out on a small thread pool, each with a connection of the
 connection's pool. On RabbitMQ, publisher confirms make the broker's ack the success, and
@@ -57,6 +57,11 @@ def task_arguments(payload: str) -> tuple[list[Any], dict[str, Any]]:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError(shape)
     return args, kwargs
+
+
+def as_one_argument(value: Any) -> str:
+    """A payload that hands `value` to the task as its one argument (a dead letter)."""
+    return json.dumps({"args": [value]})
 
 
 def task_message(d: Delivery) -> tuple[list[Any], dict[str, Any]]:

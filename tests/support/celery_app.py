@@ -26,3 +26,11 @@ RESULTS = os.environ.get("CELERY_TEST_RESULTS", "redis://127.0.0.1:6379/0")
 def record(self: Any, key: str, *args: Any, **kwargs: Any) -> None:
     entry = {"id": self.request.id, "args": list(args), "kwargs": kwargs}
     redis.Redis.from_url(RESULTS).rpush(key, json.dumps(entry))
+
+
+@app.task(name="tests.record_letter", bind=True)
+def record_letter(self: Any, letter: dict[str, Any]) -> None:
+    """A dead letter task: its one argument is the letter; it writes to the list the dead
+    run's payload (its args) named first."""
+    key = json.loads(letter["payload"])[0]
+    redis.Redis.from_url(RESULTS).rpush(key, json.dumps({"id": self.request.id, "letter": letter}))
