@@ -378,16 +378,19 @@ def kill_round_robin(
     every: float = 2.0,
 ) -> list[Kill]:
     """Round-robin kill -9 of one dispatcher about every `every` s, restarting it at once,
-    until `done`. Each kill waits up to 1.5 s more for `aim(victim)` (e.g. inside a
-    transaction), so that kills land mid-work rather than while the victim sleeps."""
+    until `done`. Each kill waits for its victim to be up (on a slow machine a start takes
+    seconds: kills of processes still starting would stall the burst and test nothing),
+    then up to 1.5 s more for `aim(victim)` (e.g. inside a transaction), so that kills land
+    mid-work rather than while the victim sleeps."""
     kills: list[Kill] = []
     deadline = time.monotonic() + DRAIN
     wait_for(lambda: fired(engine) > 0, STARTUP, group)  # the burst has begun
     for slot in itertools.cycle(range(len(group.procs))):
         due = time.monotonic() + every
+        victim, aimed = group.names[slot], False
         while not done() and time.monotonic() < due:
             time.sleep(0.05)
-        victim, aimed = group.names[slot], False
+        wait_for(lambda: done() or listening(engine, [victim]), STARTUP, group)  # noqa: B023
         while not done() and time.monotonic() < due + 1.5:
             if aim(victim):
                 aimed = True
@@ -403,7 +406,6 @@ def kill_round_robin(
         # The runs it held leased: the only ones that may now be delivered a second time.
         kills.append(Kill(victim, before, aimed, in_flight(victim) if in_flight else set()))
         group.restart(slot)
-        group.check_alive()
     raise AssertionError("unreachable")
 
 
