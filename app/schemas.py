@@ -465,7 +465,11 @@ class TimingFields(Strict):
     maxRuns: Annotated[StrictInt | None, Field(ge=1, le=1_000_000_000)] = None
     rrule: Annotated[
         StrictStr | None,
-        Field(max_length=500, description="RFC 5545 RRULE, for recurring=rrule; DTSTART is at"),
+        Field(
+            max_length=500,
+            description="RFC 5545 RRULE, for recurring=rrule; DTSTART is at (absent: the first "
+            "whole minute from when the job is saved)",
+        ),
     ] = None
     exclude: ExcludeIn | None = None
     onExcluded: Literal["skip", "next-business-day"] | None = Field(

@@ -188,11 +188,18 @@ def test_get_preview_takes_an_rrule_and_a_stored_job_previews(
     assert missing.status_code == 404
 
 
-def test_an_rrule_without_at_starts_when_created(client: FlaskClient, clock: ManualClock) -> None:
-    clock.set(datetime(2026, 5, 5, 10, 11, 12, tzinfo=UTC))
+def test_an_rrule_without_at_starts_at_the_minute_after_it_is_created(
+    client: FlaskClient, clock: ManualClock
+) -> None:
+    """DTSTART is the first whole minute from creation: its seconds would be every time's."""
+    clock.set(datetime(2026, 5, 5, 10, 11, 12, 345000, tzinfo=UTC))
     body = {"payload": "x", "recurring": "rrule", "rrule": "FREQ=HOURLY;INTERVAL=2"}
     job = client.post("/schedules", json=body).get_json()
-    assert job["at"] == "2026-05-05T10:11:12Z"
-    assert job["nextRunAt"] == "2026-05-05T10:11:12Z"  # DTSTART is the rule's first time
+    assert job["at"] == "2026-05-05T10:12:00Z"
+    assert job["nextRunAt"] == "2026-05-05T10:12:00Z"  # DTSTART is the rule's first time
     upcoming = client.get(f"/schedules/{job['jobId']}/preview?count=2").get_json()["times"]
-    assert [t["utc"] for t in upcoming] == ["2026-05-05T12:11:12Z", "2026-05-05T14:11:12Z"]
+    assert [t["utc"] for t in upcoming] == ["2026-05-05T10:12:00Z", "2026-05-05T12:12:00Z"]
+    at_nine = body | {"rrule": "FREQ=DAILY;BYHOUR=9;BYMINUTE=0"}
+    assert client.post("/schedules", json=at_nine).get_json()["nextRunAt"] == "2026-05-06T09:00:00Z"
+    clock.set(datetime(2026, 5, 5, 10, 13, tzinfo=UTC))  # on a whole minute: that minute
+    assert client.post("/schedules", json=body).get_json()["at"] == "2026-05-05T10:13:00Z"

@@ -139,11 +139,12 @@ def test_dtstart_is_at_and_need_not_be_an_occurrence():
     ]
 
 
-def test_without_at_the_rule_starts_when_it_is_made():
+def test_without_at_the_rule_starts_at_the_first_whole_minute_from_when_it_is_made():
     created = datetime(2026, 5, 5, 10, 11, 12, 500, tzinfo=UTC)
     timing = make_timing(recurring="rrule", rrule="FREQ=HOURLY", created=created)
-    assert timing.first_at == created.replace(microsecond=0)
-    assert next_fire(timing, created) == datetime(2026, 5, 5, 11, 11, 12, tzinfo=UTC)
+    assert timing.first_at == datetime(2026, 5, 5, 10, 12, tzinfo=UTC)
+    assert next_fire(timing, created) == datetime(2026, 5, 5, 10, 12, tzinfo=UTC)
+    assert next_fire(timing, timing.first_at) == datetime(2026, 5, 5, 11, 12, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

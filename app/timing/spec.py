@@ -267,7 +267,11 @@ def _first_at(
     if at is not None:
         return parse_instant(at, "at").replace(microsecond=0)
     if recurring == "rrule" and created is not None:
-        return created.astimezone(UTC).replace(microsecond=0)  # the rule's DTSTART
+        # The rule's DTSTART: the first whole minute from when the job is saved. Its seconds
+        # would be every occurrence's (BYSECOND defaults to DTSTART's): 09:00 at 09:00:25.
+        start = created.astimezone(UTC)
+        minute = start.replace(second=0, microsecond=0)
+        return minute if minute == start else minute + timedelta(minutes=1)
     if recurring != "cron":
         raise TimingError("minute", "minute (or at) is required: it says when the job first fires")
     return None

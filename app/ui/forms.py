@@ -395,7 +395,7 @@ def timing_fields(form: JobForm, now: datetime) -> dict[str, Any]:
         if form.at.strip():
             data["at"] = _instant_text(form.at, zone, "at", errors)
         elif kind == "rrule":
-            pass  # no start given: the rule starts when the job is saved
+            pass  # no start given: the rule starts at the minute after the job is saved
         elif kind == "interval":
             data["at"] = format_instant(now)  # no start given: the first run is now
         else:
