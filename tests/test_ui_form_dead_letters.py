@@ -325,3 +325,12 @@ def test_a_dead_letter_webhook_keeps_its_secret_unseen_when_saved_unchanged(
     saved_job(client, response)
     with app.app_context():
         assert jobs.get_job(job["jobId"]).dead_letter["secret"] == own
+
+
+def test_each_id_on_the_form_is_its_own(client: FlaskClient) -> None:
+    job = create(client, target={"type": "webhook", "url": "http://127.0.0.1:9/a"},
+                 deadLetter={"type": "webhook", "url": "http://127.0.0.1:9/b"})  # fmt: skip
+    for url in ("/ui/jobs/new", f"/ui/jobs/{job['jobId']}/edit"):
+        found = re.findall(r'\bid="([^"]+)"', text(client.get(url)))
+        assert len(found) > 100
+        assert sorted(name for name in set(found) if found.count(name) > 1) == [], url
