@@ -407,7 +407,7 @@ def test_once_completed_delete_from_the_form_and_kept_on_edit(client: FlaskClien
 
 
 def test_a_dead_letter_target_from_the_form_kept_when_not_sent(client: FlaskClient) -> None:
-    data = form_data(client, dead_letter_type="queue", dead_letter_queue="dlq")
+    data = form_data(client, dead_letter_type="queue", dead_letter_queue_name="dlq")
     job = saved_job(client, client.post("/ui/jobs/new", data=data))
     assert job["deadLetter"] == {"type": "queue", "name": "dlq"}
     page = text(client.get(f"/ui/jobs/{job['jobId']}"))
@@ -418,10 +418,10 @@ def test_a_dead_letter_target_from_the_form_kept_when_not_sent(client: FlaskClie
     response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=form_data(client, name="x"))
     assert saved_job(client, response)["deadLetter"] == {"type": "queue", "name": "dlq"}
     url = "http://127.0.0.1:9/dead"
-    sent = form_data(client, dead_letter_type="webhook", dead_letter_url=url)
+    sent = form_data(client, dead_letter_type="webhook", dead_letter_webhook_url=url)
     response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=sent)
     assert saved_job(client, response)["deadLetter"]["url"] == url
-    none = form_data(client, dead_letter_type="none", dead_letter_url=url)
+    none = form_data(client, dead_letter_type="none", dead_letter_webhook_url=url)
     response = client.post(f"/ui/jobs/{job['jobId']}/edit", data=none)
     assert saved_job(client, response)["deadLetter"] is None
 
@@ -432,10 +432,11 @@ def test_a_bad_dead_letter_url_is_shown_on_its_field(client: FlaskClient) -> Non
         ("webhook", "ftp://example.com/x", "http(s) URL"),
         ("sqs", "not a url", ""),
     ]:
-        data = form_data(client, dead_letter_type=kind, dead_letter_url=url)
+        name = f"dead_letter_{kind}_url"
+        data = form_data(client, dead_letter_type=kind, **{name: url})
         response = client.post("/ui/jobs/new", data=data)
         assert response.status_code == 422, (kind, url)
-        assert words in element(text(response), "error-dead_letter_url"), (kind, url)
+        assert words in element(text(response), f"error-{name}"), (kind, url)
 
 
 def test_run_rows_show_where_a_dead_letter_went(client: FlaskClient, app: Flask) -> None:

@@ -4,16 +4,20 @@ connection is a name from CONNECTIONS, chosen in a select that shows names only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from app.ui.forms import JobForm
+from collections.abc import Mapping
+from typing import Any
 
 KINDS = ("redis", "amqp", "nats", "celery", "sns", "eventbridge")
+# Their form fields, unprefixed (the dead letter section's are prefixed: app.ui.forms).
+FIELDS = (
+    "connection", "redis_kind", "redis_key", "redis_max_len", "amqp_exchange",
+    "amqp_routing_key", "nats_subject", "celery_task", "celery_queue", "sns_topic",
+    "aws_region", "eb_bus", "eb_source", "eb_detail_type",
+)  # fmt: skip
 
 
 def fields_of(target: dict[str, Any]) -> dict[str, str]:
-    """The form's fields for a job's target (empty for another kind)."""
+    """The form's fields for a job's target (empty for another kind), unprefixed."""
     kind = target.get("type")
     if kind not in KINDS:
         return {}
@@ -37,38 +41,40 @@ def fields_of(target: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def target_of(form: JobForm, calls: Any, errors: dict[str, str]) -> dict[str, Any]:
-    """The target the form names; the API's model checks it (and names its fields)."""
+def target_of(
+    kind: str, values: Mapping[str, str | None], prefix: str, calls: Any, errors: dict[str, str]
+) -> dict[str, Any]:
+    """The target one section of the form names, from its fields by unprefixed name (None:
+    not sent); the API's model checks it (and names its fields), errors name prefix + field.
+    `calls`: its maxInFlight, or KEEP for none."""
     from app.ui.forms import KEEP, _integer
 
-    kind = form.target_type
+    def text(name: str) -> str:
+        return (values.get(name) or "").strip()
 
-    def text(value: str | None) -> str:
-        return (value or "").strip()
-
-    values: dict[str, Any] = {"type": kind}
+    target: dict[str, Any] = {"type": kind}
     if kind in ("redis", "amqp", "nats", "celery"):
-        values["connection"] = text(form.connection)
+        target["connection"] = text("connection")
     if kind == "redis":
-        key = "list" if form.redis_kind == "list" else "stream"
-        values[key] = text(form.redis_key)
+        key = "list" if values.get("redis_kind") == "list" else "stream"
+        target[key] = text("redis_key")
         if key == "stream":
-            values["maxLen"] = _integer(
-                form.redis_max_len or "", "redis_max_len", errors, "a whole number"
+            target["maxLen"] = _integer(
+                text("redis_max_len"), prefix + "redis_max_len", errors, "a whole number"
             )
     elif kind == "amqp":
-        values |= {"exchange": text(form.amqp_exchange), "routingKey": text(form.amqp_routing_key)}
+        target |= {"exchange": text("amqp_exchange"), "routingKey": text("amqp_routing_key")}
     elif kind == "nats":
-        values["subject"] = text(form.nats_subject)
+        target["subject"] = text("nats_subject")
     elif kind == "celery":
-        values |= {"task": text(form.celery_task), "queue": text(form.celery_queue) or None}
+        target |= {"task": text("celery_task"), "queue": text("celery_queue") or None}
     elif kind == "sns":
-        values |= {"topicArn": text(form.sns_topic), "region": text(form.aws_region) or None}
+        target |= {"topicArn": text("sns_topic"), "region": text("aws_region") or None}
     else:
-        values |= {
-            "eventBus": text(form.eb_bus), "source": text(form.eb_source),
-            "detailType": text(form.eb_detail_type), "region": text(form.aws_region) or None,
+        target |= {
+            "eventBus": text("eb_bus"), "source": text("eb_source"),
+            "detailType": text("eb_detail_type"), "region": text("aws_region") or None,
         }  # fmt: skip
     if calls is not KEEP:
-        values["maxInFlight"] = calls
-    return {key: value for key, value in values.items() if value is not None}
+        target["maxInFlight"] = calls
+    return {key: value for key, value in target.items() if value is not None}

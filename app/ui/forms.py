@@ -48,12 +48,16 @@ TARGET_TYPES = {
 }  # fmt: skip
 REDIS_KEYS = {"stream": "Stream (XADD)", "list": "List (LPUSH)"}
 WEBHOOK_METHODS: tuple[str, ...] = get_args(WebhookTarget.model_fields["method"].annotation)
-DEAD_LETTER_TYPES = {
-    "none": "None",
-    "queue": "Built-in queue",
-    "webhook": "Webhook URL",
-    "sqs": "SQS queue URL",
-}
+# A dead letter target is any target (or none): its fields are the target's, prefixed.
+DEAD_LETTER_TYPES = {"none": "None", **TARGET_TYPES}
+DEAD_LETTER_PREFIX = "dead_letter_"
+# A target's form fields (unprefixed), as _target_fields.html shows them for the job's target
+# and, each prefixed with DEAD_LETTER_PREFIX, for its dead letter target.
+TARGET_FORM_FIELDS = (
+    "queue_name", "sqs_url", "sqs_region", "sqs_group", "webhook_url", "webhook_method",
+    "webhook_headers", "webhook_timeout", "webhook_secret", "max_in_flight",
+    *brokerform.FIELDS,
+)  # fmt: skip
 ON_COMPLETE = {"keep": "Keep it (pruned after the retention days)", "delete": "Delete it"}
 MISFIRE_POLICIES = {
     "coalesce": "Fire once for all it missed",
@@ -112,8 +116,9 @@ _TARGET_FIELDS = {
     "detailType": "eb_detail_type",
 }
 _AWS_TYPES = ("sns", "eventbridge")  # their region is aws_region, SQS's sqs_region
-_DEAD_LETTER_FIELDS = {"name": "dead_letter_queue", "url": "dead_letter_url",
-                       "queueUrl": "dead_letter_url"}  # fmt: skip
+# API field -> (form field prefix, the field of its type): a target's errors go to its section.
+_TARGET_SECTIONS = {"target": ("", "target_type"),
+                    "deadLetter": (DEAD_LETTER_PREFIX, "dead_letter_type")}  # fmt: skip
 _RETRY_FIELDS = {
     "attempts": "attempts",
     "backoff": "backoff",
@@ -185,11 +190,11 @@ class JobForm:
     max_catch_up: str = ""
     window: str | None = None  # a flexible window, seconds; None: not sent, kept
     on_complete: str | None = None  # None: not sent, the job keeps its choice
-    # Where dead runs are told of: a DEAD_LETTER_TYPES key and its queue name or URL;
-    # None: not sent, the job keeps its dead letter target.
+    # Where dead runs are told of: a DEAD_LETTER_TYPES key; None: not sent, the job keeps
+    # its dead letter target. Its fields: TARGET_FORM_FIELDS (unprefixed) as sent, each
+    # named dead_letter_<field> in the form; one absent was not sent.
     dead_letter_type: str | None = None
-    dead_letter_queue: str | None = None
-    dead_letter_url: str | None = None
+    dead_letter_target: dict[str, str] = field(default_factory=dict)
     labels: str | None = None  # one "key: value" a line; None: not sent, kept
     # A checkbox sends nothing when unticked: the hidden template_sent says it was on the
     # page. None: not on the page, the job keeps its choice.
@@ -201,10 +206,13 @@ class JobForm:
         """Read a submitted form (or query string); absent fields keep their defaults."""
         form = cls(timezone=default_zone)
         for item in fields(cls):
-            if item.name in _TICKED:
+            if item.name in _TICKED or item.name == "dead_letter_target":
                 continue
             if item.name in values:
                 setattr(form, item.name, str(values[item.name]))
+        for name in TARGET_FORM_FIELDS:
+            if DEAD_LETTER_PREFIX + name in values:
+                form.dead_letter_target[name] = str(values[DEAD_LETTER_PREFIX + name])
         form.paused = _ticked(values, "paused")
         if "template_sent" in values:
             form.template = _ticked(values, "template")
@@ -220,9 +228,8 @@ class JobForm:
     @classmethod
     def from_job(cls, job: Job) -> JobForm:
         zone = job.timezone
-        target = job.target or {}
         retry = job.retry or {}
-        headers = target.get("headers") or {}
+        dead_letter = job.dead_letter or {}
         when = job.recurring if job.recurring != "none" else "at"
         return cls(
             name=job.name or "",
@@ -233,18 +240,8 @@ class JobForm:
             timezone=zone,
             interval=str(job.interval or ""),
             cron=job.cron or "",
-            target_type=str(target.get("type", "queue")),
-            queue_name=str(target.get("name", "default")),
-            sqs_url=str(target.get("queueUrl", "")),
-            webhook_url=str(target.get("url", "")),
-            webhook_method=str(target.get("method", "POST")),
-            sqs_region=str(target.get("region") or ""),
-            sqs_group=str(target.get("messageGroupId") or ""),
-            webhook_headers="".join(f"{name}: {value}\n" for name, value in headers.items()),
-            webhook_timeout=_number_text(target.get("timeout")),
-            webhook_secret="",  # never shown again: empty keeps it
-            max_in_flight=_number_text(target.get("maxInFlight")),
-            **brokerform.fields_of(target),
+            target_type=str((job.target or {}).get("type", "queue")),
+            **target_form_values(job.target or {}),
             attempts=_number_text(retry.get("attempts")),
             backoff=_number_text(retry.get("backoff")),
             max_backoff=_number_text(retry.get("maxBackoff")),
@@ -256,19 +253,29 @@ class JobForm:
             max_catch_up=str(job.max_catch_up or ""),
             window=str(job.window or ""),
             on_complete=job.on_complete,
-            **_dead_letter_fields(job.dead_letter),
+            dead_letter_type=str(dead_letter.get("type", "none")),
+            dead_letter_target=target_form_values(dead_letter) if dead_letter else {},
             labels="".join(f"{key}: {value}\n" for key, value in (job.labels or {}).items()),
             template=job.template,
             paused=job.status == "paused",
         )
+
+    def target_values(self, prefix: str) -> dict[str, str | None]:
+        """One target section's fields by their unprefixed names: the job's target ("") or
+        its dead letter target (DEAD_LETTER_PREFIX); None: not sent."""
+        if prefix == DEAD_LETTER_PREFIX:
+            return {name: self.dead_letter_target.get(name) for name in TARGET_FORM_FIELDS}
+        return {name: getattr(self, name) for name in TARGET_FORM_FIELDS}
 
     def query(self) -> dict[str, str]:
         """The values as a query string would carry them (for links and tests)."""
         values = {
             key: str(value)
             for key, value in asdict(self).items()
-            if key not in _TICKED and value is not None
+            if key not in (*_TICKED, "dead_letter_target") and value is not None
         }
+        for name, value in self.dead_letter_target.items():
+            values[DEAD_LETTER_PREFIX + name] = value
         if self.paused:
             values["paused"] = "on"
         if self.template is not None:
@@ -347,12 +354,22 @@ FIELD_LABELS = {
     "window": "Flexible window",
     "on_complete": "Once completed",
     "dead_letter_type": "Dead letters",
-    "dead_letter_queue": "Dead letter queue name",
-    "dead_letter_url": "Dead letter URL",
     "labels": "Labels",
     "template": "Fill placeholders at delivery",
     "paused": "Paused",
     "form": "Job",
+}
+FIELD_LABELS |= {
+    "connection": "Connection", "redis_key": "Key", "redis_max_len": "Stream length cap",
+    "amqp_exchange": "Exchange", "amqp_routing_key": "Routing key", "nats_subject": "Subject",
+    "celery_task": "Task name", "celery_queue": "Queue", "sns_topic": "Topic ARN",
+    "aws_region": "Region", "eb_bus": "Event bus", "eb_source": "Source",
+    "eb_detail_type": "Detail type",
+}  # fmt: skip
+FIELD_LABELS |= {
+    DEAD_LETTER_PREFIX + name: f"Dead letters: {FIELD_LABELS[name]}"
+    for name in TARGET_FORM_FIELDS
+    if name in FIELD_LABELS
 }
 
 
@@ -448,7 +465,7 @@ def job_in(form: JobForm, now: datetime, old: Job | None = None) -> JobIn:
         data["maxCatchUp"] = catch_up
     data["onComplete"] = form.on_complete or (old.on_complete if old else "keep")
     data["template"] = form.template if form.template is not None else bool(old and old.template)
-    dead_letter = _dead_letter(form, old.dead_letter if old else None)
+    dead_letter = _dead_letter(form, old.dead_letter if old else None, errors)
     if dead_letter is not None:
         data["deadLetter"] = dead_letter
     labels = _labels(form.labels, errors)
@@ -502,83 +519,103 @@ def errors_of(error: Invalid) -> dict[str, str]:
 def form_field(api_field: str) -> str:
     """The form field that shows an API field's error ("target.webhook.url" -> webhook_url)."""
     parts = api_field.split(".")
-    if parts[0] == "target":  # target.url, target.webhook.headers.X-Name, ...
-        if parts[-1] == "region" and any(kind in parts for kind in _AWS_TYPES):
-            return "aws_region"
-        named = [_TARGET_FIELDS[part] for part in parts[1:] if part in _TARGET_FIELDS]
-        return named[0] if named else "target_type"
+    if parts[0] in _TARGET_SECTIONS:  # target.url, deadLetter.webhook.headers.X-Name, ...
+        prefix, type_field = _TARGET_SECTIONS[parts[0]]
+        rest = parts[1:]
+        kind = rest[0] if len(rest) > 1 and rest[0] in TARGET_TYPES else None
+        if kind:
+            rest = rest[1:]  # the type's tag, not a field (target.queue.name, target.celery.queue)
+        if rest[-1:] == ["region"] and kind in _AWS_TYPES:
+            return prefix + "aws_region"
+        named = [_TARGET_FIELDS[part] for part in rest if part in _TARGET_FIELDS]
+        return prefix + named[0] if named else type_field
     if parts[0] == "retry":
         return _RETRY_FIELDS.get(parts[-1], "attempts")
-    if parts[0] == "deadLetter":
-        return _DEAD_LETTER_FIELDS.get(parts[-1], "dead_letter_type")
     return calendar_form.form_field(parts) or _API_FIELDS.get(parts[0], "form")
 
 
-def _target(form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]) -> dict[str, Any]:
-    """The target the form names. What the form leaves out is kept from the job's target
-    when its type stays the same (the secret always is, unless a new one is typed in)."""
-    kind = form.target_type
-    if kind == "queue":
-        return {"type": "queue", "name": form.queue_name.strip() or "default"}
-    calls = _sent_integer(form.max_in_flight, "max_in_flight", errors, "a whole number of calls")
-    if kind in brokerform.KINDS:
-        return brokerform.target_of(form, calls, errors)
-    if kind not in ("sqs", "webhook"):
-        return {"type": kind}
-    kept = {k: v for k, v in (old or {}).items() if k != "secret"}
-    if kept.get("type") != kind:
-        kept = {}
-    if kind == "sqs":
-        return _merged(
-            kept,
-            type="sqs",
-            queueUrl=form.sqs_url.strip(),
-            region=_sent_text(form.sqs_region),
-            messageGroupId=_sent_text(form.sqs_group),
-            maxInFlight=calls,
-        )
-    return _merged(
-        kept,
-        type="webhook",
-        url=form.webhook_url.strip(),
-        method=form.webhook_method if form.webhook_method in WEBHOOK_METHODS else "POST",
-        headers=_headers(form.webhook_headers, errors),
-        timeout=_sent_number(form.webhook_timeout, "webhook_timeout", errors),
-        secret=_sent_text(form.webhook_secret) or KEEP,  # empty: the job's, or a new one
-        maxInFlight=calls,
-    )
-
-
-def _dead_letter_fields(target: dict[str, Any] | None) -> dict[str, str]:
-    """The form's dead letter fields for a job's dead letter target."""
-    if not target:
-        return {"dead_letter_type": "none", "dead_letter_queue": "", "dead_letter_url": ""}
-    kind = str(target.get("type"))
-    url = target.get("url") if kind == "webhook" else target.get("queueUrl")
+def target_form_values(target: dict[str, Any]) -> dict[str, str]:
+    """A target's form fields (TARGET_FORM_FIELDS, unprefixed), for either section."""
+    headers = target.get("headers") or {}
     return {
-        "dead_letter_type": kind,
-        "dead_letter_queue": str(target.get("name", "")) if kind == "queue" else "",
-        "dead_letter_url": str(url or ""),
+        "queue_name": str(target.get("name", "default")),
+        "sqs_url": str(target.get("queueUrl", "")),
+        "webhook_url": str(target.get("url", "")),
+        "webhook_method": str(target.get("method", "POST")),
+        "sqs_region": str(target.get("region") or ""),
+        "sqs_group": str(target.get("messageGroupId") or ""),
+        "webhook_headers": "".join(f"{name}: {value}\n" for name, value in headers.items()),
+        "webhook_timeout": _number_text(target.get("timeout")),
+        "webhook_secret": "",  # never shown again: empty keeps it
+        "max_in_flight": _number_text(target.get("maxInFlight")),
+        **brokerform.fields_of(target),
     }
 
 
-def _dead_letter(form: JobForm, old: dict[str, Any] | None) -> dict[str, Any] | None:
+def _target(form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]) -> dict[str, Any]:
+    """The job's target, from the form's target section."""
+    return target_of(form.target_type, form.target_values(""), "", old, errors)
+
+
+def _dead_letter(
+    form: JobForm, old: dict[str, Any] | None, errors: dict[str, str]
+) -> dict[str, Any] | None:
     """The dead letter target the form names (None: none, or the service's default). Not
-    sent, the job's is kept; what the form does not show (a webhook's headers, secret) is
-    kept from the job's when its type stays the same."""
+    sent, the job's is kept; otherwise it is read as the target is, from its own fields."""
     kind = form.dead_letter_type
     if kind is None:
         return old
     if kind == "none":
         return None
+    values = form.target_values(DEAD_LETTER_PREFIX)
+    return target_of(kind, values, DEAD_LETTER_PREFIX, old, errors)
+
+
+def target_of(
+    kind: str,
+    values: Mapping[str, str | None],
+    prefix: str,
+    old: dict[str, Any] | None,
+    errors: dict[str, str],
+) -> dict[str, Any]:
+    """The target one section of the form names: `values` are its fields by unprefixed name
+    (None: not sent), errors are keyed by prefix + field. What the form leaves out is kept
+    from the job's target `old` when its type stays the same (a webhook's secret too, by the
+    store, unless a new one is typed in)."""
     if kind == "queue":
-        return {"type": "queue", "name": (form.dead_letter_queue or "").strip() or "default"}
-    if kind not in ("webhook", "sqs"):
+        return {"type": "queue", "name": (values["queue_name"] or "").strip() or "default"}
+    calls = _sent_integer(
+        values["max_in_flight"], prefix + "max_in_flight", errors, "a whole number of calls"
+    )
+    kept = {k: v for k, v in (old or {}).items() if k != "secret"}
+    if kept.get("type") != kind:
+        kept = {}
+    if kind in brokerform.KINDS:
+        if calls is KEEP:
+            calls = kept.get("maxInFlight", KEEP)
+        return brokerform.target_of(kind, values, prefix, calls, errors)
+    if kind not in ("sqs", "webhook"):
         return {"type": kind}  # the API's own error names it
-    kept = dict(old) if old and old.get("type") == kind else {}
-    address = (form.dead_letter_url or "").strip()
-    return kept | ({"type": kind, "url": address} if kind == "webhook" else
-                   {"type": kind, "queueUrl": address})  # fmt: skip
+    if kind == "sqs":
+        return _merged(
+            kept,
+            type="sqs",
+            queueUrl=(values["sqs_url"] or "").strip(),
+            region=_sent_text(values["sqs_region"]),
+            messageGroupId=_sent_text(values["sqs_group"]),
+            maxInFlight=calls,
+        )
+    method = values["webhook_method"]
+    return _merged(
+        kept,
+        type="webhook",
+        url=(values["webhook_url"] or "").strip(),
+        method=KEEP if method is None else method if method in WEBHOOK_METHODS else "POST",
+        headers=_headers(values["webhook_headers"], prefix + "webhook_headers", errors),
+        timeout=_sent_number(values["webhook_timeout"], prefix + "webhook_timeout", errors),
+        secret=_sent_text(values["webhook_secret"]) or KEEP,  # empty: the job's, or a new one
+        maxInFlight=calls,
+    )
 
 
 def _retry(
@@ -623,9 +660,9 @@ def _sent_number(value: str | None, name: str, errors: dict[str, str]) -> Any:
     return KEEP if value is None else _number(value, name, errors)
 
 
-def _headers(text: str | None, errors: dict[str, str]) -> Any:
+def _headers(text: str | None, name: str, errors: dict[str, str]) -> Any:
     """`Name: value` lines as the API's headers; an error names the line at fault."""
-    return _pairs(text, "webhook_headers", check_header, errors)
+    return _pairs(text, name, check_header, errors)
 
 
 def _labels(text: str | None, errors: dict[str, str]) -> Any:
