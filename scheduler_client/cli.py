@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from scheduler_client import crontab, transfer
@@ -105,13 +106,19 @@ def labels_of(pairs: Sequence[str] | None) -> dict[str, str]:
     return labels
 
 
-def spec_of(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
-    """A job's fields: --file or --spec (the API's JSON), then the flags over them."""
-    spec = dict(base)
+def whole_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """A job as the API's JSON, from --file (- for stdin) then --spec over it."""
+    spec: dict[str, Any] = {}
     if args.file:
         spec |= json_object(sys.stdin.read() if args.file == "-" else read_file(args.file))
     if args.spec:
         spec |= json_object(args.spec)
+    return spec
+
+
+def spec_of(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
+    """A job's fields: --file or --spec (the API's JSON), then the flags over them."""
+    spec = dict(base) | whole_spec(args)
     flags = {
         "payload": args.payload, "at": args.at, "minute": args.minute, "timezone": args.timezone,
         "cron": args.cron, "interval": args.interval, "name": args.name,
@@ -241,19 +248,40 @@ def runs_retry(client: Client, args: argparse.Namespace) -> None:
 
 
 def preview(client: Client, args: argparse.Namespace) -> None:
-    recurring = args.recurring or ("cron" if args.cron else "interval" if args.interval else "none")
-    shown = client.preview(
-        recurring, at=args.at, minute=args.minute, cron=args.cron, interval=args.interval,
-        timezone=args.timezone, after=args.after, count=args.count,
-    )  # fmt: skip
+    if args.job:
+        shown = client.preview_job(args.job, count=args.count, explain=args.explain)
+    elif args.spec or args.file:  # a whole job's JSON: its exclusions, dst and window too
+        spec = whole_spec(args)
+        timing = {"at": args.at, "minute": args.minute, "cron": args.cron, "rrule": args.rrule,
+                  "interval": args.interval, "timezone": args.timezone,
+                  "recurring": args.recurring}  # fmt: skip
+        spec |= {key: value for key, value in timing.items() if value is not None}
+        shown = client.preview_spec(spec, after=args.after, count=args.count, explain=args.explain)
+    else:
+        shown = client.preview(
+            args.recurring or _recurring_of(args), at=args.at, minute=args.minute, cron=args.cron,
+            interval=args.interval, rrule=args.rrule, timezone=args.timezone, after=args.after,
+            count=args.count, explain=args.explain,
+        )  # fmt: skip
     data = {"description": shown.description, "timezone": shown.timezone,
-            "times": [{"utc": t.utc, "local": t.local} for t in shown.times]}  # fmt: skip
+            "times": [asdict(t) for t in shown.times]}  # fmt: skip
 
     def human() -> str:
-        rows = [(t.utc, t.local) for t in shown.times]
-        return f"{shown.description}\n\n" + table(["UTC", f"LOCAL ({shown.timezone})"], rows)
+        rows = [(t.utc, t.local, _note_of(t.skipped, t.explain or t.notes)) for t in shown.times]
+        headers = ["UTC", f"LOCAL ({shown.timezone})", "NOTE"]
+        return f"{shown.description}\n\n" + table(headers, rows)
 
     emit(args, data, human)
+
+
+def _recurring_of(args: argparse.Namespace) -> str:
+    flags = (("cron", args.cron), ("interval", args.interval), ("rrule", args.rrule))
+    return next((kind for kind, value in flags if value), "none")
+
+
+def _note_of(skipped: bool, notes: Sequence[str]) -> str:
+    words = "; ".join(notes)
+    return f"skipped: {words}" if skipped else words or "-"
 
 
 def queue_receive(client: Client, args: argparse.Namespace) -> None:
@@ -467,12 +495,18 @@ def build_parser() -> argparse.ArgumentParser:
     command(runs, "retry", runs_retry, "retry dead runs").add_argument("run_ids", nargs="+")
 
     previewing = command(groups, "preview", preview, "the next times of a rule, in words")
-    previewing.add_argument("--recurring", choices=["none", "daily", "weekly", "interval", "cron"])
-    for name in ("--at", "--cron", "--timezone", "--after"):
+    previewing.add_argument(
+        "--recurring", choices=["none", "daily", "weekly", "interval", "cron", "rrule"]
+    )
+    for name in ("--at", "--cron", "--rrule", "--timezone", "--after"):
         previewing.add_argument(name)
     previewing.add_argument("--minute", type=int)
     previewing.add_argument("--interval", type=int)
     previewing.add_argument("--count", type=int, default=5)
+    previewing.add_argument("--explain", action="store_true", help="each note in words")
+    previewing.add_argument("--job", help="a stored job's next times")
+    previewing.add_argument("--spec", help="a whole job as the API's JSON (exclude, dst, …)")
+    previewing.add_argument("--file", help="the same from a file (- for stdin)")
 
     queue = groups.add_parser("queue", help="the built-in queue").add_subparsers(
         dest="command", required=True

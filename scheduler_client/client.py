@@ -237,16 +237,41 @@ class Client:
         start_at: str | None = None,
         end_at: str | None = None,
         max_runs: int | None = None,
+        rrule: str | None = None,
         after: str | None = None,
         count: int | None = None,
+        explain: bool = False,
     ) -> Preview:
-        """The next times of a rule after `after` (default now), and the rule in words."""
+        """The next times of a rule after `after` (default now), and the rule in words;
+        `explain`: each time's notes (a DST shift, …) in words too."""
         params = _params(
             recurring=recurring, at=at, minute=minute, cron=cron, interval=interval,
-            timezone=timezone, startAt=start_at, endAt=end_at, maxRuns=max_runs, after=after,
-            count=count,
+            timezone=timezone, startAt=start_at, endAt=end_at, maxRuns=max_runs, rrule=rrule,
+            after=after, count=count, explain=explain or None,
         )  # fmt: skip
         return Preview.from_api(self._call("GET", "/schedules/preview", safe=True, params=params))
+
+    def preview_spec(
+        self,
+        spec: JobSpec | Mapping[str, Any],
+        *,
+        after: str | None = None,
+        count: int | None = None,
+        explain: bool = False,
+    ) -> Preview:
+        """The next times of a whole job's timing, as create_job takes it (its exclusions,
+        daylight-saving policy and window too); nothing is stored."""
+        extra = {"after": after, "count": count, "explain": explain or None}
+        body = dict(spec) | {name: value for name, value in extra.items() if value is not None}
+        return Preview.from_api(self._call("POST", "/schedules/preview", safe=True, body=body))
+
+    def preview_job(
+        self, job_id: str, *, count: int | None = None, explain: bool = False
+    ) -> Preview:
+        """A stored job's next times."""
+        params = _params(count=count, explain=explain or None)
+        path = f"/schedules/{_id(job_id)}/preview"
+        return Preview.from_api(self._call("GET", path, safe=True, params=params))
 
     # -- runs --------------------------------------------------------------------------
 

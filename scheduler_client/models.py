@@ -156,6 +156,9 @@ class BulkResult:
 class PreviewTime:
     utc: str
     local: str
+    skipped: bool = False  # excluded: shown, not fired
+    notes: tuple[str, ...] = ()  # dst-shift, excluded, moved, window, …
+    explain: tuple[str, ...] = ()  # the notes in words, when asked for
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,13 @@ class Preview:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Preview:
-        times = [PreviewTime(t["utc"], t["local"]) for t in data.get("times", [])]
+        times = [_preview_time(t) for t in data.get("times", [])]
         return cls(data["description"], data["timezone"], times)
+
+
+def _preview_time(t: dict[str, Any]) -> PreviewTime:
+    notes, explain = tuple(t.get("notes", ())), tuple(t.get("explain", ()))
+    return PreviewTime(t["utc"], t["local"], bool(t.get("skipped")), notes, explain)
 
 
 @dataclass(frozen=True)

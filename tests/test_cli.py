@@ -136,9 +136,30 @@ def test_preview_in_words_and_times(service: Service) -> None:
                      "--after", "2030-03-30T12:00:00Z", "--count", "2")  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[2].split() == ["UTC", "LOCAL", "(Europe/Berlin)"]
+    assert lines[2].split() == ["UTC", "LOCAL", "(Europe/Berlin)", "NOTE"]
     # 02:30 does not exist on 31 March: the first instant after the gap, 03:00.
-    assert lines[3].split() == ["2030-03-31T01:00:00Z", "2030-03-31T03:00:00+02:00"]
+    assert lines[3].split() == ["2030-03-31T01:00:00Z", "2030-03-31T03:00:00+02:00", "dst-shift"]
+    assert lines[4].split()[2] == "-"
+
+
+def test_preview_of_a_whole_job_explains_each_note(service: Service) -> None:
+    spec = {
+        "recurring": "daily",
+        "at": "2030-12-24T09:00:00Z",
+        "exclude": {"dates": ["2030-12-25"]},
+    }
+    done = scheduler(service, "preview", "--spec", json.dumps(spec), "--explain",
+                     "--after", "2030-12-24T10:00:00Z", "--count", "2")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    skipped = done.stdout.splitlines()[3]
+    assert skipped.startswith("2030-12-25T09:00:00Z") and "skipped: " in skipped
+    [_, later] = ok_json(service, "preview", "--spec", json.dumps(spec), "--after",
+                         "2030-12-24T10:00:00Z", "--count", "2")["times"]  # fmt: skip
+    assert later == {"utc": "2030-12-26T09:00:00Z", "local": "2030-12-26T09:00:00+00:00",
+                     "skipped": False, "notes": [], "explain": []}  # fmt: skip
+    job = ok_json(service, "jobs", "create", "--payload", "p", "--spec", json.dumps(spec))
+    stored = ok_json(service, "preview", "--job", job["jobId"], "--count", "1")
+    assert [t["utc"] for t in stored["times"]] == ["2030-12-24T09:00:00Z"]
 
 
 def test_queue_receive_ack_stats(service: Service) -> None:

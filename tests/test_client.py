@@ -141,6 +141,33 @@ def test_preview_says_the_rule_in_words(client: Client) -> None:
         "2030-03-31T01:00:00Z",
         "2030-04-01T00:30:00Z",
     ]  # fmt: skip  (02:30 does not exist on the 31st: the first instant after the gap)
+    assert preview.times[1].notes == ("dst-shift",) and preview.times[1].explain == ()
+    explained = client.preview(
+        "rrule", rrule="FREQ=DAILY;BYHOUR=2;BYMINUTE=30", at="2030-03-29T01:30:00Z",
+        timezone="Europe/Berlin", after="2030-03-30T12:00:00Z", count=1, explain=True,
+    )  # fmt: skip
+    [shifted] = explained.times
+    assert shifted.utc == "2030-03-31T01:00:00Z" and "clocks go forward" in shifted.explain[0]
+
+
+def test_preview_of_a_whole_job_and_of_a_stored_one(client: Client) -> None:
+    spec = {
+        "recurring": "daily",
+        "at": "2030-12-23T09:00:00Z",
+        "exclude": {"dates": ["2030-12-25"]},
+    }
+    preview = client.preview_spec(spec, after="2030-12-23T10:00:00Z", count=3, explain=True)
+    assert [(t.utc, t.skipped) for t in preview.times] == [
+        ("2030-12-24T09:00:00Z", False), ("2030-12-25T09:00:00Z", True),
+        ("2030-12-26T09:00:00Z", False),
+    ]  # fmt: skip
+    assert preview.times[1].notes and preview.times[1].explain
+    with pytest.raises(ProblemError) as bad:
+        client.preview_spec(spec | {"exclude": {"dates": ["not a date"]}})
+    assert bad.value.status == 422 and any("exclude" in f for f in bad.value.field_errors())
+    job = client.create_job({"payload": "p", "labels": a_label(), **spec})
+    stored = client.preview_job(job.job_id, count=2)
+    assert [t.utc for t in stored.times] == [job.next_run_at, "2030-12-24T09:00:00Z"]
 
 
 def test_consumer_keeps_a_slow_message_hidden_then_acks(client: Client) -> None:
