@@ -287,7 +287,7 @@ def test_kill_9_mid_burst_repeats_only_runs_in_flight_with_their_run_id(
         killed_at = time.monotonic() - started
         in_flight = count_runs(engine, "delivering")
         delivered_before = count_runs(engine, "delivered")
-        sent_before = reader.sent()
+        sent_before = reader.sent()  # about: the broker may still read what was on the wire
         # The kill landed mid-burst: runs were left to deliver, and some were in flight.
         assert sent_before < jobs and delivered_before < jobs, "make the burst larger"
         assert in_flight > 0, "nothing was in flight at the kill"
