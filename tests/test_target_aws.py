@@ -234,3 +234,49 @@ def test_eventbridge_missing_bus_is_permanent_and_spares_the_others(events: Any,
         target.close()
     assert ok.ok, ok.error
     assert not failed.ok and failed.permanent and "EventBridge" in (failed.error or "")
+
+
+def test_eventbridge_entries_failed_in_one_call_fail_their_own_runs(
+    events: Any, sqs_client: Any, sqs_queue: str, bus: str
+) -> None:
+    """PutEvents answers entry by entry: moto fails an entry without a source or detail type
+    (InvalidArgument) and takes the others of the same call. (An event bus that does not
+    exist fails moto's whole call instead, and the target groups calls by bus anyway.)"""
+    good = {"type": "eventbridge", "eventBus": bus, "source": "scheduler.test", "detailType": "d"}
+    no_source, no_type = good | {"source": ""}, good | {"detailType": ""}
+    specs = [good] * 12
+    for position in (1, 4, 8):
+        specs[position] = no_source
+    specs[6] = specs[11] = no_type  # 11: in the second call
+    batch = [delivery(spec, json.dumps({"n": i})) for i, spec in enumerate(specs)]
+    calls: list[list[bool]] = []  # per call: whether each entry has a source and a type
+    events.meta.events.register(
+        "provide-client-params.events.PutEvents",
+        lambda params, **_: calls.append(
+            [bool(e["Source"] and e["DetailType"]) for e in params["Entries"]]
+        ),
+    )
+    target = EventBridgeTarget(lambda region: events)
+    try:
+        outcomes = target.send(batch)
+    finally:
+        target.close()
+    # Two calls (ten entries, then two), each mixing entries that fail and entries that do not.
+    assert [len(c) for c in calls] == [10, 2] and all(any(c) and not all(c) for c in calls)
+    assert [o.run_id for o in outcomes] == [d.run_id for d in batch]
+    for d, outcome in zip(batch, outcomes, strict=True):
+        if d.target is good:
+            assert outcome.ok and outcome.extra["eventId"], outcome.error
+        else:
+            missing = "Source" if d.target is no_source else "DetailType"
+            assert not outcome.ok and outcome.permanent, outcome
+            assert f"InvalidArgument: Parameter {missing} is not valid" in (outcome.error or "")
+    event_ids = [o.extra["eventId"] for o in outcomes if o.ok]
+    assert len(set(event_ids)) == len(event_ids) == 7
+    bodies = [json.loads(m["Body"]) for m in receive_all(sqs_client, sqs_queue, len(batch))]
+    sent = {i: d for i, d in enumerate(batch) if d.target is good}
+    assert sorted(b["detail"]["n"] for b in bodies) == sorted(sent)  # the others, only them
+    for body in bodies:
+        d = sent[body["detail"]["n"]]
+        assert body["resources"] == resources(d.run_id, d.job_id)
+        assert body["id"] == outcomes[body["detail"]["n"]].extra["eventId"]
