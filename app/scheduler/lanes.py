@@ -84,6 +84,8 @@ class Lanes:
             return len(self._held)
 
     def held_for(self, origin: str) -> int:
+        """This origin's runs waiting for a call or in one (not those answered, whose
+        outcomes wait to be written: they take no call's room)."""
         with self._lock:
             return self._held_by_origin[origin]
 
@@ -125,7 +127,9 @@ class Lanes:
             pairs = [(self._held[o.run_id], o) for o in outcomes if o.run_id in self._held]
             for held, _ in pairs:
                 held.answered = True
+                self._leave_origin(held.origin)
             self._answered(Counter(held.origin for held, _ in pairs), time.monotonic())
+        self.on_free()  # their origins have room for more calls
         run_ids = [held.delivery.run_id for held, _ in pairs]
         self.record(pairs, lambda: self._release(run_ids))
 
@@ -153,9 +157,12 @@ class Lanes:
         with self._idle:
             for run_id in run_ids:
                 item = self._held.pop(run_id, None)
-                if item is not None:
-                    self._held_by_origin[item.origin] -= 1
-                    if not self._held_by_origin[item.origin]:
-                        del self._held_by_origin[item.origin]
+                if item is not None and not item.answered:
+                    self._leave_origin(item.origin)
             self._idle.notify_all()
         self.on_free()
+
+    def _leave_origin(self, origin: str) -> None:
+        self._held_by_origin[origin] -= 1
+        if not self._held_by_origin[origin]:
+            del self._held_by_origin[origin]
