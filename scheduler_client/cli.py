@@ -254,12 +254,12 @@ def preview(client: Client, args: argparse.Namespace) -> None:
         spec = whole_spec(args)
         timing = {"at": args.at, "minute": args.minute, "cron": args.cron, "rrule": args.rrule,
                   "interval": args.interval, "timezone": args.timezone,
-                  "recurring": args.recurring}  # fmt: skip
+                  "recurring": _recurring_of(args)}  # fmt: skip
         spec |= {key: value for key, value in timing.items() if value is not None}
         shown = client.preview_spec(spec, after=args.after, count=args.count, explain=args.explain)
     else:
         shown = client.preview(
-            args.recurring or _recurring_of(args), at=args.at, minute=args.minute, cron=args.cron,
+            _recurring_of(args) or "none", at=args.at, minute=args.minute, cron=args.cron,
             interval=args.interval, rrule=args.rrule, timezone=args.timezone, after=args.after,
             count=args.count, explain=args.explain,
         )  # fmt: skip
@@ -274,9 +274,10 @@ def preview(client: Client, args: argparse.Namespace) -> None:
     emit(args, data, human)
 
 
-def _recurring_of(args: argparse.Namespace) -> str:
+def _recurring_of(args: argparse.Namespace) -> str | None:
+    """--recurring, or the kind a rule flag given implies (as jobs create infers it)."""
     flags = (("cron", args.cron), ("interval", args.interval), ("rrule", args.rrule))
-    return next((kind for kind, value in flags if value), "none")
+    return args.recurring or next((kind for kind, value in flags if value), None)
 
 
 def _note_of(skipped: bool, notes: Sequence[str]) -> str:
