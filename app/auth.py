@@ -19,7 +19,7 @@ from flask import current_app, g, request
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from app.database import db
+from app.database import begin_write, db
 from app.models import ApiKey
 from app.problems import Problem
 from app.schemas import checked_labels
@@ -44,6 +44,7 @@ def create_key(
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
     checked_labels(labels or {})
+    begin_write()  # the look-up and the insert in one writer's transaction
     if db.session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
         raise ValueError(f"a key named {name!r} exists already (keys list shows them)")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -70,6 +71,7 @@ def list_keys() -> list[ApiKey]:
 
 
 def revoke_key(name_or_prefix: str, now: datetime) -> bool:
+    begin_write()
     key = db.session.execute(
         select(ApiKey).where(
             or_(ApiKey.name == name_or_prefix, ApiKey.prefix == name_or_prefix),

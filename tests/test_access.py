@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import event
+
+from app.database import db
 
 JOB = {"payload": "p", "minute": 27789898}
 
@@ -42,6 +46,37 @@ def test_read_only_keys_only_read(client: FlaskClient, app: Flask) -> None:
     response = client.post("/schedules", json=JOB, headers=bearer(key))
     assert response.status_code == 403
     assert response.mimetype == "application/problem+json"
+
+
+def test_a_key_is_made_and_revoked_while_another_process_writes(app: Flask, db_kind: str) -> None:
+    """Another process (the scheduler) commits between the key's look-up and its write:
+    on SQLite a read transaction cannot then become a write one (SQLITE_BUSY at once, no
+    busy wait), so `keys create` failed now and then. Writes start as writers instead."""
+    if db_kind != "sqlite":
+        pytest.skip("PostgreSQL upgrades a reading transaction to a writing one")
+    with app.app_context():
+        engine = db.engine
+        path = engine.url.database
+    other = sqlite3.connect(str(path), timeout=0, isolation_level=None)
+    other.execute("CREATE TABLE test_writes (n integer)")
+    refused: list[str] = []
+
+    def another_process_writes(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM api_keys" in statement:
+            try:
+                other.execute("INSERT INTO test_writes VALUES (1)")
+            except sqlite3.OperationalError as exc:  # our write already holds the lock
+                refused.append(str(exc))
+
+    event.listen(engine, "after_cursor_execute", another_process_writes)
+    try:
+        key = make_key(app, "busy")
+        runner = app.test_cli_runner()
+        assert runner.invoke(args=["keys", "revoke", "busy"]).exit_code == 0
+    finally:
+        event.remove(engine, "after_cursor_execute", another_process_writes)
+        other.close()
+    assert key.startswith("sk_") and len(refused) == 2, refused
 
 
 def test_revoked_keys_stop_working(client: FlaskClient, app: Flask) -> None:

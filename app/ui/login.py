@@ -16,7 +16,7 @@ from flask import current_app, g, redirect, render_template, request, session, u
 from werkzeug.wrappers import Response
 
 from app import audit, auth, clock_of, scope
-from app.database import db
+from app.database import begin_write, db
 from app.problems import Problem
 from app.ratelimit import client_address, sign_in_limit
 from app.ui import bp
@@ -87,6 +87,7 @@ def record_failed_sign_in() -> None:
     g.sign_in_failed = True  # counted against the sign-in limits
     address = client_address()
     log.warning("failed UI sign-in", extra={"action": "sign-in", "client": address})
+    begin_write()  # the request has read (its key look-up): a write starts afresh
     audit.record("sign-in failed", clock_of(current_app).now(), detail=f"from {address}")
     db.session.commit()
 
