@@ -170,6 +170,7 @@ def test_queue_receive_ack_stats(service: Service) -> None:
     assert message["payload"] == "hello"
     assert ok_json(service, "queue", "stats", queue)["inFlight"] == 1
     acked = scheduler(service, "queue", "ack", queue, message["receipt"])
+    assert acked.returncode == 0, acked.stderr  # what the command said, should it fail
     assert acked.stdout.strip() == "acknowledged 1 of 1"
     stats = scheduler(service, "queue", "stats", queue).stdout.splitlines()
     assert stats[0].split() == ["QUEUE", "DEPTH", "IN", "FLIGHT", "OLDEST"]
