@@ -296,7 +296,10 @@ def pause_job(job_id: str, now: datetime, terms: PauseTerms = PauseTerms()) -> J
 
 def end_pauses(now: datetime, limit: int = 500) -> int:
     """Resume the paused jobs whose pause has ended, the longest over first; how many.
-    The scheduler process calls this every pass (an index range, empty most of the time)."""
+    The scheduler process calls this every pass: a look at an index (empty most of the
+    time), and a write transaction only when a pause has ended."""
+    if db.session.scalar(select(Job.id).where(Job.paused_until <= now).limit(1)) is None:
+        return 0
     begin_write()
     ended = list(
         db.session.execute(

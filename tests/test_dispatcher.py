@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -11,12 +12,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import Connection, event, func, select
 
 from app.clock import ManualClock
-from app.database import db
+from app.database import IMMEDIATE, db
 from app.models import QueueMessage, Run
 from app.scheduler.dispatcher import Dispatcher
+from app.scheduler.process import end_pauses
 from tests.conftest import START
 
 
@@ -319,3 +321,44 @@ def test_lag_counts_from_when_the_service_could_have_fired(
     (lag,) = [m for m in metrics if m.name == "scheduler_fire_lag_seconds"]
     buckets = {s.labels["le"]: s.value for s in lag.samples if s.name.endswith("_bucket")}
     assert buckets["1.0"] == 3 and buckets["+Inf"] == 3  # none of them years late
+
+
+@contextmanager
+def write_transactions(app: Flask) -> Iterator[list[bool]]:
+    """Counts the write transactions begun on the app's engine while inside."""
+    begun: list[bool] = []
+
+    def on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(IMMEDIATE, False):
+            begun.append(True)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "begin", on_begin)
+    try:
+        yield begun
+    finally:
+        event.remove(engine, "begin", on_begin)
+
+
+def test_an_idle_scheduler_opens_no_write_transaction(
+    app: Flask, client: FlaskClient, dispatcher: Dispatcher, clock: ManualClock
+) -> None:
+    """Idle passes only look: a write transaction every pass costs CPU on both databases
+    and, on SQLite, takes the one write lock that the web process's creates queue on."""
+    create(client)  # due in 10 s
+    paused = create(client, at="2030-01-01T00:00:20Z")["jobId"]
+    client.post(f"/schedules/{paused}/pause", json={"until": "2030-01-01T00:00:05Z"})
+    with write_transactions(app) as begun:
+        assert dispatcher.run_pass(window=0.2)
+        dispatcher.run_delivery_pass(window=0.2)
+        with app.app_context():
+            end_pauses(app)
+    assert begun == []
+    clock.advance(10)  # now one fires and one pause ends: each writes
+    with write_transactions(app) as begun:
+        assert dispatcher.run_pass(window=0.2)
+        with app.app_context():
+            end_pauses(app)
+    assert len(begun) >= 2
+    assert client.get(f"/schedules/{paused}").get_json()["status"] == "active"

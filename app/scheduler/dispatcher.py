@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -34,7 +33,7 @@ from app.scheduler.firing import Firing
 from app.scheduler.lanes import Lanes
 from app.scheduler.outcomes import OutcomeRecorder
 from app.scheduler.settings import DispatcherSettings
-from app.scheduler.wake import Waiter
+from app.scheduler.wake import Stopping, Waiter
 from app.targets.base import Target
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,8 @@ class Dispatcher:
         self.clock = clock
         self.settings = settings
         self.background = background
-        self.stopping = threading.Event()
+        self.stopping = Stopping()
+        self.fire_waiter = Waiter(self.stopping)  # for a firing pass given no waiter of its own
         self.delivery_waiter = Waiter(self.stopping)
         bulk = bulk_for(engine)
         counters = CounterWriter(engine)
@@ -128,6 +128,7 @@ class Dispatcher:
     def run_pass(self, window: float, waiter: Waiter | None = None) -> bool:
         """The firing loop's pass (False: it failed). On PostgreSQL its waiter also wakes on
         NOTIFY."""
+        waiter = waiter or self.fire_waiter
         return self._pass(lambda: self.fire_due(), lambda: self.seconds_until_due(), window, waiter)
 
     def run_delivery_pass(self, window: float) -> None:
@@ -146,15 +147,18 @@ class Dispatcher:
         step: Callable[[], int],
         soonest: Callable[[], float | None],
         window: float,
-        waiter: Waiter | None,
+        waiter: Waiter,
     ) -> bool:
-        waiter = waiter or Waiter(self.stopping)
         deadline = time.monotonic() + window
         while not self.stopping.is_set():
             try:
-                if step():
-                    continue
+                # A look first (a read): a step is a write transaction, which an idle
+                # scheduler would otherwise open every pass, and which SQLite's writers queue on.
                 wake = soonest()
+                if wake == 0:
+                    while step() and not self.stopping.is_set():
+                        pass  # batch after batch while any is due
+                    wake = soonest()
             except Exception:  # a database outage must not kill the process: retry next pass
                 log.exception("dispatch pass failed", extra={"action": "dispatch"})
                 return False
@@ -165,8 +169,7 @@ class Dispatcher:
         return True
 
     def stop(self) -> None:
-        self.stopping.set()
-        self.delivery_waiter.wake()
+        self.stopping.set()  # wakes the waiters
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish the calls in flight (up to `timeout` s), record them, close the targets."""
