@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
+import re
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -17,14 +23,16 @@ import requests
 from sqlalchemy import Engine, insert, text
 
 from app.scheduler.bulk import SqliteBulk
+from bench.bareapp import rows as bare_rows
 from bench.common import (
     QUEUE_TARGET,
     Context,
     Database,
     Databases,
     Goal,
+    Proc,
     count_rows,
-    cpu_seconds,
+    family_cpu_seconds,
     jobs,
     percentile,
     processes,
@@ -34,10 +42,10 @@ from bench.common import (
     stop,
 )
 
-CLIENT_THREADS = 8
+WRK_CONNECTIONS = 8
+WRK_WARM_UP = 3  # seconds of creates before each measured run
 BATCH_THREADS = 2
 BATCH_JOBS = 1000
-WARM_UP = 50
 LOAD_CHUNK = 100_000
 TRICKLE_JOBS = 100  # interval jobs of 1 s: 100 fires a second while the RSS is sampled
 RSS_SETTLE = 2.0  # seconds after start-up before the "start" RSS sample
@@ -87,28 +95,106 @@ def post_many(
 
 
 def creates(ctx: Context, databases: Databases, kind: str) -> None:
+    """Single creates with wrk through gunicorn as `make run` starts it, beside the bare app
+    (scripts/bench/bareapp.py) under the same settings, each on a fresh database; then
+    batch creates."""
     for run in range(ctx.runs):
-        print(f"  api {kind}: {ctx.sizes.api_creates:,} creates, run {run + 1}")
+        print(f"  api {kind}: single creates for {ctx.sizes.api_seconds:.0f} s each, run {run + 1}")
         with databases.fresh(kind) as database, processes(ctx) as procs:
+            bare_rows.create(database.engine())
+            web, base = start_gunicorn(ctx, database, "bench.bareapp:make_app()", "bare-app")
+            procs.append(web)
+            bare = _singles(ctx, kind, base, web, "bare app (Flask, one row, SQLAlchemy Core)")
+            stop(ctx, web)
+            procs.remove(web)
             web, base = start_gunicorn(ctx, database)
             procs.append(web)
-            _singles(ctx, kind, base)
+            ours = _singles(ctx, kind, base, web, "ours")
+            ratio = ours / bare if ours and bare else None
+            ctx.results.add("api", kind, "single creates: ours ÷ bare app", ratio, "x",
+                            Goal(">=", 0.70))  # fmt: skip
             _batches(ctx, kind, base)
 
 
-def _singles(ctx: Context, kind: str, base: str) -> None:
-    url, body, count = f"{base}/schedules", design_body(), ctx.sizes.api_creates
-    post_many(url, body, WARM_UP, CLIENT_THREADS)
-    cpu = psutil.Process().cpu_times()
-    latencies, failures, wall = post_many(url, body, count, CLIENT_THREADS)
-    client_cpu = sum(psutil.Process().cpu_times()[:2]) - sum(cpu[:2])
+def _singles(ctx: Context, kind: str, base: str, web: Proc, who: str) -> float | None:
+    """wrk's single creates to `base` (after a warm-up); their rate."""
+    url = f"{base}/schedules"
+    script = ctx.workdir / "create.lua"
+    script.write_text(WRK_SCRIPT.replace("BODY", json.dumps(design_body())))
+    wrk(url, script, WRK_WARM_UP)
+    server = family_cpu_seconds(web.popen.pid)
+    result = wrk(url, script, ctx.sizes.api_seconds)
+    server = family_cpu_seconds(web.popen.pid) - server
     add = ctx.results.add
-    note = f"{len(failures)} failed, e.g. {failures[0]}" if failures else ""
-    add("api", kind, "single creates/s", count / wall, "creates/s", Goal(">=", 1000), note)
-    add("api", kind, "single create p50", percentile(latencies, 50), "ms")
-    add("api", kind, "single create p99", percentile(latencies, 99), "ms", Goal("<=", 50))
-    # The client shares the 2 cores with gunicorn and the database: say how much it took.
-    add("api", kind, "bench client CPU during single creates", 100 * client_cpu / wall, "%")
+    ours = who == "ours"
+    rate = result.rate if result.failures == 0 else None
+    note = f"{result.failures} answers not 201, or socket errors" if result.failures else ""
+    add("api", kind, f"single creates/s, {who}", rate, "creates/s",
+        Goal(">=", 1000) if ours else None, note)  # fmt: skip
+    add("api", kind, f"single create p50, {who}", result.p50, "ms")
+    add("api", kind, f"single create p99, {who}", result.p99, "ms",
+        Goal("<=", 50) if ours else None)  # fmt: skip
+    per_create = 1000 * server / result.requests if result.requests else None
+    add("api", kind, f"web process CPU per single create, {who}", per_create, "ms")
+    add("api", kind, f"wrk's own CPU during single creates, {who}", result.cpu, "%")
+    return rate
+
+
+@dataclass
+class WrkResult:
+    rate: float  # requests/s
+    requests: int
+    failures: int  # answers other than 2xx or 3xx, and socket errors
+    p50: float  # ms
+    p99: float  # ms
+    cpu: float  # % of a core wrk itself used
+
+
+# One request per call: POST the body (a Lua long string: the JSON holds no "]]").
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = [[BODY]]
+wrk.headers["Content-Type"] = "application/json"
+"""
+# "Non-2xx or 3xx responses: 5", "Socket errors: connect 0, read 0, write 0, timeout 0"
+WRK_FAILURES = re.compile(r"(?:Non-2xx or 3xx responses:|connect|read|write|timeout) (\d+)")
+WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, script: Path, seconds: float) -> WrkResult:
+    """wrk (Debian's, in C: light beside the server) at WRK_CONNECTIONS connections."""
+    args = ["wrk", "--threads", "1", "--connections", str(WRK_CONNECTIONS),
+            "--duration", f"{seconds:.0f}s", "--timeout", "10s", "--latency",
+            "--script", str(script), url]  # fmt: skip
+    began = time.monotonic()
+    with tempfile.TemporaryFile("w+") as output:
+        proc = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # its own CPU time, as it exits
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - began
+        output.seek(0)
+        out = output.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {out[-500:]}")
+    return WrkResult(
+        rate=float(_wrk_field(r"Requests/sec:\s+([\d.]+)", out)),
+        requests=int(_wrk_field(r"(\d+) requests in", out)),
+        failures=sum(int(n) for n in WRK_FAILURES.findall(out)),
+        p50=_wrk_ms(_wrk_field(r"\s50%\s+([\d.]+\w+)", out)),
+        p99=_wrk_ms(_wrk_field(r"\s99%\s+([\d.]+\w+)", out)),
+        cpu=100 * (usage.ru_utime + usage.ru_stime) / wall,
+    )
+
+
+def _wrk_field(pattern: str, out: str) -> str:
+    found = re.search(pattern, out)
+    if found is None:
+        raise RuntimeError(f"wrk's output lacks {pattern!r}: {out[-500:]}")
+    return found.group(1)
+
+
+def _wrk_ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * WRK_UNITS[unit]
 
 
 def _batches(ctx: Context, kind: str, base: str) -> None:
@@ -238,12 +324,11 @@ def _idle(ctx: Context, database: Database, engine: Engine, label: str) -> None:
         print(f"  scale {kind}: idle scheduler and web start-up, {label}, run {run + 1}")
         proc = start_dispatcher(ctx, database, f"idle-{kind}")
         try:
-            process = psutil.Process(proc.popen.pid)
             time.sleep(RSS_SETTLE)  # start-up is not idling
-            family = [process, *process.children(recursive=True)]
-            before = sum(cpu_seconds(p.pid) for p in family)
+            before = family_cpu_seconds(proc.popen.pid)
             time.sleep(ctx.sizes.rss_seconds)
-            idle = 100 * (sum(cpu_seconds(p.pid) for p in family) - before) / ctx.sizes.rss_seconds
+            used = family_cpu_seconds(proc.popen.pid) - before
+            idle = 100 * used / ctx.sizes.rss_seconds
         finally:
             stop(ctx, proc)
         add("scale", kind, f"scheduler process CPU while idle (with its delivery process), "

@@ -110,6 +110,12 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def family_cpu_seconds(pid: int) -> float:
+    """CPU seconds a process and its children (alive now) have used."""
+    process = psutil.Process(pid)
+    return sum(cpu_seconds(p.pid) for p in [process, *process.children(recursive=True)])
+
+
 def server_cpu_seconds() -> float:
     """CPU seconds the PostgreSQL server's processes have used (those alive now)."""
     total = 0.0
@@ -139,7 +145,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
 class Sizes:
     bursts: list[int]
     lag_jobs: int
-    api_creates: int
+    api_seconds: float  # each wrk run of single creates (ours, then the bare app)
     api_batches: int
     scale_jobs: int
     scale_baseline: int
@@ -160,7 +166,7 @@ class Sizes:
 QUICK = Sizes(
     bursts=[2_000],
     lag_jobs=1_000,
-    api_creates=300,
+    api_seconds=5,
     api_batches=2,
     scale_jobs=20_000,
     scale_baseline=2_000,
@@ -180,7 +186,7 @@ QUICK = Sizes(
 FULL = Sizes(
     bursts=[10_000, 100_000],
     lag_jobs=10_000,
-    api_creates=3_000,
+    api_seconds=30,
     api_batches=10,
     scale_jobs=1_000_000,
     scale_baseline=10_000,
@@ -342,13 +348,16 @@ def start_dispatcher(
     return proc
 
 
-def start_gunicorn(ctx: Context, database: Database) -> tuple[Proc, str]:
-    """The web process as the Procfile runs it: 2 workers of 8 threads. Returns its URL."""
+def start_gunicorn(
+    ctx: Context, database: Database, app: str = "wsgi:app", name: str = "gunicorn"
+) -> tuple[Proc, str]:
+    """The web process as the Procfile runs it: 2 workers of 8 threads (`app`: another
+    WSGI app under the same settings, from scripts/). Returns its URL."""
     port = free_port()
     args = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
             "--threads", "8", "--worker-class", "gthread", "--graceful-timeout", "10",
-            "wsgi:app"]  # fmt: skip
-    proc = Proc(args, process_env(database.url), ctx.log("gunicorn"))
+            *(["--pythonpath", "scripts"] if app != "wsgi:app" else []), app]  # fmt: skip
+    proc = Proc(args, process_env(database.url), ctx.log(name))
     base = f"http://127.0.0.1:{port}"
     with stopped_on_error(ctx, proc):
         wait_until(lambda: _answers(f"{base}/readyz"), 60, proc)
