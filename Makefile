@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 export FLASK_APP := wsgi
 
-.PHONY: run test lint check-types check-alerts test-sqlite test-postgresql services services-brokers browser promtool bench clean
+.PHONY: run test lint check-types check-alerts test-sqlite test-postgresql services services-brokers browser promtool wrk bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -69,7 +69,11 @@ browser:
 promtool:
 	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)
 
-bench: venv services
+## wrk: the load generator of the bench's single creates (Debian's package, in C)
+wrk:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+bench: venv services wrk
 	$(BIN)/python scripts/bench.py --write
 
 clean:
