@@ -20,6 +20,7 @@ from app.models import AuditEntry
 
 ACTIONS = ("create", "update", "delete", "pause", "resume", "run", "retry", "complete", "skip")
 DISPATCHER = "dispatcher"  # the actor of the changes the scheduler process makes
+INSERT_ENTRIES = insert(AuditEntry.__table__)  # built once: writing an entry is most of a create
 
 
 def current_actor() -> str:
@@ -51,7 +52,7 @@ def record_many(
     """One entry per job, written in the caller's transaction (one statement for a batch)."""
     actor = current_actor()
     rows = [entry(now, actor, action, job_id, run_id=run_id, detail=detail) for job_id in job_ids]
-    db.session.execute(insert(AuditEntry), rows)
+    db.session.execute(INSERT_ENTRIES, rows)
 
 
 def dispatcher_entries(
