@@ -280,3 +280,40 @@ def test_eventbridge_entries_failed_in_one_call_fail_their_own_runs(
         d = sent[body["detail"]["n"]]
         assert body["resources"] == resources(d.run_id, d.job_id)
         assert body["id"] == outcomes[body["detail"]["n"]].extra["eventId"]
+
+
+def test_eventbridge_a_throttled_entry_is_transient_and_goes_out_on_the_retry(
+    events: Any, sqs_client: Any, sqs_queue: str, bus: str
+) -> None:
+    """AWS may throttle one entry of a PutEvents call and take the others; moto never does.
+    So the first call is made as AWS would see it: entry 2 is held back from the request
+    and answered ThrottlingException, the others go to moto for real."""
+    good = {"type": "eventbridge", "eventBus": bus, "source": "scheduler.test", "detailType": "d"}
+    batch = [delivery(good, json.dumps({"n": i})) for i in range(4)]
+    first_call: dict[str, Any] = {}
+
+    def hold_back(params: dict[str, Any], **_: Any) -> None:
+        if "held" not in first_call:
+            first_call["held"] = params["Entries"].pop(2)
+
+    def throttle(parsed: dict[str, Any], **_: Any) -> None:
+        if not first_call.get("answered"):
+            first_call["answered"] = True
+            throttled = {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"}
+            parsed["Entries"].insert(2, throttled)
+            parsed["FailedEntryCount"] = parsed.get("FailedEntryCount", 0) + 1
+
+    events.meta.events.register("before-parameter-build.events.PutEvents", hold_back)
+    events.meta.events.register("after-call.events.PutEvents", throttle)
+    target = EventBridgeTarget(lambda region: events)
+    try:
+        outcomes = target.send(batch)
+        retried = target.send([batch[2]])
+    finally:
+        target.close()
+    assert [o.ok for o in outcomes] == [True, True, False, True]
+    assert not outcomes[2].permanent, "a throttled entry is retried, not dead"
+    assert "ThrottlingException: Rate exceeded" in (outcomes[2].error or "")
+    assert retried[0].ok and retried[0].extra["eventId"], retried[0].error
+    bodies = [json.loads(m["Body"]) for m in receive_all(sqs_client, sqs_queue, len(batch))]
+    assert sorted(b["detail"]["n"] for b in bodies) == [0, 1, 2, 3]  # each once
