@@ -508,6 +508,7 @@ def wait_all_fired(
     """
     pending_sample = sorted(sample)
     any_pending = select(jobs.c.id).where(jobs.c.next_run_at.is_not(None)).limit(1)
+    all_gone = False
     seen: dict[uuid.UUID, float] = {}
     time.sleep(max(0.0, due.timestamp() - time.time() - 0.05))
     deadline = due.timestamp() + timeout
@@ -528,11 +529,21 @@ def wait_all_fired(
                 seen.update((key, now) for key in pending_sample)  # committed since the look
                 return Observed(now, seen)
             conn.rollback()  # end the read transaction: old snapshots hold back the WAL
-            for proc in procs:
-                if proc.popen.poll() is not None:
-                    raise RuntimeError(f"dispatcher exited:\n{proc.output()[-3000:]}")
+            if all_gone:  # and jobs are still pending after the last one ended
+                raise RuntimeError("every process that fires exited with jobs left to fire")
+            all_gone = _all_ended(procs)
             time.sleep(POLL)
     return Observed(None, seen)
+
+
+def _all_ended(procs: list[Proc]) -> bool:
+    """Whether all of `procs` have ended; one that failed raises. (A raw-SQL loop ends
+    with 0 once its claim finds nothing due: the other copy may hold the last batch.)"""
+    codes = [proc.popen.poll() for proc in procs]
+    for proc, code in zip(procs, codes, strict=True):
+        if code not in (None, 0):
+            raise RuntimeError(f"a process that fires exited ({code}):\n{proc.output()[-3000:]}")
+    return all(code is not None for code in codes)
 
 
 def count_rows(engine: Engine, table: Any) -> int:
