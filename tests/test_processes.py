@@ -17,6 +17,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, select, text
 
+from app.jobstate import window_offset
 from app.models import Job, Run
 from app.scheduler.callprocess import ProcessLoop
 from app.scheduler.calls import Limits, Work
@@ -331,3 +332,38 @@ def test_requests_gunicorn_cannot_parse_get_problem_json(database_url: str, tmp_
         assert status.split()[1] == str(code), status
         assert headers["content-type"] == "application/problem+json"
         assert json.loads(body)["status"] == code
+
+
+def test_a_windowed_burst_fires_spread_over_its_window_once_each(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Jobs due at one instant with a flexible window, fired by two scheduler processes: each
+    job once, none before its nominal time or after its window, each at its planned point
+    (both processes agree on it), and the burst spread evenly over the window."""
+    engine = create_engine(database_url)
+    jobs, window = 3_000, 6
+    due = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+    insert_one_shot_jobs(engine, jobs, due, window=window)
+    env = process_env(database_url)
+    with (
+        running(start_scheduler(env, tmp_path / "first.log")) as first,
+        running(start_scheduler(env, tmp_path / "second.log")) as second,
+    ):
+        wait_until(lambda: queue_runs(engine) == jobs, window + 60, first)
+        assert first.terminate() == 0 and second.terminate() == 0
+    assert_each_job_fired_once(engine, jobs)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(Run.scheduled_for, Run.fired_at, Job.id).join(Job, Job.id == Run.job_id)
+        ).all()
+    per_second = [0] * window
+    for scheduled_for, fired_at, job_id in rows:
+        planned = due + window_offset(job_id, window)
+        assert scheduled_for.replace(tzinfo=UTC) == due  # the run keeps its nominal time
+        fired = fired_at.replace(tzinfo=UTC)
+        assert planned <= fired < planned + timedelta(seconds=2), (planned, fired)
+        assert due <= fired < due + timedelta(seconds=window + 2)
+        per_second[min(window - 1, int((fired - due).total_seconds()))] += 1
+    mean = jobs / window
+    assert all(abs(n - mean) < 0.25 * mean for n in per_second), per_second
+    engine.dispose()

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
+from app.jobstate import window_offset
 from app.models import Job
 
 QUEUE_TARGET = {"type": "queue", "name": "default"}
@@ -23,16 +24,19 @@ def one_shot_rows(
     target: dict[str, Any] | None = None,
     retry: dict[str, Any] | None = None,
     spread: float = 0.0,
+    window: int | None = None,
 ) -> list[dict[str, Any]]:
-    """`count` jobs due at `due`, or spread evenly over `spread` seconds from it."""
+    """`count` jobs due at `due`, or spread evenly over `spread` seconds from it; with a
+    flexible `window` (seconds), each planned at its point in it, as the API plans it."""
     now = datetime.now(UTC)
     target = target or QUEUE_TARGET
     rows = []
     for i in range(count):
         at = due + timedelta(seconds=spread * i / count) if spread else due
+        job_id = uuid.uuid4()
         rows.append(
             {
-                "id": uuid.uuid4(),
+                "id": job_id,
                 "payload": f"job {i}",
                 "recurring": "none",
                 "first_at": at,
@@ -42,7 +46,8 @@ def one_shot_rows(
                 "retry": retry,
                 "misfire": "coalesce",
                 "status": "active",
-                "next_run_at": at,
+                "window": window,
+                "next_run_at": at + window_offset(job_id, window),
                 "run_count": 0,
                 "created_at": now,
                 "updated_at": now,
