@@ -133,3 +133,15 @@ def test_a_bad_label_on_a_key_is_refused(world: dict[str, Any]) -> None:
     assert result.exit_code != 0 and "key=value" in result.output
     listed = world["app"].test_cli_runner().invoke(args=["keys", "list"]).output
     assert "team=billing" in listed
+
+
+def test_the_document_describes_keys_and_their_slices(world: dict[str, Any]) -> None:
+    document = world["client"].get("/openapi.json").get_json()  # open: no key needed
+    scheme = document["components"]["securitySchemes"]["apiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert {"apiKey": []} in document["security"]
+    for words in ("keys create", "--scope read", "--labels", "404", "get its labels"):
+        assert words in scheme["description"], words
+    # What it says of a slice is what a scoped key gets: the other team's job is absent.
+    theirs = world["client"].get(f"/schedules/{world['theirs']}", headers=world["billing"])
+    assert theirs.status_code == 404

@@ -165,10 +165,27 @@ def document(title: str, version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": LIMITS},
         "paths": paths,
+        # Optional ({}): while no key exists the service answers loopback callers without one.
+        "security": [{"apiKey": []}, {}],
         "components": {
             "schemas": {**defs.get("$defs", {}), "Problem": PROBLEM_SCHEMA},
+            "securitySchemes": {"apiKey": API_KEY_SCHEME},
         },
     }
+
+
+API_KEY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": (
+        "An API key, made with `flask --app wsgi keys create --name NAME [--scope read] "
+        "[--labels key=value ...]`. Once a key exists (or REQUIRE_API_KEYS is set) every "
+        "call needs one; until then only loopback callers are answered. A `read` key may "
+        "only read (other methods: 403). A key made with labels sees and changes only the "
+        "jobs that carry all of them: other jobs, their runs and their audit entries answer "
+        "404, as if they did not exist, and the jobs it creates get its labels."
+    ),
+}
 
 
 LIMITS = (
