@@ -223,7 +223,7 @@ def get_job(job_id: str) -> Job:
         job = db.session.execute(query).scalar_one_or_none()
     else:
         job = db.session.get(Job, key)
-    if job is None:
+    if job is None or job.status == jobstate.DELETED:
         raise NotFound(f"job {job_id}")
     return job
 
@@ -342,8 +342,16 @@ def run_job_now(job_id: str, now: datetime) -> Run:
 
 
 def _delete(job: Job, now: datetime) -> bool:
+    """Delete the job; while runs of it are still to be delivered, it only stops firing and
+    leaves every caller's view, and the retention task removes it once they are done: a
+    run in flight is never lost with its job."""
     audit.record("delete", now, job_id=job.id, detail=job.name or job.payload[:200])
-    db.session.delete(job)
+    unfinished = select(Run.id).where(Run.job_id == job.id, Run.next_attempt_at.is_not(None))
+    if db.session.scalar(unfinished.limit(1)) is None:
+        db.session.delete(job)
+    else:
+        _set_state(job, jobstate.delete_later(JobState.of(job)))
+        job.updated_at = now
     return True
 
 

@@ -18,6 +18,9 @@ from typing import Any
 from app import timing
 
 ACTIVE, PAUSED, COMPLETED = "active", "paused", "completed"
+# Deleted while runs of it were still to be delivered: gone for every caller, it fires no
+# more, and the retention task removes it (with its history) once those runs are done.
+DELETED = "deleted"
 # The work one missed-occurrence count may take (an interval is counted exactly anyway).
 SKIP_COUNT_CAP = 10_000
 _TICK = timedelta(microseconds=1)  # "from due on" is "after due - _TICK"
@@ -175,6 +178,12 @@ def run_now(state: JobState, now: datetime) -> Change:
     """One run now, outside the rule: it counts as a run, not as an occurrence (maxRuns)."""
     counted = replace(state, run_count=state.run_count + 1, last_run_at=now)
     return Change(counted, (Audit("run"),))
+
+
+def delete_later(state: JobState) -> JobState:
+    """A deleted job whose runs are still being delivered: it keeps its row (their payload
+    and target) but never fires again."""
+    return replace(state, status=DELETED, next_run_at=None)
 
 
 def gone(state: JobState, reason: str) -> Change:

@@ -17,6 +17,7 @@ from sqlalchemy import Select, exists, func, select
 
 from app.database import db, is_postgresql
 from app.errors import Invalid
+from app.jobstate import DELETED
 from app.models import Job, JobLabel
 
 # Fewer jobs than this carry a label: a query starts from its rows. Sorting them costs
@@ -58,8 +59,9 @@ def _rare(carrying: Select[Any]) -> bool:
 
 
 def jobs_in_scope(query: Select[Any]) -> Select[Any]:
-    """A query over jobs, narrowed to the caller's slice."""
-    return with_labels(query, current().items())
+    """A query over jobs, narrowed to the caller's slice; a deleted job whose last runs
+    are still being delivered (app.jobstate.DELETED) is in no one's."""
+    return with_labels(query.where(Job.status != DELETED), current().items())
 
 
 def job_ids_in_scope() -> Select[Any] | None:

@@ -13,8 +13,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from app.clock import ManualClock
+from app.database import db
+from app.models import Run
+from app.scheduler import retention
 from app.scheduler.dispatcher import Dispatcher
 from app.scheduler.lanes import AnswerRate
 from app.scheduler.settings import DispatcherSettings
@@ -128,6 +132,41 @@ def test_webhook_retries_with_the_same_id_then_delivers(
     assert run["responseStatus"] == 200 and run["responseBody"] == "ok"
     ids = {r.headers["webhook-id"] for r in http_target.requests_to("/hook")}
     assert ids == {run["runId"]}
+
+
+def test_a_job_deleted_with_a_run_in_flight_goes_once_the_run_is_done(
+    client: FlaskClient, app: Flask, clock: ManualClock, webhooks: Webhooks,
+    dispatcher_for: Callable[..., Dispatcher],
+    http_target: HttpTarget,
+) -> None:  # fmt: skip
+    """Deleting a job never loses a run still to be delivered: the job is gone for callers
+    at once and never fires again; its run is retried and delivered; then the retention
+    task removes the job with its history."""
+    http_target.respond("/hook", Response(503), Response(200, body=b"ok"))
+    job = create(client, {"type": "webhook", "url": http_target.url + "/hook"},
+                 recurring="interval", interval=60)  # fmt: skip
+    dispatcher = dispatcher_for(webhook=webhooks())
+    clock.advance(1)
+    dispatcher.step()
+    (run,) = runs_of(client, job["jobId"])
+    assert run["status"] == "retrying"
+    assert client.delete(f"/schedules/{job['jobId']}").status_code == 200
+    assert client.get(f"/schedules/{job['jobId']}").status_code == 404
+    assert client.get(f"/schedules/{job['jobId']}/runs").status_code == 404
+    assert job["jobId"] not in {j["jobId"] for j in client.get("/schedules").get_json()}
+    assert client.delete(f"/schedules/{job['jobId']}").status_code == 404  # deleted once
+    clock.advance(300)
+    assert dispatcher.fire_due() == 0  # its next occurrences are not fired
+    assert dispatcher.deliver_due() == 1
+    (after,) = client.get("/runs?status=delivered").get_json()
+    assert (after["runId"], after["attempts"]) == (run["runId"], 2)
+    assert [r.headers["webhook-id"] for r in http_target.requests_to("/hook")] == [run["runId"]] * 2
+    with app.app_context():
+        pruned = retention.prune_completed_jobs(db.engine, clock.now(), 30, 1000)
+        assert pruned["jobs_deleted"] == 1
+        assert db.session.scalar(select(func.count()).select_from(Run)) == 0  # with its run
+    (entry, *_) = client.get(f"/audit?jobId={job['jobId']}").get_json()
+    assert entry["action"] == "delete"  # the caller's delete; the removal is not a second one
 
 
 def test_webhook_gone_disables_the_job(

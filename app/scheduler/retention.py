@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Engine, Table, delete, exists, func, inser
 from app import audit
 from app.database import write_connection
 from app.idempotency import KEY_LIFETIME
+from app.jobstate import DELETED
 from app.models import AuditEntry, IdempotencyKey, Job, QueueMessage, Run
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,12 @@ def prune_completed_jobs(
     completed_at = func.coalesce(jobs.c.last_run_at, jobs.c.updated_at)
     old = completed_at < now - timedelta(days=completed_days)
     asked = delete_jobs(engine, now, done & (jobs.c.on_complete == "delete"), limit, audited=True)
-    return {"jobs_deleted": asked, "jobs_expired": delete_jobs(engine, now, done & old, limit)}
+    # Deleted by a caller while runs were in flight (audited then): removed once they are done.
+    left = (jobs.c.status == DELETED) & ~unfinished
+    return {
+        "jobs_deleted": asked + delete_jobs(engine, now, left, limit),
+        "jobs_expired": delete_jobs(engine, now, done & old, limit),
+    }
 
 
 def delete_jobs(
