@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Connection, event, func, select
+from sqlalchemy import Connection, func, select
 
 from app.clock import ManualClock
 from app.database import IMMEDIATE, db
@@ -20,6 +20,7 @@ from app.models import QueueMessage, Run
 from app.scheduler.dispatcher import Dispatcher
 from app.scheduler.process import end_pauses
 from tests.conftest import START
+from tests.support.engine_events import listening
 
 
 @pytest.fixture
@@ -332,13 +333,8 @@ def write_transactions(app: Flask) -> Iterator[list[bool]]:
         if conn.get_execution_options().get(IMMEDIATE, False):
             begun.append(True)
 
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "begin", on_begin)
-    try:
+    with listening(app, "begin", on_begin):
         yield begun
-    finally:
-        event.remove(engine, "begin", on_begin)
 
 
 def test_an_idle_scheduler_opens_no_write_transaction(

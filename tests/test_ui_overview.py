@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 from werkzeug.test import TestResponse
 
 from app import runs
@@ -22,6 +21,7 @@ from app.database import db
 from app.models import Run
 from app.scheduler.dispatcher import Dispatcher
 from app.ui import charts
+from tests.support.engine_events import listening
 from tests.test_ui_views import HTMX, add_message, create, element, text
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -270,13 +270,8 @@ def statements(app: Flask) -> Iterator[list[str]]:
         if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
             sent.append(statement)
 
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with listening(app, "before_cursor_execute", record):
         yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.mark.parametrize(

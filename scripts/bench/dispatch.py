@@ -23,16 +23,19 @@ import os
 import random
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from app import jobstate
 from bench.common import (
     Context,
+    Database,
     Databases,
     Goal,
     count_rows,
@@ -188,9 +191,7 @@ def steady(ctx: Context, databases: Databases, kind: str) -> None:
 
 def _steady(ctx: Context, databases: Databases, kind: str, count: int, rate: int) -> None:
     at = f"at {rate:,} fires/s"
-    with databases.fresh(kind) as database, processes(ctx) as procs:
-        engine = database.engine()
-        procs.append(start_dispatcher(ctx, database, f"lag-{kind}"))
+    with one_dispatcher(ctx, databases, kind, "lag") as (database, engine, procs):
         now = datetime.now(UTC)
 
         def rows(first: datetime) -> list[dict[str, Any]]:
@@ -222,9 +223,7 @@ def _steady(ctx: Context, databases: Databases, kind: str, count: int, rate: int
 def _instant(ctx: Context, databases: Databases, kind: str, count: int) -> None:
     """`count` one-shots due at T: how long after T the last of them is committed."""
     label = f"{count:,} due at one instant"
-    with databases.fresh(kind) as database, processes(ctx) as procs:
-        engine = database.engine()
-        procs.append(start_dispatcher(ctx, database, f"instant-{kind}"))
+    with one_dispatcher(ctx, databases, kind, "instant") as (database, engine, procs):
         now = datetime.now(UTC)
 
         def rows(due: datetime) -> list[dict[str, Any]]:
@@ -241,6 +240,16 @@ def _instant(ctx: Context, databases: Databases, kind: str, count: int) -> None:
             _check_counts(ctx, engine, count, f"lag {kind} {label}")
 
 
+@contextmanager
+def one_dispatcher(
+    ctx: Context, databases: Databases, kind: str, name: str
+) -> Iterator[tuple[Database, Engine, list[Proc]]]:
+    """A fresh database of `kind` with one scheduler process on it (stopped after)."""
+    with databases.fresh(kind) as database, processes(ctx) as procs:
+        procs.append(start_dispatcher(ctx, database, f"{name}-{kind}"))
+        yield database, database.engine(), procs
+
+
 def windowed(ctx: Context, databases: Databases, kind: str) -> None:
     for run in range(ctx.runs):
         count = ctx.sizes.window_jobs
@@ -250,9 +259,7 @@ def windowed(ctx: Context, databases: Databases, kind: str) -> None:
 
 def _windowed(ctx: Context, databases: Databases, kind: str, count: int) -> None:
     label = f"N={count:,} due at T, {WINDOW} s window, 1 dispatcher"
-    with databases.fresh(kind) as database, processes(ctx) as procs:
-        engine = database.engine()
-        procs.append(start_dispatcher(ctx, database, f"window-{kind}"))
+    with one_dispatcher(ctx, databases, kind, "window") as (database, engine, procs):
         now = datetime.now(UTC)
 
         def rows(due: datetime) -> list[dict[str, Any]]:
