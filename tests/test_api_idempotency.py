@@ -118,22 +118,25 @@ def test_the_loser_of_a_race_answers_the_winners_answer(
     assert len(client.get("/audit").get_json()) == 1
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
 def test_concurrent_retries_through_gunicorn_make_one_job(
-    database_url: str, tmp_path: Path, app: Flask
+    database_url: str, tmp_path: Path, app: Flask, batch: bool
 ) -> None:
-    """Eight clients send the same create with one key at the same moment, to two
-    gunicorn workers with four threads each (on PostgreSQL, truly in parallel)."""
+    """Eight clients send the same create (one job, or a batch of three) with one key at
+    the same moment, to two gunicorn workers with four threads each (on PostgreSQL, truly
+    in parallel): it is made once, and all eight get its answer."""
     port = free_port()
     env = process_env(database_url, SECRET_KEY="idempotency")
     with running(start_web(env, tmp_path / "web.log", port)):
-        url = f"http://127.0.0.1:{port}/schedules"
+        base = f"http://127.0.0.1:{port}/schedules"
+        url, body = (f"{base}:batch", {"jobs": [JOB] * 3}) if batch else (base, JOB)
         answers: list[requests.Response] = []
         start = threading.Barrier(8)
 
         def send() -> None:
             start.wait()
             headers = {"Idempotency-Key": "together"}
-            answers.append(requests.post(url, json=JOB, headers=headers, timeout=30))
+            answers.append(requests.post(url, json=body, headers=headers, timeout=30))
 
         threads = [threading.Thread(target=send) for _ in range(8)]
         for thread in threads:
@@ -141,7 +144,8 @@ def test_concurrent_retries_through_gunicorn_make_one_job(
         for thread in threads:
             thread.join()
         assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
-        assert len({a.json()["jobId"] for a in answers}) == 1
+        made = [a.json()["jobs"] if batch else [a.json()] for a in answers]
+        assert len({tuple(job["jobId"] for job in jobs) for jobs in made}) == 1
         assert sum(1 for a in answers if "Idempotent-Replayed" not in a.headers) == 1
-        listed = requests.get(url, timeout=5).json()
-        assert len(listed) == 1
+        listed = requests.get(base, timeout=5).json()
+        assert len(listed) == (3 if batch else 1)
