@@ -16,6 +16,7 @@ from app import jobstate
 from app.clock import ManualClock
 from app.scheduler.dispatcher import Dispatcher
 from tests.test_dispatcher import create, runs_of
+from tests.test_ui_views import element, text
 
 
 @pytest.fixture
@@ -57,6 +58,9 @@ def test_an_occurrence_fires_at_its_point_and_keeps_its_nominal_time(
     (run,) = runs_of(client, job["jobId"])
     assert run["scheduledFor"] == "2030-01-01T00:10:00Z"
     assert run["dueAt"] == job["nextRunAt"] and run["lagMs"] == 0  # on time in its window
+    # The UI's run row shows the planned time beside the nominal one.
+    row = element(text(client.get(f"/ui/runs?job={job['jobId']}")), f"due-{run['runId']}")
+    assert ">due <time" in row and f'datetime="{job["nextRunAt"]}"' in row
     after = client.get(f"/schedules/{job['jobId']}").get_json()
     following = planned + timedelta(hours=1)
     assert after["nextRunAt"] == following.isoformat(timespec="milliseconds").replace("+00:00", "Z")
