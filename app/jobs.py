@@ -217,13 +217,9 @@ def at_most_a_batch(field: str, count: int) -> None:
 
 def get_job(job_id: str) -> Job:
     """The job, if it is in the caller's slice (app.scope): else it does not exist."""
-    key = _uuid(job_id, "jobId")
-    if scope.current():
-        query = scope.jobs_in_scope(select(Job).where(Job.id == key))
-        job = db.session.execute(query).scalar_one_or_none()
-    else:
-        job = db.session.get(Job, key)
-    if job is None or job.status == jobstate.DELETED:
+    query = scope.jobs_in_scope(select(Job).where(Job.id == _uuid(job_id, "jobId")))
+    job = db.session.execute(query).scalar_one_or_none()
+    if job is None:
         raise NotFound(f"job {job_id}")
     return job
 
@@ -346,8 +342,7 @@ def _delete(job: Job, now: datetime) -> bool:
     leaves every caller's view, and the retention task removes it once they are done: a
     run in flight is never lost with its job."""
     audit.record("delete", now, job_id=job.id, detail=job.name or job.payload[:200])
-    unfinished = select(Run.id).where(Run.job_id == job.id, Run.next_attempt_at.is_not(None))
-    if db.session.scalar(unfinished.limit(1)) is None:
+    if not db.session.scalar(select(Run.to_deliver(job.id))):
         db.session.delete(job)
     else:
         _set_state(job, jobstate.delete_later(JobState.of(job)))

@@ -24,10 +24,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    exists,
     false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import Exists
 
 from app.database import UTCDateTime, db
 
@@ -151,6 +153,13 @@ class Run(db.Model):  # type: ignore[name-defined]
     @property
     def lag_seconds(self) -> float:
         return (self.fired_at - (self.due_at or self.scheduled_for)).total_seconds()
+
+    @classmethod
+    def to_deliver(cls, job_id: Any) -> Exists:
+        """Whether the job (an id, or a jobs column to correlate with) has a run still to
+        be delivered: pending, in flight or waiting for a retry. Such a run holds its
+        job's row, which has its payload and target."""
+        return exists().where(cls.job_id == job_id, cls.next_attempt_at.is_not(None))
 
     __table_args__ = (
         # One run per occurrence, and at most one dead letter of it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Engine, Table, delete, exists, func, insert, select
+from sqlalchemy import ColumnElement, Engine, Table, delete, func, insert, select
 
 from app import audit
 from app.database import write_connection
@@ -80,8 +80,8 @@ def prune_completed_jobs(
     delivered: those that asked for it (onComplete "delete", audited as the dispatcher's
     delete) and those completed longer ago than `completed_days`. A run still pending,
     being delivered or waiting for a retry holds its job until it is finished."""
-    jobs, runs = Job.__table__, Run.__table__
-    unfinished = exists().where(runs.c.job_id == jobs.c.id, runs.c.next_attempt_at.is_not(None))
+    jobs = Job.__table__
+    unfinished = Run.to_deliver(jobs.c.id)
     done = (jobs.c.status == "completed") & ~unfinished
     completed_at = func.coalesce(jobs.c.last_run_at, jobs.c.updated_at)
     old = completed_at < now - timedelta(days=completed_days)
