@@ -23,6 +23,7 @@ import threading
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,6 +67,36 @@ DEAD_LETTER_COLUMNS = (
     cast(runs.c.target, Text).label("own_target"),
     cast(jobs.c.dead_letter, Text).label("dead_letter_target"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where the runs of one target go and how they are tried: the same for all of them."""
+
+    timeout: float  # seconds one call may take, as the target says
+    lease: float  # seconds one lease lasts: at least the timeout plus the margin
+    origin: str
+    limit: int  # calls in flight to the origin, at most
+    policy: RetryPolicy
+
+    def held(
+        self,
+        delivery: Delivery,
+        fired_at: datetime,
+        now: datetime,
+        dead_letter: deadletters.DeadLetterTo | None,
+    ) -> Held:
+        return Held(
+            delivery=delivery,
+            fired_at=fired_at,
+            policy=self.policy,
+            timeout=self.timeout,
+            lease=self.lease,
+            lease_until=now + timedelta(seconds=self.lease),
+            origin=self.origin,
+            limit=self.limit,
+            dead_letter=dead_letter,
+        )
 
 
 class Delivering:
@@ -112,7 +143,7 @@ class Delivering:
                     jobs.c.template,
                     jobs.c.name,
                     cast(jobs.c.target, Text).label("target"),  # decoded once per claim
-                    jobs.c.retry,
+                    cast(jobs.c.retry, Text).label("retry"),  # the same
                     *DEAD_LETTER_COLUMNS,
                 )
                 .join(jobs, jobs.c.id == runs.c.job_id)
@@ -162,8 +193,11 @@ class Delivering:
         labels: list[dict[str, Any]] = []  # runs left due, their origin newly known
         taken: Counter[str] = Counter()
         # Runs of one target share one decoded spec, so a target that parses it keeps what
-        # it parsed for all of them (and the delivery process receives it once per claim).
+        # it parsed for all of them (and the delivery process receives it once per claim);
+        # and one route, worked out for the first of them.
         specs: dict[str, dict[str, Any]] = {}
+        routes: dict[tuple[str, str | None], Route] = {}
+        shares: dict[str, int] = {}  # an origin's share of held runs, this claim
         for row in rows:
             payload, spec_text = _own(row)
             spec = specs.get(spec_text)
@@ -186,21 +220,27 @@ class Delivering:
             if target is None:
                 dead.append((row, delivery, f"no {kind} target configured in this scheduler"))
                 continue
-            item = self._held(target, delivery, row.fired_at, row.retry, now)
-            item.dead_letter = self._dead_letter_to(row, specs)
-            if row.attempts and item.policy.too_old((now - row.fired_at).total_seconds()):
-                error = f"{item.policy.too_old_error()}; {row.last_error or 'delivery failed'}"
+            route = routes.get((spec_text, row.retry))
+            if route is None:
+                route = routes[spec_text, row.retry] = self._route(target, delivery, row.retry)
+            if row.attempts and route.policy.too_old((now - row.fired_at).total_seconds()):
+                error = f"{route.policy.too_old_error()}; {row.last_error or 'delivery failed'}"
                 dead.append((row, delivery, error[:MAX_ERROR_CHARS]))  # late, as after downtime
                 continue
-            share = self.settings.origin_held(item.limit, self.lanes.answer_rate(item.origin))
-            if self.lanes.held_for(item.origin) + taken[item.origin] >= share:
+            origin = route.origin
+            share = shares.get(origin)
+            if share is None:
+                rate = self.lanes.answer_rate(origin)
+                share = shares[origin] = self.settings.origin_held(route.limit, rate)
+                taken[origin] = self.lanes.held_for(origin)
+            if taken[origin] >= share:
                 with self._lock:
-                    self._full[item.origin] = share
-                if row.origin != item.origin:  # so that the next claims pass over it
-                    labels.append({"id": row.id, "origin": item.origin})
+                    self._full[origin] = share
+                if row.origin != origin:  # so that the next claims pass over it
+                    labels.append({"id": row.id, "origin": origin})
                 continue
-            taken[item.origin] += 1
-            held.append(item)
+            taken[origin] += 1
+            held.append(route.held(delivery, row.fired_at, now, self._dead_letter_to(row, specs)))
         self._write_local(conn, local, now)
         self._write_dead(conn, dead, specs, now)
         self.bulk.update(conn, runs, "id", labels)
@@ -216,30 +256,21 @@ class Delivering:
         self.counters.add(conn, counts)
         return held
 
-    def _held(
-        self,
-        target: Target,
-        delivery: Delivery,
-        fired_at: datetime,
-        retry: Mapping[str, Any] | None,
-        now: datetime,
-    ) -> Held:
+    def _route(self, target: Target, delivery: Delivery, retry: str | None) -> Route:
+        """What every run of this delivery's target and retry policy shares."""
         timeout = target.timeout(delivery)
-        lease = max(self.settings.lease, timeout + self.settings.lease_margin)
-        origin = origin_of(self.remote_targets, delivery.target) or ""
         limit = delivery.target.get("maxInFlight") or self.settings.origin_in_flight
         # A destination may impose its own limit (a FIFO queue: one call at a time).
         imposed = getattr(target, "max_in_flight", lambda _: None)(delivery.target)
         limit = min(limit, imposed or limit)
-        return Held(
-            delivery=delivery,
-            fired_at=fired_at,
-            policy=RetryPolicy.of(retry, self.settings.default_retry),
+        return Route(
             timeout=timeout,
-            lease=lease,
-            lease_until=now + timedelta(seconds=lease),
-            origin=origin,
+            lease=max(self.settings.lease, timeout + self.settings.lease_margin),
+            origin=origin_of(self.remote_targets, delivery.target) or "",
             limit=min(int(limit), self.settings.max_in_flight),
+            policy=RetryPolicy.of(
+                json.loads(retry) if retry else None, self.settings.default_retry
+            ),
         )
 
     def _write_local(

@@ -116,6 +116,18 @@ def family_cpu_seconds(pid: int) -> float:
     return sum(cpu_seconds(p.pid) for p in [process, *process.children(recursive=True)])
 
 
+def waiting_for_core_seconds(pid: int) -> float:
+    """Seconds a process's threads (those alive now) have spent ready to run but waiting
+    for a core (Linux schedstat): how much a busy machine held it back."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # a thread that ended meanwhile
+            continue
+    return total / 1e9
+
+
 def server_cpu_seconds() -> float:
     """CPU seconds the PostgreSQL server's processes have used (those alive now)."""
     total = 0.0

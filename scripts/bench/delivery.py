@@ -67,6 +67,7 @@ from bench.common import (
     stop,
     stopped_on_error,
     wait_all_fired,
+    waiting_for_core_seconds,
 )
 from bench.dispatch import sample_ids
 from tests.support.processes import Proc, wait_until
@@ -173,6 +174,7 @@ class Bare:
     failed: int
     cpu: float  # % of one core the loop's process used
     stats: dict[str, Any]  # the receiver's counts
+    cpu_per_delivery: float  # µs of its process's CPU per request
 
 
 def bare_loop(ctx: Context, receiver: Receiver, count: int, per_origin: int) -> Bare:
@@ -189,7 +191,8 @@ def bare_loop(ctx: Context, receiver: Receiver, count: int, per_origin: int) -> 
     cpu = cpu_seconds(os.getpid()) - cpu
     finished = len(done) == count and failed == 0
     rate = count / (max(done) - began) if finished else None
-    return Bare(rate, failed if finished else count - len(done), 100 * cpu / wall, receiver.stats())
+    left = failed if finished else count - len(done)
+    return Bare(rate, left, 100 * cpu / wall, receiver.stats(), 1e6 * cpu / count)
 
 
 async def _bare(
@@ -251,10 +254,12 @@ class Delivered:
     after_t: float  # last delivered_at - T, s
     cpu: float  # % of one core the dispatcher used, T to the last delivery
     calls_cpu: float  # % of one core its delivery process (the calls) used, the same span
+    calls_waiting: float  # % of the span its delivery process was ready to run, not running
     receiver_cpu: float  # % of one core the receiver used, the same span
     server_cpu: float  # % of one core the PostgreSQL server used (SQLite: 0), the same span
     machine_busy: float  # % of all cores busy, the same span
     stats: dict[str, Any]
+    cpu_per_delivery: float  # µs: the dispatcher, its delivery process and the server's
 
 
 def dispatched(
@@ -286,6 +291,7 @@ def dispatched(
         pid = procs[0].popen.pid
         children = psutil.Process(pid).children(recursive=True)  # the delivery process
         calls_cpu = sum(cpu_seconds(child.pid) for child in children)
+        waiting = sum(waiting_for_core_seconds(child.pid) for child in children)
         cpu, receiver_cpu, began = cpu_seconds(pid), receiver.cpu(), time.monotonic()
         server_cpu, busy = server_cpu_seconds(), machine_busy_seconds()
         timeout = 60 + count / 100
@@ -293,6 +299,7 @@ def dispatched(
         cpu, receiver_cpu = cpu_seconds(pid) - cpu, receiver.cpu() - receiver_cpu
         server_cpu, busy = server_cpu_seconds() - server_cpu, machine_busy_seconds() - busy
         calls_cpu = sum(cpu_seconds(child.pid) for child in children) - calls_cpu
+        waiting = sum(waiting_for_core_seconds(child.pid) for child in children) - waiting
         wall = time.monotonic() - began
         stats = receiver.stats()
         if left:
@@ -305,10 +312,12 @@ def dispatched(
             after_t=(last - due).total_seconds(),
             cpu=100 * cpu / wall,
             calls_cpu=100 * calls_cpu / wall,
+            calls_waiting=100 * waiting / wall,
             receiver_cpu=100 * receiver_cpu / wall,
             server_cpu=100 * server_cpu / wall,
             machine_busy=100 * busy / wall / (psutil.cpu_count() or 1),
             stats=stats,
+            cpu_per_delivery=1e6 * (cpu + calls_cpu + server_cpu) / count,
         )
 
 
@@ -379,6 +388,7 @@ def _fast(ctx: Context, databases: Databases, kind: str, count: int, due_count: 
         note = "" if bare.rate else f"did not finish ({bare.failed:,} failed or missing)"
         add("delivery", kind, name, bare.rate, "deliveries/s", note=note)
         add("delivery", kind, f"{fast} bare loop's own CPU", bare.cpu, "%")
+        add("delivery", kind, f"{fast} bare loop's CPU per delivery", bare.cpu_per_delivery, "µs")
         got = retrying(partial(dispatched, ctx, databases, kind, receiver, count))
         end_to_end = retrying(
             partial(dispatched, ctx, databases, kind, receiver, due_count, due_jobs=True)
@@ -400,6 +410,11 @@ def _fast(ctx: Context, databases: Databases, kind: str, count: int, due_count: 
         add("delivery", kind, f"{fast} dispatcher CPU, T to the last delivery", got.cpu, "%")
         add("delivery", kind, f"{fast} its delivery process's CPU, the same span", got.calls_cpu,
             "%")  # fmt: skip
+        add("delivery", kind, f"{fast} its delivery process ready but waiting for a core, the "
+            "same span", got.calls_waiting, "%")  # fmt: skip
+        add("delivery", kind, f"{fast} CPU per delivery: dispatcher, delivery process"
+            + (" and PostgreSQL server" if kind == "postgresql" else ""), got.cpu_per_delivery,
+            "µs")  # fmt: skip
         add("delivery", kind, f"{fast} receiver CPU, T to the last delivery", got.receiver_cpu,
             "%")  # fmt: skip
         if kind == "postgresql":
