@@ -254,6 +254,46 @@ def test_tick_jobs_and_act_on_them_together(service: Service) -> None:
     assert service.api("/schedules").json() == []
 
 
+def test_filter_by_two_labels_and_act_on_every_job_carrying_them(service: Service) -> None:
+    """A person types two labels into the filter, one a line; the list narrows as they
+    type, the focus stays where they type, and one press pauses, then deletes, every job
+    with both labels."""
+    prod, test = {"team": "billing", "env": "prod"}, {"team": "billing", "env": "test"}
+    made = {
+        "pay a": prod,
+        "pay b": prod,
+        "pay test": test,
+        "other": {"team": "data", "env": "prod"},
+    }
+    for name, labels in made.items():
+        body = {"name": name, "payload": name, "recurring": "interval", "interval": 3600,
+                "at": "2030-01-01T00:00:00Z", "labels": labels}  # fmt: skip
+        assert requests.post(f"{service.base}/schedules", json=body, timeout=5).status_code == 201
+    page = service.page
+    page.goto(f"{service.base}/ui/jobs")
+    links = page.locator("#job-table .job-link")
+    expect(links).to_have_count(4)
+    press_and_release(page, "#label")
+    page.keyboard.type("team: billing", delay=40)
+    expect(links).to_have_text(["pay test", "pay b", "pay a"])
+    page.keyboard.press("Enter")  # a second line
+    page.keyboard.type("env: prod", delay=40)
+    expect(links).to_have_text(["pay b", "pay a"])
+    expect(page.locator("#label")).to_be_focused()  # the list changed, the typing did not stop
+    expect(page).to_have_url(re.compile(r"label=team%3A(%20|\+)billing%0Aenv%3A(%20|\+)prod"))
+    bar = page.locator("#label-bulk-form")
+    expect(bar).to_contain_text("Every job labelled env: prod and team: billing")
+
+    press_and_release(page, "#label-bulk-form button[value=pause]")
+    expect(page.locator("#toast")).to_have_text("Paused 2 jobs")
+    expect(page.locator("#job-table .badge")).to_have_text(["paused", "paused"])
+    press_and_release(page, "#label-bulk-form button[value=delete]")  # the confirm is accepted
+    expect(page.locator("#toast")).to_have_text("Deleted 2 jobs")
+    expect(page.locator("#job-table .empty")).to_contain_text("No jobs match these filters")
+    left = sorted(job["name"] for job in service.api("/schedules").json())
+    assert left == ["other", "pay test"]
+
+
 def type_wall_time(page: Page, selector: str, wall: datetime) -> None:
     """Type into a datetime-local as a person does in Chromium (en-US): press on its first
     field (the month), type month and day, the year, Tab past it (a year may have six

@@ -103,3 +103,50 @@ def test_labels_from_the_form_shown_as_links_that_filter_the_list(client: FlaskC
     assert "team: billing\nwindow: 09:00-17:00" in edit
     wrong = client.post(f"/ui/jobs/{job_id}/edit", data=form_data(client, labels="ok: 1\nno colon"))
     assert wrong.status_code == 422 and "line 2: write it as name: value" in text(wrong)
+
+
+def test_several_label_filters_and_actions_on_every_job_carrying_them(
+    client: FlaskClient,
+) -> None:
+    """Labels typed one a line (or given as several `label` arguments) combine with AND; the
+    bar under the filter acts on every job with those labels, on any page."""
+    every = {"recurring": "interval", "interval": 60}
+    for i in range(30):  # more than a page
+        create(client, name=f"bill {i:02}", labels={"team": "billing", "env": "prod"}, **every)
+    create(client, name="bill test", labels={"team": "billing", "env": "test"}, **every)
+    create(client, name="data prod", labels={"team": "data", "env": "prod"}, **every)
+
+    typed = text(client.get("/ui/jobs", query_string={"label": "team: billing\n env: prod \n"}))
+    shown = names_shown(typed)
+    assert len(shown) == 25 and all(name.startswith("bill ") for name in shown)
+    assert "bill test" not in shown and "data prod" not in shown
+    assert ">team: billing\nenv: prod</textarea>" in typed  # kept as typed, tidied
+    assert "Every job labelled <strong>env: prod and team: billing</strong>:" in typed
+    args = names_shown(text(client.get("/ui/jobs?label=team:billing&label=env:test")))
+    assert args == ["bill test"]
+    any_env = text(client.get("/ui/jobs?label=team:billing&label=env"))
+    assert len(names_shown(any_env)) == 25 and 'id="label-bulk-form"' not in any_env
+    narrowed = text(client.get("/ui/jobs?label=team:billing&status=active"))
+    assert "whatever the other filters" in narrowed
+
+    form = {"csrf_token": token(client), "action": "pause", "labels": "team: billing\nenv: prod",
+            "next": "/ui/jobs?label=team%3Abilling"}  # fmt: skip
+    answer = client.post("/ui/jobs/bulk", data=form, headers=HTMX | {"HX-Target": "job-table"})
+    assert answer.status_code == 200 and "Paused 30 jobs" in answer.headers["HX-Trigger"]
+    statuses = {job["name"]: job["status"] for job in client.get("/schedules?limit=100").get_json()}
+    assert sum(s == "paused" for s in statuses.values()) == 30
+    assert statuses["bill test"] == statuses["data prod"] == "active"
+    audit = client.get("/audit?limit=200").get_json()
+    assert sum(entry["action"] == "pause" for entry in audit) == 30  # one entry per job
+
+    for labels in ("team", "team: a\nteam: b", ""):
+        refused = client.post(
+            "/ui/jobs/bulk",
+            data=form | {"labels": labels},
+            headers=HTMX | {"HX-Target": "job-table"},
+        )
+        assert refused.status_code == 422, labels
+        assert refused.get_data(as_text=True).startswith("labels:"), labels
+    too_many = "\n".join(f"k{i}: v" for i in range(21))
+    bad = client.get("/ui/jobs", query_string={"label": too_many}, headers=HTMX)
+    assert bad.status_code == 400 and "20 labels at most" in bad.get_data(as_text=True)

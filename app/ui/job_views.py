@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import current_app, flash, make_response, redirect, render_template, request, session
 from markupsafe import escape
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from app import backfill, jobinput, jobs, jobstate, runs, timing
@@ -25,7 +26,7 @@ from app.errors import BadLookup, Invalid
 from app.jobs import job_timing
 from app.models import JOB_STATUSES, Job
 from app.retry import RetryPolicy
-from app.schemas import LABEL_KEY, LABEL_VALUE, TARGET_TYPES
+from app.schemas import LABEL_KEY, LABEL_VALUE, MAX_LABELS, TARGET_TYPES
 from app.timing import RECURRING
 from app.ui import bp, calendar_form, forms
 from app.ui.display import job_label, local_time, now, viewer_zone
@@ -63,17 +64,20 @@ def jobs_page() -> Response:
     return page("jobs.html", ("job-table",), **list_context(request.args))
 
 
-def list_context(args: Mapping[str, str]) -> dict[str, Any]:
-    """The jobs list for these query arguments (bad values fall back to the default)."""
+def list_context(args: MultiDict[str, str]) -> dict[str, Any]:
+    """The jobs list for these query arguments (bad values fall back to the default; a bad
+    label filter is refused, naming `label`)."""
+    labels = label_filter(args.getlist("label"))
     filters = {
         "q": args.get("q", "").strip()[:200],
         "status": args.get("status", "") if args.get("status") in JOB_STATUSES else "",
         "recurring": args.get("recurring", "") if args.get("recurring") in RECURRING else "",
         "target": args.get("target", "") if args.get("target") in TARGET_TYPES else "",
         "sort": args.get("sort", "") if args.get("sort") in SORTS else "-created",
-        "label": args.get("label", "").strip()[:170],
+        "label": "\n".join(f"{key}: {value}" if value else key for key, value in labels),
     }
     cursor = args.get("cursor") or None
+    exact = exact_labels(labels)
     found, next_cursor = jobs.list_jobs(
         JOB_PAGE_SIZE,
         cursor,
@@ -82,7 +86,7 @@ def list_context(args: Mapping[str, str]) -> dict[str, Any]:
             filters["recurring"] or None,
             filters["target"] or None,
             filters["q"] or None,
-            label_filter(filters["label"]),
+            labels,
         ),
         filters["sort"],
     )
@@ -96,37 +100,62 @@ def list_context(args: Mapping[str, str]) -> dict[str, Any]:
         "target_types": TARGET_TYPES,
         "sorts": SORTS,
         "counts": jobs.count_by_status(),
+        # Every job with the filter's labels (exact values only) may be acted on at once;
+        # the other filters and the page do not narrow that, and the bar says so.
+        "bulk_labels": exact if exact and len(exact) == len(labels) else None,
+        "narrowed": bool(cursor) or any(filters[f] for f in ("q", "status", "recurring", "target")),
     }
 
 
 @bp.post("/jobs/bulk")
 def bulk_action() -> Response:
-    """Pause, resume, run or delete the jobs ticked on the list, then show the list again."""
+    """Pause, resume, run or delete the jobs ticked on the list, or every job carrying the
+    labels the list is filtered by, then show the list again."""
     action = request.form.get("action", "")
-    ids = request.form.getlist("ids")
     if action not in jobs.BULK_ACTIONS:
         raise Invalid.field("action", f"must be one of {', '.join(jobs.BULK_ACTIONS)}")
-    if not ids:
-        raise Invalid.field("ids", "select at least one job")
-    result = jobs.bulk_action(action, now(), ids)
-    message = bulk_message(action, result, len(set(ids)))
+    if "labels" in request.form:
+        pairs = label_filter([request.form["labels"]])
+        labels = exact_labels(pairs)
+        if not labels or len(labels) < len(pairs):
+            raise Invalid.field("labels", "give each key once, as key: value")
+        result = jobs.bulk_action(action, now(), labels=labels)
+        asked = len(result.changed) + len(result.unchanged)
+    else:
+        ids = request.form.getlist("ids")
+        if not ids:
+            raise Invalid.field("ids", "select at least one job")
+        result = jobs.bulk_action(action, now(), ids)
+        asked = len(set(ids))
+    message = bulk_message(action, result, asked)
     list_url = back("/ui/jobs")
     if htmx_target() != "job-table":
         flash(message)
         return redirect(list_url, 303)
-    context = list_context(dict(parse_qsl(urlsplit(list_url).query)))
+    context = list_context(MultiDict(parse_qsl(urlsplit(list_url).query)))
     return toast(page("jobs.html", ("job-table",), next=list_url, **context), message)
 
 
-def label_filter(text: str) -> tuple[tuple[str, str | None], ...]:
-    """The list's label filter as typed: `key: value`, or `key` (or `key:`) for any value;
-    a key no label can have is a 400 naming `label`."""
-    if not text:
-        return ()
-    key, _, value = (part.strip() for part in text.partition(":"))
-    if not LABEL_KEY.fullmatch(key) or (value and not LABEL_VALUE.fullmatch(value)):
-        raise BadLookup.field("label", "write it as key: value, or key alone")
-    return ((key, value or None),)
+def label_filter(texts: list[str]) -> tuple[tuple[str, str | None], ...]:
+    """The list's label filters as typed, one a line (or one a `label` argument, as the API
+    takes them): `key: value`, or `key` (or `key:`) for any value; jobs carrying all of
+    them. A line no label can match, or more than MAX_LABELS, is a 400 naming `label`."""
+    lines = [line.strip() for text in texts for line in text.split("\n") if line.strip()]
+    if len(lines) > MAX_LABELS:
+        raise BadLookup.field("label", f"filter by {MAX_LABELS} labels at most")
+    pairs: dict[tuple[str, str | None], None] = {}
+    for line in lines:
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if not LABEL_KEY.fullmatch(key) or (value and not LABEL_VALUE.fullmatch(value)):
+            raise BadLookup.field("label", f"{line[:60]!r}: write it as key: value, or key alone")
+        pairs[key, value or None] = None
+    return tuple(pairs)
+
+
+def exact_labels(pairs: tuple[tuple[str, str | None], ...]) -> dict[str, str]:
+    """The filter's labels that name a value, as the store's bulk actions take them (a key
+    given twice keeps its last value: fewer labels than filters)."""
+    return {key: value for key, value in pairs if value}
 
 
 def bulk_message(action: str, result: jobs.BulkResult, asked: int) -> str:
