@@ -102,6 +102,9 @@ def main() -> int:
     if args.write:
         report.write(ctx.results, command, kinds, runs, args.quick, parts, list(PARTS))
         print(f"wrote {report.BENCHMARKS.relative_to(ROOT)}")
+        if ctx.plans:
+            report.write_plans(ctx.plans, command, kinds)
+            print(f"wrote {report.PLANS.relative_to(ROOT)}")
     return 0
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy import Connection, Engine, Row, Select, select
 
 from app import audit, jobstate, payloads, timing
 from app.clock import Clock
@@ -95,13 +95,7 @@ class Firing:
         """Fire one batch of due jobs. Returns how many jobs fired (0: nothing was due)."""
         now = self.clock.now()
         with write_connection(self.engine) as conn:
-            rows = conn.execute(
-                select(*JOB_COLUMNS)
-                .where(jobs.c.next_run_at <= now)
-                .order_by(jobs.c.next_run_at)
-                .limit(self.settings.fire_batch)
-                .with_for_update(skip_locked=True)
-            ).all()
+            rows = conn.execute(due_claim(now, self.settings.fire_batch)).all()
             if not rows:
                 return 0
             fired, remote = self._fire(conn, rows, now)
@@ -199,6 +193,17 @@ class Firing:
         for kind, deliveries in by_type.items():
             self.local_targets[kind].write(conn, deliveries, now)
         return sum(len(d) for d in by_type.values())
+
+
+def due_claim(now: datetime, limit: int) -> Select[Any]:
+    """The jobs due by `now`, soonest first, locked (passing over those a peer holds)."""
+    return (
+        select(*JOB_COLUMNS)
+        .where(jobs.c.next_run_at <= now)
+        .order_by(jobs.c.next_run_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
 
 
 def delivery_of(

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 import requests
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, func, insert, select, text
 
 from app.scheduler.bulk import SqliteBulk
 from bench.bareapp import rows as bare_rows
@@ -33,14 +33,18 @@ from bench.common import (
     Proc,
     count_rows,
     family_cpu_seconds,
+    insert_due,
+    job_row,
     jobs,
     percentile,
     processes,
+    retrying,
     runs,
     start_dispatcher,
     start_gunicorn,
     stop,
 )
+from bench.plans import query_plans
 
 BARE_APP = "bare app (Flask, one row, SQLAlchemy Core)"  # its rows' name
 WRK_CONNECTIONS = 8
@@ -50,6 +54,8 @@ BATCH_JOBS = 1000
 LOAD_CHUNK = 100_000
 TRICKLE_JOBS = 100  # interval jobs of 1 s: 100 fires a second while the RSS is sampled
 RSS_SETTLE = 2.0  # seconds after start-up before the "start" RSS sample
+STORED_BURST = 10_000  # one-shot jobs due at once, fired among those stored
+PAUSED_SHARE = 100  # one stored job in this many is paused: what a status filter finds
 
 
 # -- part 3: creates -----------------------------------------------------------------------
@@ -300,15 +306,22 @@ def scale(ctx: Context, databases: Databases, kind: str) -> None:
         print(f"  scale {kind}: loading {sizes.scale_baseline:,} jobs")
         loader.load_to(sizes.scale_baseline)
         add_trickle(engine)
+        small_bursts = [_stored_burst(ctx, database, engine) for _ in range(ctx.runs)]
         baseline = [_rss(ctx, database, engine, run) for run in range(ctx.runs)]
         print(f"  scale {kind}: loading up to {sizes.scale_jobs:,} jobs")
         seconds = loader.load_to(sizes.scale_jobs)
         big = f"{sizes.scale_jobs:,} stored"
         loaded = sizes.scale_jobs - sizes.scale_baseline
         ctx.results.add("scale", kind, f"load {loaded:,} jobs", seconds, "s")
+        _disk_per_job(ctx, database, engine, big)
+        big_bursts = [_stored_burst(ctx, database, engine) for _ in range(ctx.runs)]
+        _burst_figures(ctx, kind, small_bursts, big_bursts)
         _list_pages(ctx, database, loader, big)
+        _pause_some(engine, kind, loader.stored // PAUSED_SHARE)
         _label_jobs(engine, kind)
         _label_pages(ctx, database, big)
+        deep = _cursor(loader.created_at(loader.stored * 9 // 10), uuid.UUID(int=0))
+        ctx.plans[kind] = query_plans(database, deep, loader.stored)
         large = [_rss(ctx, database, engine, run) for run in range(ctx.runs)]
         _rss_figures(ctx, kind, sizes, baseline, large)
         _idle(ctx, database, engine, big)
@@ -419,27 +432,105 @@ def _label_jobs(engine: Engine, kind: str) -> None:
 
 
 def _label_pages(ctx: Context, database: Database, label: str) -> None:
-    """List pages filtered by a label a tenth of the jobs carry, and by one a hundred do."""
+    """List pages filtered by a label a tenth of the jobs carry, by one a hundred do, and by
+    status (the paused ones, one in PAUSED_SHARE)."""
     kind = database.kind
     with processes(ctx) as procs:
         web, base = start_gunicorn(ctx, database)
         procs.append(web)
         with requests.Session() as session:
             for name, query in (
-                ("a tenth", "&label=team:team-3"),
-                ("a hundred", "&label=team:rare"),
+                ("label: a tenth", "&label=team:team-3"),
+                ("label: a hundred", "&label=team:rare"),
+                (f"status: paused, one in {PAUSED_SHARE}", "&status=paused"),
             ):
                 for _ in range(3):  # warm both workers
                     session.get(f"{base}/schedules?limit=100{query}", timeout=30)
                 for run in range(ctx.runs):
-                    print(f"  scale {kind}: label pages ({name} of the jobs), run {run + 1}")
+                    print(f"  scale {kind}: filtered pages ({name}), run {run + 1}")
                     latencies: list[float] = []
                     for _ in range(ctx.sizes.list_walks):
                         latencies += _walk(session, base, None, None, ctx.sizes.list_pages, query)
                     latencies.sort()
-                    what = f"list page by label ({name} of the jobs) p99, {label}"
+                    what = f"list page filtered ({name}) p99, {label}"
                     ctx.results.add("scale", kind, what, percentile(latencies, 99), "ms",
                                     Goal("<=", 50))  # fmt: skip
+
+
+def _stored_burst(ctx: Context, database: Database, engine: Engine) -> float | None:
+    """Fires/s of STORED_BURST one-shot jobs due at one instant T among the jobs stored (the
+    trickle firing beside them): T to the first look that sees them all fired, committed."""
+    count = STORED_BURST
+
+    def attempt() -> float | None:
+        with processes(ctx) as procs:
+            procs.append(start_dispatcher(ctx, database, f"scale-burst-{database.kind}"))
+            now = datetime.now(UTC)
+
+            def rows(due: datetime) -> list[dict[str, Any]]:
+                return [job_row(f"stored burst {i}", due, now) for i in range(count)]
+
+            due, _ = insert_due(ctx, database, engine, count, rows)
+            # Due at T to the microsecond: no stored or trickle job is (an index lookup).
+            pending = select(jobs.c.id).where(jobs.c.next_run_at == due).limit(1)
+            deadline = due.timestamp() + 30 + count / 1000
+            with engine.connect() as conn:
+                while time.time() < deadline:
+                    seen = time.time()
+                    if conn.execute(pending).first() is None:
+                        return count / (seen - due.timestamp())
+                    conn.rollback()  # no old snapshot held between looks
+                    time.sleep(0.01)
+        ctx.results.anomaly(f"scale {database.kind}: a stored burst did not finish")
+        return None
+
+    print(f"  scale {database.kind}: {count:,} jobs due at once among those stored")
+    return retrying(attempt)
+
+
+def _burst_figures(
+    ctx: Context, kind: str, small: list[float | None], big: list[float | None]
+) -> None:
+    add, sizes = ctx.results.add, ctx.sizes
+    few, many = f"{sizes.scale_baseline:,} stored", f"{sizes.scale_jobs:,} stored"
+    for before, after in zip(small, big, strict=True):
+        label = f"{STORED_BURST:,} due at once"
+        add("scale", kind, f"fires/s, {label}, {few}", before, "fires/s")
+        add("scale", kind, f"fires/s, {label}, {many}", after, "fires/s")
+        ratio = after / before if after and before else None
+        add("scale", kind, f"fires/s {many} ÷ {few}, {label}", ratio, "x", Goal(">=", 0.90))
+
+
+def _disk_per_job(ctx: Context, database: Database, engine: Engine, label: str) -> None:
+    """The database's size on disk (SQLite: its files; PostgreSQL: pg_database_size) over
+    the jobs stored, with their indexes."""
+    with engine.connect() as conn:
+        stored = int(conn.execute(select(func.count()).select_from(jobs)).scalar_one())
+        if database.kind == "postgresql":
+            size = int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar())
+        else:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            path = Path(str(engine.url.database))
+            size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    ctx.results.add("scale", database.kind, f"disk per job, {label}", size / stored, "bytes")
+
+
+def _pause_some(engine: Engine, kind: str, count: int) -> None:
+    """Pause `count` of the stored jobs (random ones: ids are random), as a status filter's
+    few."""
+    began = time.monotonic()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE jobs SET status = 'paused', next_run_at = NULL WHERE id IN"
+                " (SELECT id FROM jobs WHERE payload LIKE 'scale %' ORDER BY id LIMIT :n)"
+            ),
+            {"n": count},
+        )
+    if kind == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE jobs"))
+    print(f"  scale {kind}: paused {count:,} jobs, {time.monotonic() - began:.0f} s")
 
 
 def _cursor(created_at: datetime, job_id: uuid.UUID) -> str:

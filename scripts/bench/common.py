@@ -224,6 +224,7 @@ class Context:
     sizes: Sizes
     results: Results
     profile: bool = False
+    plans: dict[str, str] = field(default_factory=dict)  # per database: its query plans
     # Seconds per inserted job, per database kind: how far ahead a burst must be due.
     insert_cost: dict[str, float] = field(
         default_factory=lambda: {"sqlite": 150e-6, "postgresql": 200e-6}

@@ -145,6 +145,7 @@ UNIT_FORMAT = {
     "deliveries/s": "{:,.0f}",
     "calls": "{:,.0f}",
     "ms": "{:.1f}",
+    "bytes": "{:,.0f}",
     "µs": "{:,.0f}",
     "s": "{:.2f}",
     "MB": "{:.1f}",
@@ -419,3 +420,28 @@ def write(
         tail = old.removeprefix("# Benchmarks")
     pieces = [INTRO, text, tail.strip("\n")]
     BENCHMARKS.write_text("\n\n".join(p.strip("\n") for p in pieces if p.strip()) + "\n")
+
+
+PLANS = ROOT / "docs" / "QUERY-PLANS.md"
+PLANS_HEAD = """# Query plans at scale
+
+The plans of the queries that must stay on their indexes however many jobs are stored:
+the firing loop's due-claim and the jobs list (first page, a deep cursor, a status filter,
+a label filter), each the SQL the service sends, under `EXPLAIN` (SQLite: `EXPLAIN QUERY
+PLAN`) on the bench's database once the scale part has stored its jobs. Written by
+`scripts/bench.py` with `--write` (the scale part); figures in BENCHMARKS.md.
+"""
+
+
+def write_plans(plans: dict[str, str], command: str, kinds: list[str]) -> None:
+    """Replace each database's section of QUERY-PLANS.md, keeping the others'."""
+    old = PLANS.read_text() if PLANS.exists() else ""
+    sections = {}
+    for kind in ("sqlite", "postgresql"):
+        begin, end = f"<!-- plans:{kind} -->", f"<!-- /plans:{kind} -->"
+        if kind in plans:
+            stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `{command}`; {machine(kinds)}"
+            sections[kind] = f"{begin}\n{plans[kind]}\n_{stamp}_\n{end}"
+        elif begin in old and end in old:
+            sections[kind] = begin + old.split(begin, 1)[1].split(end, 1)[0] + end
+    PLANS.write_text(PLANS_HEAD + "".join(f"\n{text}\n" for text in sections.values()))
