@@ -320,15 +320,21 @@ def press_and_release(page: Page, selector: str) -> None:
     page.mouse.up()
 
 
-def test_the_catch_up_bound_typed_into_the_form(service: Service) -> None:
-    """Typed as a person types it, the focus left in the field, then one press of Submit."""
+def begin_interval_job(service: Service, payload: str, interval: int) -> Page:
+    """The new-job form with a payload and an interval typed in, as a person does it."""
     page = service.page
     page.goto(f"{service.base}/ui/jobs/new")
     press_and_release(page, "#payload")
-    page.keyboard.type("catch up", delay=40)
+    page.keyboard.type(payload, delay=40)
     press_and_release(page, "#when-interval")
     press_and_release(page, "#interval")
-    page.keyboard.type("60", delay=40)
+    page.keyboard.type(str(interval), delay=40)
+    return page
+
+
+def test_the_catch_up_bound_typed_into_the_form(service: Service) -> None:
+    """Typed as a person types it, the focus left in the field, then one press of Submit."""
+    page = begin_interval_job(service, "catch up", 60)
     page.focus("#misfire")
     page.keyboard.press("End")  # the last choice: every missed time fires
     expect(page.locator("#misfire")).to_have_value("all")

@@ -13,6 +13,7 @@ from playwright.sync_api import expect
 from tests.support.processes import BIN, ROOT, process_env
 from tests.test_ui_browser import (  # noqa: F401  (fixtures)
     Service,
+    begin_interval_job,
     browser,
     playwright,
     press_and_release,
@@ -25,13 +26,7 @@ pytestmark = pytest.mark.browser
 def test_window_retry_age_and_once_completed_typed_into_the_form(
     service: Service,  # noqa: F811  (the fixture imported above)
 ) -> None:
-    page = service.page
-    page.goto(f"{service.base}/ui/jobs/new")
-    press_and_release(page, "#payload")
-    page.keyboard.type("spread out", delay=40)
-    press_and_release(page, "#when-interval")
-    press_and_release(page, "#interval")
-    page.keyboard.type("3600", delay=40)
+    page = begin_interval_job(service, "spread out", 3600)
     press_and_release(page, "#max_age")
     page.keyboard.type("900", delay=40)
     press_and_release(page, "#window")
