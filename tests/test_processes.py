@@ -342,13 +342,15 @@ def test_a_windowed_burst_fires_spread_over_its_window_once_each(
     (both processes agree on it), and the burst spread evenly over the window."""
     engine = create_engine(database_url)
     jobs, window = 3_000, 6
-    due = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
-    insert_one_shot_jobs(engine, jobs, due, window=window)
     env = process_env(database_url)
     with (
         running(start_scheduler(env, tmp_path / "first.log")) as first,
         running(start_scheduler(env, tmp_path / "second.log")) as second,
     ):
+        both = (first, second)  # up (on a slow machine that takes seconds), then due
+        wait_until(lambda: all("scheduler started" in s.output() for s in both), 60, first)
+        due = (datetime.now(UTC) + timedelta(seconds=3)).replace(microsecond=0)
+        insert_one_shot_jobs(engine, jobs, due, window=window)
         wait_until(lambda: queue_runs(engine) == jobs, window + 60, first)
         assert first.terminate() == 0 and second.terminate() == 0
     assert_each_job_fired_once(engine, jobs)
