@@ -77,7 +77,6 @@ def list_context(args: MultiDict[str, str]) -> dict[str, Any]:
         "label": "\n".join(f"{key}: {value}" if value else key for key, value in labels),
     }
     cursor = args.get("cursor") or None
-    exact = exact_labels(labels)
     found, next_cursor = jobs.list_jobs(
         JOB_PAGE_SIZE,
         cursor,
@@ -102,7 +101,7 @@ def list_context(args: MultiDict[str, str]) -> dict[str, Any]:
         "counts": jobs.count_by_status(),
         # Every job with the filter's labels (exact values only) may be acted on at once;
         # the other filters and the page do not narrow that, and the bar says so.
-        "bulk_labels": exact if exact and len(exact) == len(labels) else None,
+        "bulk_labels": exact_labels(labels),
         "narrowed": bool(cursor) or any(filters[f] for f in ("q", "status", "recurring", "target")),
     }
 
@@ -117,7 +116,7 @@ def bulk_action() -> Response:
     if "labels" in request.form:
         pairs = label_filter([request.form["labels"]])
         labels = exact_labels(pairs)
-        if not labels or len(labels) < len(pairs):
+        if labels is None:
             raise Invalid.field("labels", "give each key once, as key: value")
         result = jobs.bulk_action(action, now(), labels=labels)
         asked = len(result.changed) + len(result.unchanged)
@@ -152,10 +151,11 @@ def label_filter(texts: list[str]) -> tuple[tuple[str, str | None], ...]:
     return tuple(pairs)
 
 
-def exact_labels(pairs: tuple[tuple[str, str | None], ...]) -> dict[str, str]:
-    """The filter's labels that name a value, as the store's bulk actions take them (a key
-    given twice keeps its last value: fewer labels than filters)."""
-    return {key: value for key, value in pairs if value}
+def exact_labels(pairs: tuple[tuple[str, str | None], ...]) -> dict[str, str] | None:
+    """The filter's labels as the store's bulk actions take them, when it names exact labels:
+    at least one, each with a value, no key twice. None otherwise."""
+    labels = {key: value for key, value in pairs if value}
+    return labels if labels and len(labels) == len(pairs) else None
 
 
 def bulk_message(action: str, result: jobs.BulkResult, asked: int) -> str:

@@ -319,7 +319,7 @@ def scale(ctx: Context, databases: Databases, kind: str) -> None:
         _list_pages(ctx, database, loader, big)
         _pause_some(engine, kind, loader.stored // PAUSED_SHARE)
         _label_jobs(engine, kind)
-        _label_pages(ctx, database, big)
+        _filtered_pages(ctx, database, big)
         deep = _cursor(loader.created_at(loader.stored * 9 // 10), uuid.UUID(int=0))
         ctx.plans[kind] = query_plans(database, deep, loader.stored)
         large = [_rss(ctx, database, engine, run) for run in range(ctx.runs)]
@@ -415,7 +415,13 @@ RARE_SQL = (
     "UPDATE job_labels SET value = 'rare' WHERE job_id IN"
     " (SELECT job_id FROM job_labels ORDER BY job_id LIMIT :rare)"
 )
-LABEL_FILTERS = (("a tenth", "&label=team:team-3"), ("a hundred", "&label=team:rare"))
+# The filtered list pages walked: by a label a tenth of the jobs carry, by one a hundred do,
+# and by status (the paused jobs, one in PAUSED_SHARE).
+FILTERED_PAGES = (
+    ("label: a tenth", "&label=team:team-3"),
+    ("label: a hundred", "&label=team:rare"),
+    (f"status: paused, one in {PAUSED_SHARE}", "&status=paused"),
+)
 DRAWS = {"sqlite": "abs(random())", "postgresql": "floor(random() * 1e9)::bigint"}
 
 
@@ -431,19 +437,14 @@ def _label_jobs(engine: Engine, kind: str) -> None:
     print(f"  scale {kind}: labelled every job, {time.monotonic() - began:.0f} s")
 
 
-def _label_pages(ctx: Context, database: Database, label: str) -> None:
-    """List pages filtered by a label a tenth of the jobs carry, by one a hundred do, and by
-    status (the paused ones, one in PAUSED_SHARE)."""
+def _filtered_pages(ctx: Context, database: Database, label: str) -> None:
+    """List pages filtered as FILTERED_PAGES says, each walked from the first page."""
     kind = database.kind
     with processes(ctx) as procs:
         web, base = start_gunicorn(ctx, database)
         procs.append(web)
         with requests.Session() as session:
-            for name, query in (
-                ("label: a tenth", "&label=team:team-3"),
-                ("label: a hundred", "&label=team:rare"),
-                (f"status: paused, one in {PAUSED_SHARE}", "&status=paused"),
-            ):
+            for name, query in FILTERED_PAGES:
                 for _ in range(3):  # warm both workers
                     session.get(f"{base}/schedules?limit=100{query}", timeout=30)
                 for run in range(ctx.runs):

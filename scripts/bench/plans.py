@@ -1,7 +1,7 @@
 """The plans of the queries that must stay on their indexes however many jobs are stored:
 the firing loop's due-claim, and the jobs list (first page, a deep cursor, a status filter,
-a label filter). Each is the SQL the service itself sends (captured from app.jobs, or built
-from app.scheduler.firing's own columns), run under EXPLAIN on the bench's database.
+a label filter). Each is the SQL the service itself sends (captured as app.scheduler.firing's
+due_claim and app.jobs's list_jobs run it), under EXPLAIN on the bench's database.
 """
 
 from __future__ import annotations
