@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime
 
 from flask import current_app, g, request
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.database import begin_write, db
@@ -29,7 +29,7 @@ KEY_PREFIX = "sk_"
 OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "api.openapi"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UI_UNSCOPED_ENDPOINTS = frozenset({"ui.queues_page"})
-KEYS_EXIST_TTL = 5.0  # seconds a "do any keys exist?" answer is reused
+KEYS_EXIST_TTL = 5.0  # seconds a "some key exists" answer is reused
 
 
 def hash_key(key: str) -> str:
@@ -110,17 +110,24 @@ def active_key(key_id: str) -> ApiKey | None:
 
 
 def active_keys_exist() -> bool:
-    cache = current_app.extensions.setdefault("auth_cache", {"at": -1e9, "exists": False})
-    if time.monotonic() - cache["at"] > KEYS_EXIST_TTL:
-        count = db.session.scalar(
-            select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))
-        )
-        cache.update(at=time.monotonic(), exists=bool(count))
-    return bool(cache["exists"])
+    """Whether any key is active. A yes is reused for KEYS_EXIST_TTL; a no is asked again on
+    every request, so the first key made (by any process) guards the service at once, and
+    revoking the last one opens it again only after the TTL, the safe way round."""
+    cache = current_app.extensions.setdefault("auth_cache", {"yes_at": -1e9})
+    if time.monotonic() - cache["yes_at"] <= KEYS_EXIST_TTL:
+        return True
+    active = select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)
+    if db.session.scalar(active) is None:
+        return False
+    cache["yes_at"] = time.monotonic()
+    return True
 
 
 def auth_required() -> bool:
-    return bool(current_app.config.get("REQUIRE_API_KEYS")) or active_keys_exist()
+    """Asked by several before_request hooks: answered once per request."""
+    if "auth_required" not in g:
+        g.auth_required = bool(current_app.config.get("REQUIRE_API_KEYS")) or active_keys_exist()
+    return bool(g.auth_required)
 
 
 def bearer_token() -> str | None:
