@@ -34,7 +34,7 @@ from app.scheduler.calls import CallLoop, Limits
 from app.scheduler.dispatcher import Dispatcher
 from app.scheduler.retention import prune
 from app.scheduler.settings import DispatcherSettings
-from app.scheduler.wake import Waiter
+from app.scheduler.wake import Stopping, Waiter
 from app.targets.amqp import AmqpTarget
 from app.targets.base import Target
 from app.targets.celery import CeleryTarget
@@ -125,27 +125,17 @@ def run_scheduler(app: Flask) -> None:
     waiter = make_waiter(app, dispatcher)
     scheduler = BlockingScheduler(timezone="UTC")
     now = clock_of(app).now()
-    locks: list[threading.Lock] = []  # one per periodic work, held while it runs
+    periodic = PeriodicWork(app, dispatcher.stopping)
 
     def every(seconds: float, name: str, work: Callable[[], Any], *, passes: bool) -> None:
         # A pass lasts until the next tick, or longer while work is due. The next tick's
-        # pass queues on this lock instead of being skipped (max_instances=2): skipping it
+        # pass queues on its lock instead of being skipped (max_instances=2): skipping it
         # would leave the loop idle until the tick after.
-        lock = threading.Lock()
-        locks.append(lock)
-
-        def run() -> None:
-            with lock, app.app_context():
-                try:
-                    work()
-                except Exception:  # the database may be briefly away: try again next time
-                    log.exception(f"{name} failed", extra={"action": name})
-
         # Passes start at once; the rest first run one interval from now.
         start = {"next_run_time": now} if passes else {}
         scheduler.add_job(
-            run, "interval", seconds=seconds, id=name, max_instances=2 if passes else 1,
-            coalesce=True, misfire_grace_time=None, **start,
+            periodic.guarded(name, work), "interval", seconds=seconds, id=name,
+            max_instances=2 if passes else 1, coalesce=True, misfire_grace_time=None, **start,
         )  # fmt: skip
 
     heartbeat = CounterWriter(db.engine)
@@ -182,13 +172,46 @@ def run_scheduler(app: Flask) -> None:
     scheduler.start()
     # shutdown(wait=False) leaves the work in hand running: let it end (a pass notices the
     # stop within one step) before the lanes close under a claim that is handing runs over.
-    deadline = time.monotonic() + SHUTDOWN_GRACE  # for all of them together
-    for lock in locks:
-        if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            log.warning("a pass did not end in time", extra={"action": "stop"})
+    periodic.wait_ended(SHUTDOWN_GRACE)
     dispatcher.close(SHUTDOWN_GRACE)
     faulthandler.cancel_dump_traceback_later()
     log.info("scheduler stopped", extra={"action": "stop"})
+
+
+class PeriodicWork:
+    """The process's periodic work, each kind under a lock of its own: one runs at a time,
+    and a run due meanwhile queues on the lock. Once stopping, a queued run returns at
+    once, so that nothing waits past the work that was running at the stop."""
+
+    def __init__(self, app: Flask, stopping: Stopping) -> None:
+        self.app = app
+        self.stopping = stopping
+        self._locks: list[threading.Lock] = []
+
+    def guarded(self, name: str, work: Callable[[], Any]) -> Callable[[], None]:
+        lock = threading.Lock()
+        self._locks.append(lock)
+
+        def run() -> None:
+            with lock:
+                if self.stopping.is_set():
+                    return
+                with self.app.app_context():
+                    try:
+                        work()
+                    except Exception:  # the database may be briefly away: try again next time
+                        log.exception(f"{name} failed", extra={"action": name})
+
+        return run
+
+    def wait_ended(self, timeout: float) -> None:
+        """After the stop: wait up to `timeout` s (for all together) for the runs in hand."""
+        deadline = time.monotonic() + timeout
+        for lock in self._locks:
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                log.warning("a pass did not end in time", extra={"action": "stop"})
+                continue
+            lock.release()  # a run queued behind it may go on: it returns at once
 
 
 def end_pauses(app: Flask) -> None:
