@@ -12,11 +12,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import config as config_module
 from app.clock import Clock, SystemClock
 from app.database import configure_engine, db, engine_options
-from app.extensions import csrf, migrate
+from app.extensions import csrf
 from app.ratelimit import limiter
 
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "..", "migrations")
 
-def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+
+def create_app(test_config: dict[str, Any] | None = None, *, migrations: bool = True) -> Flask:
+    """migrations: register Flask-Migrate (the `flask db` commands, and what `upgrade()`
+    needs); an app that only serves requests goes without it, and without importing alembic."""
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
     from_file = Config(app.instance_path)
@@ -37,7 +41,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
+    if migrations:
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=MIGRATIONS)
     with app.app_context():
         configure_engine(db.engine)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from flask_migrate import upgrade
 
 from app import auth, clock_of
 
@@ -16,6 +15,8 @@ scheduler_cli = AppGroup("scheduler", help="The dispatcher process.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations first.")
 def run_command(no_migrate: bool) -> None:
     """Fire due jobs and deliver their runs until stopped (SIGTERM finishes the batch)."""
+    from flask_migrate import upgrade
+
     from app.scheduler.process import configure_logging, run_scheduler
 
     if not no_migrate:

@@ -24,8 +24,6 @@ from app.netguard import check_address, parse_ip_literal
 from app.retry import RetryPolicy
 from app.schemas import JobIn, TimingFields
 from app.targets import connections
-from app.targets.celery import task_arguments
-from app.targets.eventbridge import json_detail
 
 DEFAULT_TARGET = {"type": "queue", "name": "default"}
 
@@ -174,11 +172,16 @@ def _checked_target(target: Any, field: str) -> dict[str, Any]:
 
 def check_payload_for(target: dict[str, Any], payload: str) -> None:
     """A target that reads the payload (a Celery task's arguments, an event's detail)
-    refuses one it could never deliver."""
+    refuses one it could never deliver. (Imported here: the target modules bring their
+    clients, kombu and boto3, which the web side otherwise never loads.)"""
     try:
         if target["type"] == "celery":
+            from app.targets.celery import task_arguments
+
             task_arguments(payload)
         elif target["type"] == "eventbridge":
+            from app.targets.eventbridge import json_detail
+
             json_detail(payload)
     except ValueError as exc:
         raise Invalid.field("payload", f"for a {target['type']} target: {exc}") from None

@@ -20,7 +20,7 @@ from app.jobinput import JobValues
 from app.jobstate import JobState
 from app.models import Job, JobLabel, Run
 from app.schemas import MAX_SECRETS
-from app.targets.webhook import generate_secret
+from app.targets.signing import generate_secret
 
 NOTIFY_CHANNEL = "scheduler_due"
 # Core statements built once: a create is a few small statements, and building one (its

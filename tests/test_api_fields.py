@@ -11,8 +11,9 @@ from flask.testing import FlaskClient
 
 from app.clock import ManualClock
 from app.scheduler.dispatcher import Dispatcher
+from app.targets.signing import sign
 from app.targets.sqs import SqsTarget
-from app.targets.webhook import WebhookTarget, sign
+from app.targets.webhook import WebhookTarget
 from tests.support.http_target import HttpTarget
 from tests.support.sqs_server import receive_all
 

@@ -29,9 +29,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from app.clock import ManualClock
-from app.netguard import AddressRefused, GuardedResolver, check_address, parse_ip_literal
+from app.netguard import AddressRefused, check_address, parse_ip_literal
 from app.targets.base import Delivery, Outcome
-from app.targets.webhook import WebhookTarget, generate_secret, parse_retry_after, sign
+from app.targets.resolver import GuardedResolver
+from app.targets.signing import generate_secret, sign
+from app.targets.webhook import WebhookTarget, parse_retry_after
 from tests.support.aio import LoopThread
 from tests.support.http_target import HttpTarget, Response
 

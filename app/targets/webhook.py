@@ -10,16 +10,12 @@ URL's host name; proxies from the environment are never used.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextvars
 import functools
-import hashlib
-import hmac
 import json
 import logging
 import math
 import os
-import secrets as secrets_module
 import socket
 import ssl
 import time
@@ -40,16 +36,16 @@ from yarl import URL
 from app.clock import Clock, SystemClock
 from app.netguard import (
     AddressRefused,
-    GuardedResolver,
     IPAddress,
     parse_ip_literal,
     parse_networks,
     refuse_forbidden,
 )
 from app.payloads import is_json
-from app.schemas import SECRET_PREFIX, secret_key
 from app.schemas import WebhookTarget as WebhookSpec
 from app.targets.base import Delivery, Outcome
+from app.targets.resolver import GuardedResolver
+from app.targets.signing import sign
 
 logger = logging.getLogger(__name__)
 
@@ -70,28 +66,6 @@ RESERVED_HEADERS = frozenset(
         "connection",
     }
 )
-
-
-# --- Standard Webhooks signing ---------------------------------------------------------------
-
-
-def generate_secret() -> str:
-    """A new signing secret: whsec_ + base64 of 24 random bytes."""
-    return SECRET_PREFIX + base64.b64encode(secrets_module.token_bytes(24)).decode()
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: str | bytes) -> str:
-    """'v1,<base64 HMAC-SHA256 of "{msg_id}.{timestamp}.{body}">', keyed by the secret's bytes.
-    Raises ValueError on a malformed secret."""
-    key = _signing_key(secret)
-    payload = body.encode() if isinstance(body, str) else body
-    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + payload, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-@functools.lru_cache(maxsize=1024)  # decoded for every run signed with it
-def _signing_key(secret: str) -> bytes:
-    return secret_key(secret)
 
 
 # --- The target ------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ from sqlalchemy import Engine, func, select
 
 from app import jobstate, timing
 from app.jobstate import JobState, MisfirePolicy
-from app.targets.webhook import USER_AGENT, sign
+from app.targets.signing import sign
+from app.targets.webhook import USER_AGENT
 from bench.common import (
     Context,
     Databases,
