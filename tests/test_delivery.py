@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -446,3 +447,57 @@ def test_an_origins_share_of_held_runs_grows_with_its_answer_rate(app: Flask) ->
     assert settings.origin_held(250, 100.0) == 1_000  # slow: four rounds of 250
     assert settings.origin_held(250, 1e9) == settings.max_held  # never above the whole
     assert rate.per_second(now=5.0) == 0.0  # it stopped answering: back to the rounds
+
+
+def test_an_origin_let_in_again_is_topped_up_even_when_its_rate_dips(
+    client: FlaskClient, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    webhooks: Webhooks, http_target: HttpTarget, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """An origin full at a share its answer rate set is let in again at half that share;
+    the claim then tops it up to that share, even if the rate measured has dipped since
+    (a claim that read its runs and held none of them was a wasted transaction)."""
+    http_target.respond("/slow", *[Response(200, delay=0.1)] * 30)
+    target = {"type": "webhook", "url": http_target.url + "/slow", "maxInFlight": 1}
+    jobs = [{"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": target} for i in range(30)]
+    client.post("/schedules:batch", json={"jobs": jobs})
+    dispatcher = make_dispatcher({"webhook": webhooks()}, background=True)
+    lanes = dispatcher.lanes
+    monkeypatch.setattr(lanes, "answer_rate", lambda origin: 10.0)  # a share of 10 runs
+    origin = f"http://127.0.0.1:{urlsplit(http_target.url).port}"
+    clock.advance(1)
+    dispatcher.fire_due()
+    dispatcher.deliver_due()
+    assert lanes.held_for(origin) == 10
+    deadline = time.monotonic() + 10
+    while not dispatcher.delivering.room_freed():  # worked down to half its share
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    monkeypatch.setattr(lanes, "answer_rate", lambda origin: 1.0)  # its floor share: 4
+    held = lanes.held_for(origin)
+    assert held <= 5
+    dispatcher.deliver_due()
+    assert lanes.held_for(origin) > held  # topped up towards 10, not left as it was
+    dispatcher.settle(timeout=30)
+    delivered = client.get("/runs?status=delivered").get_json()
+    assert len(http_target.requests_to("/slow")) == len(delivered) >= 15
+
+
+def test_an_origin_filled_to_its_share_exactly_is_passed_over_at_once(
+    app: Flask, client: FlaskClient, clock: ManualClock,
+    make_dispatcher: Callable[..., Dispatcher], webhooks: Webhooks, http_target: HttpTarget,
+) -> None:  # fmt: skip
+    """A claim that fills an origin's share to the last run marks it full: the next claim
+    does not read (and, on PostgreSQL, lock) its runs only to hold none of them."""
+    http_target.respond("/slow", *[Response(200, delay=0.2)] * 8)
+    target = {"type": "webhook", "url": http_target.url + "/slow", "maxInFlight": 1}
+    jobs = [{"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": target} for i in range(8)]
+    client.post("/schedules:batch", json={"jobs": jobs})
+    app.config["DELIVERY_BATCH_SIZE"] = 4  # one claim: the origin's share of 4 runs
+    dispatcher = make_dispatcher({"webhook": webhooks()}, background=True)
+    clock.advance(1)
+    dispatcher.fire_due()
+    assert dispatcher.deliver_due() == 4
+    assert dispatcher.deliver_due() == 0
+    assert dispatcher.seconds_until_delivery() is None  # the loop sleeps until woken
+    dispatcher.settle(timeout=10)
+    assert len(http_target.requests_to("/slow")) == 4

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 jobs, runs = Job.__table__, Run.__table__
 RENEW_CHUNK = 500
+MAX_REOPENED = 10_000  # origins let in again, remembered until their next claim
 # A dead letter run carries its own target and payload; other runs, the job's dead letter
 # target (NULL, for most jobs: nothing to decode).
 DEAD_LETTER_COLUMNS = (
@@ -120,6 +121,10 @@ class Delivering:
         self.counters = counters
         self.lanes = lanes
         self._full: dict[str, int] = {}  # full origins -> their share of held runs
+        # Origins let in again, drained to half their share: the next claim tops them up to
+        # that share at least (their answer rate may have dipped meanwhile, and a claim that
+        # holds nothing of what it read would be a wasted transaction).
+        self._reopened: dict[str, int] = {}
         self._lock = threading.Lock()  # _full is read by the lanes' thread too
 
     def deliver_due(self) -> int:
@@ -180,7 +185,9 @@ class Delivering:
         with self._lock:
             for origin, share in list(self._full.items()):
                 if self._drained(origin, share):
-                    del self._full[origin]
+                    if len(self._reopened) >= MAX_REOPENED:  # origins whose runs went away
+                        self._reopened.clear()
+                    self._reopened[origin] = self._full.pop(origin)
             full = sorted(self._full)
         if not full:
             return due
@@ -231,15 +238,18 @@ class Delivering:
             share = shares.get(origin)
             if share is None:
                 rate = self.lanes.answer_rate(origin)
-                share = shares[origin] = self.settings.origin_held(route.limit, rate)
+                share = self.settings.origin_held(route.limit, rate)
+                with self._lock:
+                    share = shares[origin] = max(share, self._reopened.pop(origin, 0))
                 taken[origin] = self.lanes.held_for(origin)
             if taken[origin] >= share:
-                with self._lock:
-                    self._full[origin] = share
+                self._fill(origin, share)
                 if row.origin != origin:  # so that the next claims pass over it
                     labels.append({"id": row.id, "origin": origin})
                 continue
             taken[origin] += 1
+            if taken[origin] >= share:  # full now: the next claim passes over its runs
+                self._fill(origin, share)
             held.append(route.held(delivery, row.fired_at, now, self._dead_letter_to(row, specs)))
         self._write_local(conn, local, now)
         self._write_dead(conn, dead, specs, now)
@@ -255,6 +265,10 @@ class Delivering:
             counts.update(by_target("dead", d.target.get("type", "unknown")))
         self.counters.add(conn, counts)
         return held
+
+    def _fill(self, origin: str, share: int) -> None:
+        with self._lock:
+            self._full[origin] = share
 
     def _route(self, target: Target, delivery: Delivery, retry: str | None) -> Route:
         """What every run of this delivery's target and retry policy shares."""
