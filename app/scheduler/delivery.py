@@ -76,6 +76,7 @@ class Route:
 
     timeout: float  # seconds one call may take, as the target says
     lease: float  # seconds one lease lasts: at least the timeout plus the margin
+    lease_until: datetime  # when a lease taken by this claim ends
     origin: str
     limit: int  # calls in flight to the origin, at most
     policy: RetryPolicy
@@ -84,7 +85,6 @@ class Route:
         self,
         delivery: Delivery,
         fired_at: datetime,
-        now: datetime,
         dead_letter: deadletters.DeadLetterTo | None,
     ) -> Held:
         return Held(
@@ -93,7 +93,7 @@ class Route:
             policy=self.policy,
             timeout=self.timeout,
             lease=self.lease,
-            lease_until=now + timedelta(seconds=self.lease),
+            lease_until=self.lease_until,
             origin=self.origin,
             limit=self.limit,
             dead_letter=dead_letter,
@@ -196,6 +196,7 @@ class Delivering:
     def _take(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> list[Held]:
         local: dict[str, list[Delivery]] = defaultdict(list)
         held: list[Held] = []
+        leased: list[uuid.UUID] = []  # their run ids, as the database keys them
         dead: list[tuple[Row[Any], Delivery, str]] = []
         labels: list[dict[str, Any]] = []  # runs left due, their origin newly known
         taken: Counter[str] = Counter()
@@ -229,7 +230,8 @@ class Delivering:
                 continue
             route = routes.get((spec_text, row.retry))
             if route is None:
-                route = routes[spec_text, row.retry] = self._route(target, delivery, row.retry)
+                route = self._route(target, delivery, row.retry, now)
+                routes[spec_text, row.retry] = route
             if row.attempts and route.policy.too_old((now - row.fired_at).total_seconds()):
                 error = f"{route.policy.too_old_error()}; {row.last_error or 'delivery failed'}"
                 dead.append((row, delivery, error[:MAX_ERROR_CHARS]))  # late, as after downtime
@@ -250,11 +252,12 @@ class Delivering:
             taken[origin] += 1
             if taken[origin] >= share:  # full now: the next claim passes over its runs
                 self._fill(origin, share)
-            held.append(route.held(delivery, row.fired_at, now, self._dead_letter_to(row, specs)))
+            held.append(route.held(delivery, row.fired_at, self._dead_letter_to(row, specs)))
+            leased.append(row.id)
         self._write_local(conn, local, now)
         self._write_dead(conn, dead, specs, now)
         self.bulk.update(conn, runs, "id", labels)
-        self._write_leases(conn, held)
+        self._write_leases(conn, leased, held)
         retries = sum(1 for row in rows if row.attempts >= 1)
         delivered = sum(len(d) for d in local.values())
         counts: Counter[str] = Counter({"deliveries_delivered": delivered, "retries": retries})
@@ -270,16 +273,19 @@ class Delivering:
         with self._lock:
             self._full[origin] = share
 
-    def _route(self, target: Target, delivery: Delivery, retry: str | None) -> Route:
-        """What every run of this delivery's target and retry policy shares."""
+    def _route(self, target: Target, delivery: Delivery, retry: str | None, now: datetime) -> Route:
+        """What every run of this delivery's target and retry policy shares, in a claim at
+        `now`."""
         timeout = target.timeout(delivery)
         limit = delivery.target.get("maxInFlight") or self.settings.origin_in_flight
         # A destination may impose its own limit (a FIFO queue: one call at a time).
         imposed = getattr(target, "max_in_flight", lambda _: None)(delivery.target)
         limit = min(limit, imposed or limit)
+        lease = max(self.settings.lease, timeout + self.settings.lease_margin)
         return Route(
             timeout=timeout,
-            lease=max(self.settings.lease, timeout + self.settings.lease_margin),
+            lease=lease,
+            lease_until=now + timedelta(seconds=lease),
             origin=origin_of(self.remote_targets, delivery.target) or "",
             limit=min(int(limit), self.settings.max_in_flight),
             policy=RetryPolicy.of(
@@ -348,16 +354,16 @@ class Delivering:
             spec, None if local else origin_of(self.remote_targets, spec)
         )
 
-    def _write_leases(self, conn: Connection, held: list[Held]) -> None:
+    def _write_leases(self, conn: Connection, ids: list[uuid.UUID], held: list[Held]) -> None:
         rows = [
             {
-                "id": uuid.UUID(item.delivery.run_id),
+                "id": run_id,
                 "status": "delivering",
                 "attempts": item.delivery.attempt,
                 "next_attempt_at": item.lease_until,
                 "origin": item.origin,
             }
-            for item in held
+            for run_id, item in zip(ids, held, strict=True)
         ]
         self.bulk.update(conn, runs, "id", rows)
 

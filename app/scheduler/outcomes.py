@@ -73,6 +73,19 @@ def settle(held: Held, outcome: Outcome, now: datetime, rng: random.Random) -> d
     }
 
 
+def _counts(pairs: Sequence[tuple[Held, Outcome]], values: list[dict[str, Any]]) -> Counter[str]:
+    """The counters these outcomes add to: per outcome, and per outcome and target type."""
+    kinds = Counter(
+        (v["status"], held.delivery.target.get("type"))
+        for (held, _), v in zip(pairs, values, strict=True)
+    )
+    counts: Counter[str] = Counter()
+    for (status, kind), count in kinds.items():
+        counts[f"deliveries_{status}"] += count
+        counts.update(by_target(status, kind, count))
+    return counts
+
+
 class OutcomeRecorder:
     def __init__(
         self,
@@ -151,10 +164,7 @@ class OutcomeRecorder:
             ours = self.bulk.update(
                 conn, runs, "id", values, condition="status = 'delivering'", match=("attempts",)
             )
-            counts = Counter(f"deliveries_{v['status']}" for v in values)
-            for (held, _), v in zip(pairs, values, strict=True):
-                counts.update(by_target(v["status"], held.delivery.target.get("type")))
-            self.counters.add(conn, counts)
+            self.counters.add(conn, _counts(pairs, values))
             deadletters.write(conn, self._dead_letters(pairs, values), now)
             if gone:
                 self._pause_gone(conn, gone, now)
