@@ -4,7 +4,7 @@ Everything runs against real processes on SQLite and PostgreSQL; docs/BENCHMARKS
 each figure is defined.
 
     .venv/bin/python scripts/bench.py [--quick] [--db sqlite|postgresql|both]
-        [--only burst,window,lag,api,scale,peer,sqs,delivery,brokers] [--runs 3]
+        [--only burst,window,lag,api,scale,peer,sqs,delivery,brokers,start] [--runs 3]
         [--jobs-scale 1000000] [--profile] [--write]
 
 --quick: small sizes, one run each (a smoke check, under 2 minutes).
@@ -46,6 +46,7 @@ PARTS: dict[str, Part] = {
     "sqs": sqs.sqs,
     "delivery": delivery.delivery,
     "brokers": brokers.brokers,
+    "start": api.start,
 }
 
 

@@ -107,6 +107,9 @@ a run that did not finish counts as not met):
   N ÷ (last `delivered_at` - T), so it counts claiming, leasing and recording as well as
   the calls. Ratio = dispatcher ÷ bare; goal ≥ 0.90. *Jobs due at T (firing included)*:
   the same N jobs due at T instead, fired by the dispatcher too.
+- **Start**: on a fresh database, from starting gunicorn (as `make run` does) to its first
+  answer of `/readyz`; and `import wsgi` timed inside a fresh interpreter with gunicorn's
+  `SERVER_SOFTWARE`, as a worker imports the app.
 - **Delivery** (webhooks): the receiver is scripts/bench/receiver.py, a bare asyncio
   HTTP/1.1 server (standard library only, keep-alive) in its own process on 127.0.0.1,
   answering `200` with an empty body at once or after a fixed delay, and counting
@@ -115,9 +118,9 @@ a run that did not finish counts as not met):
   `POST`, a JSON body of 207-212 bytes, timeout 30 s, one signing secret; the scheduler runs
   with `WEBHOOK_ALLOW_NETWORKS=127.0.0.0/8`. Unless a row says *jobs due at T*, the N jobs
   are stored as already fired at T (advanced by the service's own job-state rules; one
-  `pending` run each, due for delivery at T, as firing writes it), so the rows measure
-  the delivery loop and not the firing. *Bare loop*: aiohttp in the bench's own process,
-  set up as the target sets it up (no connector limits, no cookies or proxies, the same
+  `pending` run each, due for delivery at T, with its origin, as firing writes it), so the
+  rows measure the delivery loop and not the firing. *Bare loop*: aiohttp in the bench's
+  own process, set up as the target sets it up (no connector limits, no cookies or proxies, the same
   timeouts), the same method, body and headers (User-Agent, Content-Type and the three
   Standard Webhooks headers, signed per request), as many requests in flight per receiver
   port as the dispatcher may have per origin; rate = N ÷ (last response read - first
