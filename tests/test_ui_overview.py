@@ -279,7 +279,9 @@ def statements(app: Flask) -> Iterator[list[str]]:
     [("/ui/", "overview-live"), ("/ui/runs", "run-table"), ("/ui/queues", "queue-table"),
      ("/ui/jobs/{id}", "job-runs")],
 )  # fmt: skip
-def test_a_304_costs_one_query_of_its_own(app: Flask, client: FlaskClient, url: str, target: str) -> None:
+def test_a_304_costs_one_query_of_its_own(
+    app: Flask, client: FlaskClient, url: str, target: str
+) -> None:
     job = create(client, name="counted", at="2030-01-01T05:00:00Z")
     add_lagging_run(app, job["jobId"], NOW - timedelta(minutes=3), 12, "dead")
     add_message(app, "emails", "mail")
