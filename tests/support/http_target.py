@@ -60,6 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.target.record(Recorded(self.command, path, headers, body))
         reply = self.server.target.next_response(path.split("?", 1)[0])
         if reply.delay and self.server.target.stopping.wait(reply.delay):
+            self.close_connection = True  # hang up: the caller sees it at once, no timeout
             return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
