@@ -63,6 +63,18 @@ def create(client: FlaskClient, target: dict[str, Any], **fields: Any) -> dict[s
     return dict(response.get_json())
 
 
+def one_call_origin(client: FlaskClient, http_target: HttpTarget, count: int, delay: float) -> None:
+    """`count` jobs due at 00:00:01 to a slow endpoint taking one call at a time (so its
+    share of held runs is 4, for a slow origin)."""
+    http_target.respond("/slow", *[Response(200, delay=delay)] * count)
+    target = {"type": "webhook", "url": http_target.url + "/slow", "maxInFlight": 1}
+    jobs = [
+        {"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": target} for i in range(count)
+    ]
+    response = client.post("/schedules:batch", json={"jobs": jobs})
+    assert response.status_code == 201, response.get_json()
+
+
 def runs_of(client: FlaskClient, job_id: str) -> list[dict[str, Any]]:
     return list(client.get(f"/schedules/{job_id}/runs").get_json())
 
@@ -334,10 +346,7 @@ def test_a_full_origins_backlog_waits_untouched_until_half_is_worked_off(
 ) -> None:  # fmt: skip
     """Claims pass over the runs of an origin that has its share held: no write per look,
     no busy loop; the loop claims again once the origin is down to half its share."""
-    http_target.respond("/slow", *[Response(200, delay=0.5)] * 10)
-    target = {"type": "webhook", "url": http_target.url + "/slow", "maxInFlight": 1}
-    jobs = [{"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": target} for i in range(10)]
-    client.post("/schedules:batch", json={"jobs": jobs})
+    one_call_origin(client, http_target, 10, delay=0.5)
     dispatcher = make_dispatcher({"webhook": webhooks()}, background=True)
     clock.advance(1)
     dispatcher.fire_due()
@@ -458,10 +467,7 @@ def test_an_origin_let_in_again_is_topped_up_even_when_its_rate_dips(
     """An origin full at a share its answer rate set is let in again at half that share;
     the claim then tops it up to that share, even if the rate measured has dipped since
     (a claim that read its runs and held none of them was a wasted transaction)."""
-    http_target.respond("/slow", *[Response(200, delay=0.1)] * 30)
-    target = {"type": "webhook", "url": http_target.url + "/slow", "maxInFlight": 1}
-    jobs = [{"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": target} for i in range(30)]
-    client.post("/schedules:batch", json={"jobs": jobs})
+    one_call_origin(client, http_target, 30, delay=0.1)
     dispatcher = make_dispatcher({"webhook": webhooks()}, background=True)
     lanes = dispatcher.lanes
     monkeypatch.setattr(lanes, "answer_rate", lambda origin: 10.0)  # a share of 10 runs
@@ -490,10 +496,7 @@ def test_an_origin_filled_to_its_share_exactly_is_passed_over_at_once(
 ) -> None:  # fmt: skip
     """A claim that fills an origin's share to the last run marks it full: the next claim
     does not read (and, on PostgreSQL, lock) its runs only to hold none of them."""
-    http_target.respond("/slow", *[Response(200, delay=0.2)] * 8)
-    target = {"type": "webhook", "url": http_target.url + "/slow", "maxInFlight": 1}
-    jobs = [{"payload": str(i), "at": "2030-01-01T00:00:01Z", "target": target} for i in range(8)]
-    client.post("/schedules:batch", json={"jobs": jobs})
+    one_call_origin(client, http_target, 8, delay=0.2)
     app.config["DELIVERY_BATCH_SIZE"] = 4  # one claim: the origin's share of 4 runs
     dispatcher = make_dispatcher({"webhook": webhooks()}, background=True)
     clock.advance(1)

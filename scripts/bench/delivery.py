@@ -111,9 +111,16 @@ def fired(rows: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
 def pending_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A run for each fired job of a remote target, as firing writes one (pending, due for
     its first attempt at the instant it fired, with the origin its delivery goes to)."""
-    fired_jobs = [r for r in rows if r["target_type"] != "queue" and r["next_run_at"] is None]
+    fired_jobs = (r for r in rows if r["target_type"] != "queue" and r["next_run_at"] is None)
     targets = remote_targets([])  # what names origins, as the dispatcher's firing does
-    origins = {json.dumps(spec): origin_of(targets, spec) for spec in _specs(fired_jobs)}
+    origins: dict[str, str | None] = {}  # by target spec: once per distinct target
+
+    def origin(spec: dict[str, Any]) -> str | None:
+        key = json.dumps(spec)
+        if key not in origins:
+            origins[key] = origin_of(targets, spec)
+        return origins[key]
+
     return [
         {
             "id": uuid.uuid4(),
@@ -124,15 +131,10 @@ def pending_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "attempts": 0,
             "next_attempt_at": row["first_at"],
             "delivered_at": None,
-            "origin": origins[json.dumps(row["target"])],
+            "origin": origin(row["target"]),
         }
         for row in fired_jobs
     ]
-
-
-def _specs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The distinct targets of these jobs."""
-    return list({json.dumps(r["target"]): r["target"] for r in rows}.values())
 
 
 # -- the receiver --------------------------------------------------------------------------
