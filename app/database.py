@@ -9,17 +9,29 @@ front instead of failing to upgrade a read lock half-way through).
 from __future__ import annotations
 
 import sqlite3
+from collections import namedtuple
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeAlias
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, CursorResult, DateTime, Dialect, Engine, Result, event
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    DateTime,
+    Dialect,
+    Engine,
+    Executable,
+    Result,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 IMMEDIATE = "sqlite_immediate"
+Record: TypeAlias = Any  # a named tuple of a query's columns, as records() returns them
 
 
 class Base(DeclarativeBase):
@@ -95,6 +107,19 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
     """A Core connection in a write transaction, committed on success."""
     with engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
         yield conn
+
+
+def records(conn: Connection, statement: Executable) -> list[Record]:
+    """Every row of `statement` as a plain named tuple. The dispatcher reads a dozen columns
+    of each row it claims, by name: a Row looks the name up on each read (about 0.7 µs),
+    a named tuple's field costs a few tens of nanoseconds."""
+    result = conn.execute(statement)
+    return list(map(_record_type(tuple(result.keys()))._make, result))
+
+
+@lru_cache(maxsize=64)
+def _record_type(names: tuple[str, ...]) -> Any:
+    return namedtuple("Record", names)
 
 
 def is_postgresql(engine: Engine) -> bool:

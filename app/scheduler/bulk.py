@@ -4,7 +4,8 @@ A fire writes a run, advances a job and often enqueues a message: thousands of r
 second. SQLAlchemy's per-row parameter processing costs more than the database work at
 that rate, so these statements go straight to the driver: on SQLite one executemany of
 plain tuples; on PostgreSQL one statement per batch over unnest()ed arrays (one round
-trip, one plan). Everything else uses SQLAlchemy as usual.
+trip, one plan). Ids may be given as UUIDs or as their text (a delivery's run id), so
+no caller parses one back. Everything else uses SQLAlchemy as usual.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, Uuid
 
-from app.database import is_postgresql
+from app.database import UTCDateTime, is_postgresql
 
 
 class Bulk:
@@ -37,7 +39,7 @@ class Bulk:
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) {self._source(table, columns)}"
         if ignore_conflicts:
             sql += " ON CONFLICT DO NOTHING"
-        return self._execute(conn, sql, rows, columns)
+        return self._execute(conn, table, sql, rows, columns)
 
     def update(
         self,
@@ -56,12 +58,17 @@ class Bulk:
         sql = self._update_sql(table, columns, len(match))
         if condition:
             sql += f" AND {table.name}.{condition}"
-        return self._execute(conn, sql, rows, columns)
+        return self._execute(conn, table, sql, rows, columns)
 
     def _execute(
-        self, conn: Connection, sql: str, rows: Sequence[Mapping[str, Any]], columns: list[str]
+        self,
+        conn: Connection,
+        table: Table,
+        sql: str,
+        rows: Sequence[Mapping[str, Any]],
+        columns: list[str],
     ) -> int:
-        return int(conn.exec_driver_sql(sql, self._params(rows, columns)).rowcount)
+        return int(conn.exec_driver_sql(sql, self._params(table, rows, columns)).rowcount)
 
     def _source(self, table: Table, columns: list[str]) -> str:
         raise NotImplementedError
@@ -71,7 +78,7 @@ class Bulk:
         compared rather than set."""
         raise NotImplementedError
 
-    def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
+    def _params(self, table: Table, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
         raise NotImplementedError
 
 
@@ -79,32 +86,36 @@ def bulk_for(engine: Engine) -> Bulk:
     return PostgresBulk(engine) if is_postgresql(engine) else SqliteBulk()
 
 
-def _sqlite_value(value: Any) -> Any:
-    """What SQLAlchemy would have stored: UUIDs as 32 hex digits, instants as UTC text."""
-    if isinstance(value, datetime):
-        return (
-            value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        )
-    if isinstance(value, uuid.UUID):
+def _sqlite_instant(value: datetime) -> str:
+    """An instant as SQLAlchemy stores it on SQLite: naive UTC text."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _sqlite_key(value: Any) -> Any:
+    """An id as SQLAlchemy stores it on SQLite: 32 hex digits (from a UUID or its text)."""
+    if type(value) is uuid.UUID:
         return value.hex
-    return value
+    return value.replace("-", "") if isinstance(value, str) else value
 
 
-def _sqlite_params(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> list[tuple[Any, ...]]:
-    # A batch repeats the same instants (its "now", a shared due time): encode each once.
-    encoded: dict[Any, Any] = {}
+def _sqlite_params(
+    table: Table, rows: Sequence[Mapping[str, Any]], columns: list[str]
+) -> list[tuple[Any, ...]]:
+    """The rows as plain tuples, column by column (each column's values encoded the same
+    way, by its type: one pass per column instead of a type test per value)."""
+    return list(zip(*(_sqlite_column(table, c, rows) for c in columns), strict=True))
 
-    def encode(value: Any) -> Any:
-        kind = type(value)
-        if kind is uuid.UUID:
-            return value.hex  # unique per row: nothing to reuse
-        if kind is not datetime:
-            return value
-        if value not in encoded:
-            encoded[value] = _sqlite_value(value)
-        return encoded[value]
 
-    return [tuple(encode(row[c]) for c in columns) for row in rows]
+def _sqlite_column(table: Table, column: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    values = list(map(itemgetter(column), rows))
+    kind = table.c[column].type
+    if isinstance(kind, Uuid):
+        return [_sqlite_key(v) for v in values]
+    if isinstance(kind, UTCDateTime):
+        # A batch repeats the same instants (its "now", a shared due time): encode each once.
+        encoded = {v: _sqlite_instant(v) for v in set(values) if v is not None}
+        return [encoded.get(v) if v is not None else None for v in values]
+    return values
 
 
 class SqliteBulk(Bulk):
@@ -124,8 +135,8 @@ class SqliteBulk(Bulk):
         condition = " AND ".join(f"{table.name}.{c} = ?{n}" for c, n in where)
         return f"UPDATE {table.name} SET {assignments} WHERE {condition}"
 
-    def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
-        return _sqlite_params(rows, columns)
+    def _params(self, table: Table, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
+        return _sqlite_params(table, rows, columns)
 
 
 class PostgresBulk(Bulk):
@@ -152,5 +163,5 @@ class PostgresBulk(Bulk):
             f"WHERE {condition}"
         )
 
-    def _params(self, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
-        return tuple([row[c] for row in rows] for c in columns)
+    def _params(self, table: Table, rows: Sequence[Mapping[str, Any]], columns: list[str]) -> Any:
+        return tuple(list(map(itemgetter(c), rows)) for c in columns)

@@ -31,7 +31,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    Row,
     Text,
     and_,
     cast,
@@ -42,7 +41,7 @@ from sqlalchemy import (
 )
 
 from app.clock import Clock
-from app.database import write_connection
+from app.database import Record, records, write_connection
 from app.metrics import CounterWriter, by_target
 from app.models import Job, Run
 from app.retry import RetryPolicy
@@ -135,7 +134,8 @@ class Delivering:
             return 0
         now = self.clock.now()
         with write_connection(self.engine) as conn:
-            rows = conn.execute(
+            rows = records(
+                conn,
                 select(
                     runs.c.id,
                     runs.c.job_id,
@@ -155,8 +155,8 @@ class Delivering:
                 .where(self._claimable(now))
                 .order_by(runs.c.next_attempt_at)
                 .limit(room)
-                .with_for_update(skip_locked=True, of=runs)
-            ).all()
+                .with_for_update(skip_locked=True, of=runs),
+            )
             if not rows:
                 return 0
             held = self._take(conn, rows, now)
@@ -193,11 +193,11 @@ class Delivering:
             return due
         return and_(due, or_(runs.c.origin.is_(None), runs.c.origin.not_in(full)))
 
-    def _take(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> list[Held]:
+    def _take(self, conn: Connection, rows: Sequence[Record], now: datetime) -> list[Held]:
         local: dict[str, list[Delivery]] = defaultdict(list)
         held: list[Held] = []
         leased: list[uuid.UUID] = []  # their run ids, as the database keys them
-        dead: list[tuple[Row[Any], Delivery, str]] = []
+        dead: list[tuple[Record, Delivery, str]] = []
         labels: list[dict[str, Any]] = []  # runs left due, their origin newly known
         taken: Counter[str] = Counter()
         # Runs of one target share one decoded spec, so a target that parses it keeps what
@@ -300,7 +300,7 @@ class Delivering:
             self.local_targets[kind].write(conn, deliveries, now)
         delivered = [
             {
-                "id": uuid.UUID(d.run_id),
+                "id": d.run_id,
                 "status": "delivered",
                 "attempts": d.attempt,
                 "next_attempt_at": None,
@@ -315,13 +315,13 @@ class Delivering:
     def _write_dead(
         self,
         conn: Connection,
-        dead: list[tuple[Row[Any], Delivery, str]],
+        dead: list[tuple[Record, Delivery, str]],
         specs: dict[str, dict[str, Any]],
         now: datetime,
     ) -> None:
         rows = [
             {
-                "id": uuid.UUID(d.run_id),
+                "id": d.run_id,
                 "status": "dead",
                 "attempts": d.attempt,
                 "next_attempt_at": None,
@@ -338,7 +338,7 @@ class Delivering:
         deadletters.write(conn, letters, now)
 
     def _dead_letter_to(
-        self, row: Row[Any], specs: dict[str, dict[str, Any]]
+        self, row: Record, specs: dict[str, dict[str, Any]]
     ) -> deadletters.DeadLetterTo | None:
         """Where this run's dead letter would go: none for a dead letter itself (no loops)."""
         text = row.dead_letter_target
@@ -407,7 +407,7 @@ class Delivering:
             return {str(key) for key in ours}
 
 
-def _own(row: Row[Any]) -> tuple[str, str]:
+def _own(row: Record) -> tuple[str, str]:
     """The payload and target (JSON text) a claimed run delivers: a dead letter's own, else
     its job's."""
     if row.dead_letter:

@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Select, select
+from sqlalchemy import Connection, Engine, Select, select
 
 from app import audit, jobstate, payloads, timing
 from app.clock import Clock
-from app.database import write_connection
+from app.database import Record, records, write_connection
 from app.instants import format_instant
 from app.jobstate import JobState, MisfirePolicy
 from app.metrics import CounterWriter, by_target, lag_counts
@@ -95,7 +95,7 @@ class Firing:
         """Fire one batch of due jobs. Returns how many jobs fired (0: nothing was due)."""
         now = self.clock.now()
         with write_connection(self.engine) as conn:
-            rows = conn.execute(due_claim(now, self.settings.fire_batch)).all()
+            rows = records(conn, due_claim(now, self.settings.fire_batch))
             if not rows:
                 return 0
             fired, remote = self._fire(conn, rows, now)
@@ -106,7 +106,7 @@ class Firing:
     def seconds_until_due(self) -> float | None:
         return seconds_until_soonest(self.engine, jobs.c.next_run_at, self.clock.now())
 
-    def _fire(self, conn: Connection, rows: Sequence[Row[Any]], now: datetime) -> tuple[int, int]:
+    def _fire(self, conn: Connection, rows: Sequence[Record], now: datetime) -> tuple[int, int]:
         """Write the runs, jobs and audit entries of a claimed batch; (jobs fired, remote
         runs written). A batch writes about fire_batch runs: jobs catching up on many missed
         occurrences beyond that are left for the next step (their claim ends with this
@@ -138,21 +138,21 @@ class Firing:
         log.debug("fired", extra={"action": "fire", "jobs": len(job_rows), "runs": len(written)})
         return len(job_rows), len(written) - delivered
 
-    def _misfire(self, row: Row[Any]) -> MisfirePolicy:
+    def _misfire(self, row: Record) -> MisfirePolicy:
         return MisfirePolicy(
             row.misfire,
             self.settings.misfire_grace,
             row.max_catch_up or self.settings.catch_up_limit,
         )
 
-    def _origin(self, job: Row[Any]) -> str | None:
+    def _origin(self, job: Record) -> str | None:
         """Where the job's runs go (None for in-transaction targets): once per job."""
         if job.target["type"] in self.local_targets:
             return None
         return origin_of(self.remote_targets, job.target)
 
     def _run_row(
-        self, job: Row[Any], state: JobState, origin: str | None, scheduled_for: datetime,
+        self, job: Record, state: JobState, origin: str | None, scheduled_for: datetime,
         now: datetime,
     ) -> dict[str, Any]:  # fmt: skip
         local = job.target["type"] in self.local_targets
@@ -179,7 +179,7 @@ class Firing:
         return set(conn.execute(select(runs.c.id).where(runs.c.id.in_(ids))).scalars())
 
     def _deliver_local(
-        self, conn: Connection, jobs_rows: Sequence[Row[Any]], written: list[dict[str, Any]],
+        self, conn: Connection, jobs_rows: Sequence[Record], written: list[dict[str, Any]],
         now: datetime,
     ) -> int:  # fmt: skip
         """Deliver the runs of in-transaction targets with this transaction."""

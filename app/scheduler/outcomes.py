@@ -45,7 +45,7 @@ def settle(held: Held, outcome: Outcome, now: datetime, rng: random.Random) -> d
     """The run's columns after this outcome, by its retry policy."""
     attempt = held.delivery.attempt
     values: dict[str, Any] = {
-        "id": uuid.UUID(outcome.run_id),
+        "id": outcome.run_id,  # as text: the bulk writer stores it as an id
         "attempts": attempt,  # matched, not set: the attempt this lease was for
         "response_status": outcome.response_status,
         "response_ms": outcome.response_ms,

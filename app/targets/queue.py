@@ -3,7 +3,6 @@ transaction that fires it (or, for a retry or a run now, that claims it)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -28,13 +27,12 @@ class QueueTarget:
 
 
 def message_row(d: Delivery, now: datetime) -> dict[str, Any]:
-    run_id = uuid.UUID(d.run_id)
-    return {
-        "id": run_id,  # one message per run: the run id is the message id
+    return {  # ids as text: the bulk writer stores them as ids
+        "id": d.run_id,  # one message per run: the run id is the message id
         "queue": d.target.get("name", "default"),
         "payload": d.payload,
-        "job_id": uuid.UUID(d.job_id),
-        "run_id": run_id,
+        "job_id": d.job_id,
+        "run_id": d.run_id,
         "scheduled_for": d.scheduled_for,
         "created_at": now,
         "visible_at": now,
