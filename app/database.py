@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     CursorResult,
     DateTime,
@@ -25,7 +26,10 @@ from sqlalchemy import (
     Engine,
     Executable,
     Result,
+    String,
+    cast,
     event,
+    type_coerce,
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -61,6 +65,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class IdText(TypeDecorator[str]):
+    """An id read as its text, as str(UUID) writes it (SQLite stores 32 hex digits)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None or len(value) != 32:  # PostgreSQL's text of a uuid has its dashes
+            return value
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+
+
+def id_text(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """A uuid column read as its text, under its own name: for ids the dispatcher only
+    passes on (into a message, a row it writes), which it would otherwise parse into a
+    UUID and format again (about 3 µs each)."""
+    return type_coerce(cast(column, String), IdText()).label(column.key)
 
 
 def engine_options(url: str) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 
 from app.clock import Clock
-from app.database import Record, records, write_connection
+from app.database import Record, id_text, records, write_connection
 from app.metrics import CounterWriter, by_target
 from app.models import Job, Run
 from app.retry import RetryPolicy
@@ -137,8 +137,8 @@ class Delivering:
             rows = records(
                 conn,
                 select(
-                    runs.c.id,
-                    runs.c.job_id,
+                    id_text(runs.c.id),  # passed on as text, as a delivery's run id
+                    id_text(runs.c.job_id),
                     runs.c.scheduled_for,
                     runs.c.fired_at,
                     runs.c.attempts,
@@ -196,7 +196,7 @@ class Delivering:
     def _take(self, conn: Connection, rows: Sequence[Record], now: datetime) -> list[Held]:
         local: dict[str, list[Delivery]] = defaultdict(list)
         held: list[Held] = []
-        leased: list[uuid.UUID] = []  # their run ids, as the database keys them
+        leased: list[str] = []  # their run ids
         dead: list[tuple[Record, Delivery, str]] = []
         labels: list[dict[str, Any]] = []  # runs left due, their origin newly known
         taken: Counter[str] = Counter()
@@ -354,7 +354,7 @@ class Delivering:
             spec, None if local else origin_of(self.remote_targets, spec)
         )
 
-    def _write_leases(self, conn: Connection, ids: list[uuid.UUID], held: list[Held]) -> None:
+    def _write_leases(self, conn: Connection, ids: list[str], held: list[Held]) -> None:
         rows = [
             {
                 "id": run_id,

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, Select, select
 
 from app import audit, jobstate, payloads, timing
 from app.clock import Clock
-from app.database import Record, records, write_connection
+from app.database import Record, id_text, records, write_connection
 from app.instants import format_instant
 from app.jobstate import JobState, MisfirePolicy
 from app.metrics import CounterWriter, by_target, lag_counts
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 jobs, runs, audit_log = Job.__table__, Run.__table__, AuditEntry.__table__
 MAX_ORIGIN: int = runs.c.origin.type.length  # runs.origin's length
 JOB_COLUMNS = (
-    jobs.c.id,
+    id_text(jobs.c.id),  # passed on as text: into the job's runs, audit entries, messages
     jobs.c.payload,
     jobs.c.template,
     jobs.c.name,

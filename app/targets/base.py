@@ -12,10 +12,11 @@ A target that delivers inside the fire transaction (the built-in queue) says so 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
@@ -24,7 +25,14 @@ from sqlalchemy import Connection
 def reduce_by_fields(self: Any) -> tuple[Any, tuple[Any, ...]]:
     """How a slots dataclass crosses a process boundary: its fields in order (pickle's
     default for slots dataclasses asks dataclasses.fields() for every object)."""
-    return type(self), tuple(getattr(self, name) for name in self.__slots__)
+    kind = type(self)
+    fields = _FIELDS.get(kind)
+    if fields is None:  # one getter per class, reading all its fields at once (two or more)
+        fields = _FIELDS[kind] = attrgetter(*kind.__slots__)
+    return kind, fields(self)
+
+
+_FIELDS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
 
 
 @dataclass(frozen=True, slots=True)
