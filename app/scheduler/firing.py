@@ -12,6 +12,7 @@ occurrence, however many dispatchers claim side by side.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from collections import defaultdict
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, select
+from sqlalchemy import Connection, Engine, Select, Text, cast, select
 
 from app import audit, jobstate, payloads, timing
 from app.clock import Clock
@@ -55,7 +56,7 @@ JOB_COLUMNS = (
     jobs.c.on_excluded,
     jobs.c.dst_gap,
     jobs.c.dst_repeat,
-    jobs.c.target,
+    cast(jobs.c.target, Text).label("target"),  # decoded once per batch and distinct spec
     jobs.c.misfire,
     jobs.c.max_catch_up,
     jobs.c.status,
@@ -114,6 +115,8 @@ class Firing:
         run_rows: list[dict[str, Any]] = []
         job_rows: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
+        specs: dict[str, dict[str, Any]] = {}  # a target's JSON text -> the spec
+        targets: dict[str, dict[str, Any]] = {}  # a job's id -> its target spec
         skipped = 0
         for row in rows:
             if len(run_rows) >= self.settings.fire_batch:
@@ -121,8 +124,14 @@ class Firing:
             state = JobState.of(row)
             change = jobstate.fire(timing.timing_of(row), state, now, self._misfire(row))
             if change.fire_times:
-                origin = self._origin(row)
-                run_rows += [self._run_row(row, state, origin, t, now) for t in change.fire_times]
+                spec = specs.get(row.target)
+                if spec is None:
+                    spec = specs[row.target] = json.loads(row.target)
+                targets[row.id] = spec
+                origin = self._origin(spec)
+                run_rows += [
+                    self._run_row(row, spec, state, origin, t, now) for t in change.fire_times
+                ]
             job_rows.append({"id": row.id, **change.state.columns()})
             skipped += change.state.skipped_count - (row.skipped_count or 0)
             audits += audit.dispatcher_entries(now, row.id, change.audits)
@@ -130,7 +139,7 @@ class Firing:
         self.bulk.insert(conn, audit_log, audits)
         inserted = self._insert_runs(conn, run_rows)  # once: it writes the whole batch
         written = [r for r in run_rows if r["id"] in inserted]
-        delivered = self._deliver_local(conn, rows, written, now)
+        delivered = self._deliver_local(conn, rows, targets, written, now)
         lags = [(now - r["due_at"]).total_seconds() for r in written]
         increments: dict[str, float] = {"fires": len(written), "deliveries_delivered": delivered}
         increments |= by_target("delivered", "queue", delivered)  # the local target's
@@ -145,17 +154,17 @@ class Firing:
             row.max_catch_up or self.settings.catch_up_limit,
         )
 
-    def _origin(self, job: Record) -> str | None:
-        """Where the job's runs go (None for in-transaction targets): once per job."""
-        if job.target["type"] in self.local_targets:
+    def _origin(self, target: dict[str, Any]) -> str | None:
+        """Where a job's runs go (None for in-transaction targets): once per job."""
+        if target["type"] in self.local_targets:
             return None
-        return origin_of(self.remote_targets, job.target)
+        return origin_of(self.remote_targets, target)
 
     def _run_row(
-        self, job: Record, state: JobState, origin: str | None, scheduled_for: datetime,
-        now: datetime,
+        self, job: Record, target: dict[str, Any], state: JobState, origin: str | None,
+        scheduled_for: datetime, now: datetime,
     ) -> dict[str, Any]:  # fmt: skip
-        local = job.target["type"] in self.local_targets
+        local = target["type"] in self.local_targets
         return {
             "id": uuid.uuid4(),
             "job_id": job.id,
@@ -179,17 +188,17 @@ class Firing:
         return set(conn.execute(select(runs.c.id).where(runs.c.id.in_(ids))).scalars())
 
     def _deliver_local(
-        self, conn: Connection, jobs_rows: Sequence[Record], written: list[dict[str, Any]],
-        now: datetime,
+        self, conn: Connection, jobs_rows: Sequence[Record], targets: dict[str, dict[str, Any]],
+        written: list[dict[str, Any]], now: datetime,
     ) -> int:  # fmt: skip
         """Deliver the runs of in-transaction targets with this transaction."""
         by_job = {row.id: row for row in jobs_rows}
         by_type: dict[str, list[Delivery]] = defaultdict(list)
         for run in written:
-            job = by_job[run["job_id"]]
-            if job.target["type"] in self.local_targets:
-                delivery = delivery_of(run, job, job.target, 1)
-                by_type[job.target["type"]].append(delivery)
+            target = targets[run["job_id"]]
+            if target["type"] in self.local_targets:
+                delivery = delivery_of(run, by_job[run["job_id"]], target, 1)
+                by_type[target["type"]].append(delivery)
         for kind, deliveries in by_type.items():
             self.local_targets[kind].write(conn, deliveries, now)
         return sum(len(d) for d in by_type.values())
