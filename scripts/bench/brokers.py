@@ -1,7 +1,10 @@
 """Part 7: the broker targets. The dispatcher delivering to the real Redis (a stream),
 RabbitMQ (the default exchange, publisher confirms) and NATS JetStream on loopback,
 beside a bare client loop against the same broker in the same run: the same client
-library, the same batch size, a fixed number of batches in flight.
+library, the same batch size, a fixed number of batches in flight. CPU per message is
+counted for each side (the loop's process, or the scheduler and its delivery process;
+the broker's server and, on PostgreSQL, the database server's), since on two cores what
+the dispatcher spends beside the client's own work is what bounds its rate.
 
 Design goal: the dispatcher's deliveries/s to a broker ≥ 90% of the bare loop's.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -19,6 +23,7 @@ from typing import Any
 
 import aio_pika
 import nats
+import psutil
 import redis.asyncio as aioredis
 
 from app.targets.amqp import BATCH as AMQP_BATCH
@@ -28,10 +33,12 @@ from bench.common import (
     Context,
     Databases,
     Goal,
+    cpu_seconds,
     insert_due,
     job_row,
     processes,
     retrying,
+    server_cpu_seconds,
     start_dispatcher,
 )
 from bench.delivery import fired, pending_runs
@@ -80,7 +87,39 @@ async def _loop(count: int, batch: int, send: Send) -> float:
     return count / (time.perf_counter() - began)
 
 
+SERVERS = {"redis": "redis-server", "amqp": "beam.smp", "nats": "nats-server"}
+
+
+def broker_cpu_seconds(broker: str) -> float:
+    """CPU seconds the broker's server processes have used (those alive now)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if proc.info["name"] == SERVERS[broker] and times is not None:
+            total += times.user + times.system
+    return total
+
+
+def _cpu_rows(ctx: Context, kind: str, label: str, count: int, spent: dict[str, float]) -> None:
+    """µs of CPU per message, each part and all of them."""
+    for part, seconds in [*spent.items(), ("all", sum(spent.values()))]:
+        ctx.results.add("brokers", kind, f"{label}: CPU per message, {part}",
+                        1e6 * seconds / count, "µs")  # fmt: skip
+
+
 async def _bare(ctx: Context, broker: str, kind: str, count: int, name: str) -> float:
+    before = cpu_seconds(os.getpid()), broker_cpu_seconds(broker)
+    rate = await _bare_loop(broker, count, name)
+    client, server = cpu_seconds(os.getpid()) - before[0], broker_cpu_seconds(broker) - before[1]
+    ctx.results.add(
+        "brokers", kind, f"{broker}: bare client loop, {count:,} messages", rate, "msgs/s"
+    )
+    _cpu_rows(ctx, kind, f"{broker}: bare loop", count,
+              {"the loop's process": client, "the broker": server})  # fmt: skip
+    return rate
+
+
+async def _bare_loop(broker: str, count: int, name: str) -> float:
     if broker == "redis":
         client = aioredis.Redis.from_url(CONNECTIONS["cache"])
 
@@ -124,10 +163,20 @@ async def _bare(ctx: Context, broker: str, kind: str, count: int, name: str) -> 
         rate = await _loop(count, NATS_BATCH, send_nats)
         await js.delete_stream(name)
         await client.close()
-    ctx.results.add(
-        "brokers", kind, f"{broker}: bare client loop, {count:,} messages", rate, "msgs/s"
-    )
     return rate
+
+
+def _dispatcher_cpu(pid: int, broker: str, kind: str) -> dict[str, float]:
+    """CPU seconds so far: the scheduler process, its delivery process, the servers."""
+    children = psutil.Process(pid).children(recursive=True)
+    spent = {
+        "the scheduler process": cpu_seconds(pid),
+        "its delivery process": sum(cpu_seconds(child.pid) for child in children),
+        "the broker": broker_cpu_seconds(broker),
+    }
+    if kind == "postgresql":  # SQLite's work is the scheduler process's own
+        spent["the database server"] = server_cpu_seconds()
+    return spent
 
 
 async def _prepare(broker: str, name: str) -> dict[str, Any]:
@@ -215,10 +264,15 @@ def _dispatched(
         before = asyncio.run(_received(broker, name))
         made_runs = pending_runs if fired_at_t else None
         due, _ = insert_due(ctx, database, engine, count, rows, made_runs)
+        cpu = _dispatcher_cpu(procs[0].popen.pid, broker, kind)  # before T: it idles until then
         timeout = 60 + count / 100
         delivered = _wait_delivered(engine, count, due.timestamp() + timeout)
         if delivered is None:
             return f"did not finish in {timeout:.0f} s"
+        after = _dispatcher_cpu(procs[0].popen.pid, broker, kind)
+        spent = {part: seconds - cpu[part] for part, seconds in after.items()}
+        if fired_at_t:
+            _cpu_rows(ctx, kind, f"{broker}: dispatcher", count, spent)
     got = asyncio.run(_received(broker, name)) - before
     if got != count:
         ctx.results.anomaly(f"{broker} {kind}: {got:,} messages for {count:,} runs")
