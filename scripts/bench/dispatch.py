@@ -132,12 +132,23 @@ def _raw_burst(
     """The same burst fired by `copies` raw-SQL loops (scripts/bench/rawloop.py) instead of
     dispatchers; returns their fires/s (None: they did not finish)."""
     label = f"N={count:,}, {copies} cop{'ies' if copies > 1 else 'y'}"
+    elapsed, note = _raw_fired(ctx, databases, kind, count, copies, "burst")
+    rate = None if elapsed is None else count / elapsed
+    ctx.results.add("burst", kind, f"raw-SQL loop fires/s, {label}", rate, "fires/s", note=note)
+    return rate
+
+
+def _raw_fired(
+    ctx: Context, databases: Databases, kind: str, count: int, copies: int, name: str
+) -> tuple[float | None, str]:
+    """`count` one-shots due at T fired by `copies` raw-SQL loops: the seconds from T until
+    the last is committed (None, and why, when they did not finish)."""
     with databases.fresh(kind) as database, processes(ctx) as procs:
         engine = database.engine()
         now = datetime.now(UTC)
 
         def rows(due: datetime) -> list[dict[str, Any]]:
-            return [job_row(f"burst {i}", due, now) for i in range(count)]
+            return [job_row(f"{name} {i}", due, now) for i in range(count)]
 
         due, _ = insert_due(ctx, database, engine, count, rows)
         # The loops start once T is known (the insert leaves over a second before it; they
@@ -146,20 +157,15 @@ def _raw_burst(
         for i in range(copies):
             until = due.timestamp() + timeout
             args = [sys.executable, str(RAW_LOOP), database.url, str(due.timestamp()), str(until)]
-            procs.append(Proc(args, dict(os.environ), ctx.log(f"raw-{kind}-{i}")))
+            procs.append(Proc(args, dict(os.environ), ctx.log(f"raw-{name}-{kind}-{i}")))
         observed = wait_all_fired(engine, due, procs, timeout)
         if observed.done is None:
             fired = count_rows(engine, runs)
-            note = f"did not finish in {timeout:.0f} s ({fired:,} of {count:,} fired)"
-            ctx.results.add("burst", kind, f"raw-SQL loop fires/s, {label}", None, "fires/s",
-                            note=note)  # fmt: skip
-            return None
+            return None, f"did not finish in {timeout:.0f} s ({fired:,} of {count:,} fired)"
         for proc in procs:  # each ends once its claim finds nothing due
             proc.popen.wait(10)
-        rate = count / (observed.done - due.timestamp())
-        ctx.results.add("burst", kind, f"raw-SQL loop fires/s, {label}", rate, "fires/s")
-        _check_counts(ctx, engine, count, f"raw loop {kind} {label}")
-        return rate
+        _check_counts(ctx, engine, count, f"raw loop {kind} {name} N={count:,}")
+        return observed.done - due.timestamp(), ""
 
 
 def sample_ids(rows: list[dict[str, Any]]) -> list[uuid.UUID]:
@@ -238,6 +244,9 @@ def _instant(ctx: Context, databases: Databases, kind: str, count: int) -> None:
         if elapsed is not None:
             add("lag", kind, f"{label}: lag p99 (fired_at)", percentile(lags_ms(engine), 99), "ms")
             _check_counts(ctx, engine, count, f"lag {kind} {label}")
+    raw, note = _raw_fired(ctx, databases, kind, count, 1, "instant")
+    ctx.results.add("lag", kind, f"{label}: all committed, after T, raw-SQL loop",
+                    None if raw is None else raw * 1000, "ms", note=note)  # fmt: skip
 
 
 @contextmanager
