@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     SECRET_KEY: str | None = None  # None: made once and kept in instance/secret_key
     DISPATCH_INTERVAL: Positive = 1.0  # seconds between dispatch passes
     DISPATCH_BATCH_SIZE: Count = 1000  # jobs claimed per transaction
+    FIRE_WORKERS: Count = 2  # firing loops side by side on PostgreSQL (SQLite: always 1)
     DELIVERY_BATCH_SIZE: Count = 500  # runs claimed per delivery transaction
     DELIVERY_LEASE: Positive = 60.0  # seconds before a run left in flight by a crash is taken over
     DELIVERY_LEASE_MARGIN: Annotated[float, Field(ge=0)] = 30.0  # a lease: the timeout + this

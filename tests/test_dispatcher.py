@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -169,6 +171,45 @@ def test_no_job_fires_twice_when_two_dispatchers_share_the_database(
         total += step
     assert total == 300
     assert count(app, Run) == 300
+
+
+def test_firing_workers_claim_side_by_side_and_fire_each_occurrence_once(
+    client: FlaskClient, app: Flask, clock: ManualClock, make_dispatcher: Callable[..., Dispatcher],
+    db_kind: str,
+) -> None:  # fmt: skip
+    """On PostgreSQL a second firing worker claims while the first holds its batch (SKIP
+    LOCKED passes over it); SQLite, one writer at a time, gets one worker."""
+    jobs = [{"payload": str(i), "at": "2030-01-01T00:00:05Z"} for i in range(300)]
+    client.post("/schedules:batch", json={"jobs": jobs})
+    dispatcher = make_dispatcher()
+    if db_kind == "sqlite":
+        assert len(dispatcher.firings) == 1
+    else:
+        first, second = dispatcher.firings
+        for firing in (first, second):
+            firing.settings = replace(firing.settings, fire_batch=25)
+        clock.advance(5)
+        claimed, other_done = threading.Event(), threading.Event()
+        held = first._fire
+
+        def fire_after_the_other(conn: Connection, rows: Any, now: Any) -> tuple[int, int]:
+            claimed.set()  # its batch is claimed, locked until it commits
+            assert other_done.wait(10), "the second worker waited on the first"
+            return held(conn, rows, now)
+
+        first._fire = fire_after_the_other  # type: ignore[method-assign]
+        holding = concurrent.futures.ThreadPoolExecutor(1).submit(first.fire_due)
+        assert claimed.wait(10)
+        assert second.fire_due() == 25
+        other_done.set()
+        assert holding.result(timeout=10) == 25
+        first._fire = held  # type: ignore[method-assign]
+    total = 0
+    clock.advance(5)
+    while step := sum(firing.fire_due() for firing in dispatcher.firings):
+        total += step
+    assert count(app, Run) == count(app, QueueMessage) == 300
+    assert total == 300 - (50 if db_kind != "sqlite" else 0)
 
 
 def test_a_busy_sqlite_database_delays_a_fire_but_loses_nothing(

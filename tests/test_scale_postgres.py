@@ -718,13 +718,14 @@ def test_a_notify_sent_before_the_dispatcher_listens_is_not_missed(
         dispatcher = build_dispatcher(app)
         waiter = make_waiter(app, dispatcher)
     assert isinstance(waiter, NotifyWaiter)
-    looked, fire = dispatcher.seconds_until_due, dispatcher.fire_due
+    firing = dispatcher.firing  # the first worker: its waiter listens
+    looked, fire = firing.seconds_until_due, firing.fire_due
     arrived: list[float] = []
     fired_at: list[float] = []
 
     def a_job_arrives_right_after_the_look() -> float | None:
         wake = looked()
-        monkeypatch.setattr(dispatcher, "seconds_until_due", looked)  # just once
+        monkeypatch.setattr(firing, "seconds_until_due", looked)  # just once
         due_now = {"payload": "just in time", "at": "2030-01-01T00:00:00Z"}
         assert client.post("/schedules", json=due_now).status_code == 201
         arrived.append(time.monotonic())
@@ -736,8 +737,8 @@ def test_a_notify_sent_before_the_dispatcher_listens_is_not_missed(
             fired_at.append(time.monotonic())
         return claimed
 
-    monkeypatch.setattr(dispatcher, "seconds_until_due", a_job_arrives_right_after_the_look)
-    monkeypatch.setattr(dispatcher, "fire_due", timed_fire)
+    monkeypatch.setattr(firing, "seconds_until_due", a_job_arrives_right_after_the_look)
+    monkeypatch.setattr(firing, "fire_due", timed_fire)
     window = 5.0
     try:
         dispatcher.run_pass(window=window, waiter=waiter)

@@ -2,7 +2,9 @@
 
 Its steps say whether they found work, so a test can run one step with a moved clock:
 
-- fire_due (app.scheduler.firing): due jobs become runs; never waits on a target.
+- fire_due (app.scheduler.firing): due jobs become runs; never waits on a target. On
+  PostgreSQL several firing workers claim side by side (FOR UPDATE SKIP LOCKED keeps their
+  batches apart), so one's Python work overlaps another's wait on the server.
 - deliver_due (app.scheduler.delivery): runs due for an attempt are leased and handed to
   the lanes (app.scheduler.lanes), whose outcomes the recorder writes as they come
   (app.scheduler.outcomes). Stepping by hand, it waits for those outcomes; in the
@@ -25,6 +27,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app.clock import Clock
+from app.database import is_postgresql
 from app.metrics import CounterWriter
 from app.scheduler.bulk import bulk_for
 from app.scheduler.calls import CallLoop, Limits, ThreadLoop
@@ -57,7 +60,6 @@ class Dispatcher:
         self.settings = settings
         self.background = background
         self.stopping = Stopping()
-        self.fire_waiter = Waiter(self.stopping)  # for a firing pass given no waiter of its own
         self.delivery_waiter = Waiter(self.stopping)
         bulk = bulk_for(engine)
         counters = CounterWriter(engine)
@@ -75,9 +77,19 @@ class Dispatcher:
             engine, clock, bulk, counters, rng or random.Random(), linger=settings.outcome_linger
         )
         self.lanes = Lanes(calls, self.recorder.put)
-        self.firing = Firing(
-            engine, clock, local, remote, settings, bulk, counters, self.delivery_waiter.wake
-        )
+        # SQLite has one writer at a time: a second worker would only queue on it.
+        workers = settings.fire_workers if is_postgresql(engine) else 1
+        self.firings = [
+            Firing(
+                engine, clock, local, remote, settings, bulk,
+                counters if worker == 0 else CounterWriter(engine),  # a counter shard each
+                self.delivery_waiter.wake,
+            )
+            for worker in range(workers)
+        ]  # fmt: skip
+        self.firing = self.firings[0]
+        # For firing passes given no waiter of their own: one each.
+        self.fire_waiters = [Waiter(self.stopping) for _ in self.firings]
         self.delivering = Delivering(
             engine, clock, local, remote, settings, bulk, counters, self.lanes
         )
@@ -125,11 +137,15 @@ class Dispatcher:
 
     # -- the passes ----------------------------------------------------------------------
 
-    def run_pass(self, window: float, waiter: Waiter | None = None) -> bool:
-        """The firing loop's pass (False: it failed). On PostgreSQL its waiter also wakes on
-        NOTIFY."""
-        waiter = waiter or self.fire_waiter
-        return self._pass(lambda: self.fire_due(), lambda: self.seconds_until_due(), window, waiter)
+    def run_pass(self, window: float, waiter: Waiter | None = None, worker: int = 0) -> bool:
+        """A firing worker's pass (False: it failed). On PostgreSQL the first worker's
+        waiter also wakes on NOTIFY."""
+        firing = self.firings[worker]
+        waiter = waiter or self.fire_waiters[worker]
+        # The steps are looked up at each call: a test may swap one mid-pass.
+        return self._pass(
+            lambda: firing.fire_due(), lambda: firing.seconds_until_due(), window, waiter
+        )
 
     def run_delivery_pass(self, window: float) -> None:
         """The delivery loop's pass; woken when runs are fired or lanes have room again."""

@@ -153,6 +153,9 @@ def run_scheduler(app: Flask) -> None:
             unwritten.update(passes=0, since=time.monotonic())
 
     every(interval, "fire", fire, passes=True)
+    for worker in range(1, len(dispatcher.firings)):  # PostgreSQL: more firing workers
+        every(interval, f"fire-{worker}", partial(dispatcher.run_pass, interval, worker=worker),
+              passes=True)  # fmt: skip
     every(interval, "deliver", lambda: dispatcher.run_delivery_pass(interval), passes=True)
     every(dispatcher.settings.lease / 4, "renew", dispatcher.renew_leases, passes=False)
     every(60, "prune", lambda: prune_history(app), passes=False)

@@ -26,6 +26,7 @@ class DispatcherSettings:
     origin_backoff: float  # the longest an unreachable origin is left alone, seconds
     default_retry: RetryPolicy
     outcome_linger: float = 0.005  # outcomes arriving this close together share a write
+    fire_workers: int = 1  # firing loops side by side (PostgreSQL only: SQLite has one writer)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> DispatcherSettings:
@@ -41,6 +42,7 @@ class DispatcherSettings:
             max_held=int(config["DELIVERY_MAX_HELD"]),
             origin_backoff=float(config["DELIVERY_ORIGIN_BACKOFF"]),
             default_retry=RetryPolicy.of(config["DEFAULT_RETRY"]),
+            fire_workers=int(config["FIRE_WORKERS"]),
         )
 
     def origin_held(self, limit: int, rate: float = 0.0) -> int:

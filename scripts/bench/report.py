@@ -51,6 +51,8 @@ a run that did not finish counts as not met):
   when the dispatcher claims the batch, before the batch commits. *Commit lag (sampled)*:
   for 200 random jobs of the run, when the bench first saw each one fired (committed; it
   looks every 10 ms) - its due time: an upper bound, about one look coarse.
+  A dispatcher is one scheduler process as shipped: on PostgreSQL it runs `FIRE_WORKERS`
+  (2) firing loops side by side; a raw-SQL loop copy is one loop, one transaction at a time.
 - **Raw-SQL loop** (the reference for fires): the same burst in a fresh database, fired by
   `scripts/bench/rawloop.py` instead of the dispatcher (one or two copies, as dispatchers):
   the database driver alone, one transaction per batch of up to 1,000 claimed jobs inserting
