@@ -56,7 +56,8 @@ def _receive_once(
         db.session.rollback()
         return []
     hidden_until = now + timedelta(seconds=visibility_timeout)
-    receipts = {key: secrets.token_urlsafe(24) for key in ids}
+    # Hex digits: a receipt that began with "-" would read as an option on a command line.
+    receipts = {key: secrets.token_hex(24) for key in ids}
     db.session.connection().execute(
         update(table)
         .where(table.c.id == bindparam("key"))

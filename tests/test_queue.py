@@ -80,3 +80,14 @@ def test_extend_keeps_a_message_hidden(client: FlaskClient, app: Flask, clock: M
     stale = client.post("/queues/work/extend", json={"receipts": [held["receipt"]]})
     assert stale.get_json() == {"extended": 0}  # a receipt replaced by a later receive
     assert client.post("/queues/work/extend", json={"receipts": []}).status_code == 422
+
+
+def test_a_receipt_is_plain_hex_safe_on_any_command_line(
+    client: FlaskClient, app: Flask, clock: ManualClock
+) -> None:
+    """A receipt once began with "-" one time in 64, and `scheduler queue ack` took it for
+    an option: receipts are now hex digits only."""
+    fire_jobs(client, app, clock, 50, "plain")
+    receipts = [str(m["receipt"]) for m in receive(client, "plain", max=50)]
+    assert len(receipts) == 50
+    assert all(len(r) == 48 and set(r) <= set("0123456789abcdef") for r in receipts)
