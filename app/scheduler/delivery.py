@@ -47,7 +47,7 @@ from app.models import Job, Run
 from app.retry import RetryPolicy
 from app.scheduler import deadletters
 from app.scheduler.bulk import Bulk
-from app.scheduler.firing import delivery_of, origin_of
+from app.scheduler.firing import Specs, delivery_of, origin_of
 from app.scheduler.lanes import Held, Lanes
 from app.scheduler.outcomes import MAX_ERROR_CHARS
 from app.scheduler.settings import DispatcherSettings
@@ -203,14 +203,12 @@ class Delivering:
         # Runs of one target share one decoded spec, so a target that parses it keeps what
         # it parsed for all of them (and the delivery process receives it once per claim);
         # and one route, worked out for the first of them.
-        specs: dict[str, dict[str, Any]] = {}
+        specs = Specs()
         routes: dict[tuple[str, str | None], Route] = {}
         shares: dict[str, int] = {}  # an origin's share of held runs, this claim
         for row in rows:
             payload, spec_text = _own(row)
-            spec = specs.get(spec_text)
-            if spec is None:
-                spec = specs[spec_text] = json.loads(spec_text)
+            spec = specs[spec_text]
             kind = spec["type"]
             run = {
                 "id": row.id,
@@ -316,7 +314,7 @@ class Delivering:
         self,
         conn: Connection,
         dead: list[tuple[Record, Delivery, str]],
-        specs: dict[str, dict[str, Any]],
+        specs: Specs,
         now: datetime,
     ) -> None:
         rows = [
@@ -337,16 +335,12 @@ class Delivering:
         ]
         deadletters.write(conn, letters, now)
 
-    def _dead_letter_to(
-        self, row: Record, specs: dict[str, dict[str, Any]]
-    ) -> deadletters.DeadLetterTo | None:
+    def _dead_letter_to(self, row: Record, specs: Specs) -> deadletters.DeadLetterTo | None:
         """Where this run's dead letter would go: none for a dead letter itself (no loops)."""
         text = row.dead_letter_target
         if row.dead_letter or text is None:
             return None
-        spec = specs.get(text)
-        if spec is None:
-            spec = specs[text] = json.loads(text)
+        spec = specs[text]
         if not spec:  # a JSON null
             return None
         local = spec["type"] in self.local_targets

@@ -115,7 +115,7 @@ class Firing:
         run_rows: list[dict[str, Any]] = []
         job_rows: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
-        specs: dict[str, dict[str, Any]] = {}  # a target's JSON text -> the spec
+        specs = Specs()
         targets: dict[str, dict[str, Any]] = {}  # a job's id -> its target spec
         skipped = 0
         for row in rows:
@@ -124,10 +124,7 @@ class Firing:
             state = JobState.of(row)
             change = jobstate.fire(timing.timing_of(row), state, now, self._misfire(row))
             if change.fire_times:
-                spec = specs.get(row.target)
-                if spec is None:
-                    spec = specs[row.target] = json.loads(row.target)
-                targets[row.id] = spec
+                spec = targets[row.id] = specs[row.target]
                 origin = self._origin(spec)
                 run_rows += [
                     self._run_row(row, spec, state, origin, t, now) for t in change.fire_times
@@ -202,6 +199,15 @@ class Firing:
         for kind, deliveries in by_type.items():
             self.local_targets[kind].write(conn, deliveries, now)
         return sum(len(d) for d in by_type.values())
+
+
+class Specs(dict[str, Any]):
+    """Target specs by their JSON text, each decoded once: a claim's runs mostly share a
+    few, and a target that parses its spec keeps what it parsed for all of them."""
+
+    def __missing__(self, text: str) -> Any:
+        spec = self[text] = json.loads(text)
+        return spec
 
 
 def due_claim(now: datetime, limit: int) -> Select[Any]:

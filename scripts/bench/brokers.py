@@ -36,6 +36,7 @@ from bench.common import (
     cpu_seconds,
     insert_due,
     job_row,
+    named_cpu_seconds,
     processes,
     retrying,
     server_cpu_seconds,
@@ -92,12 +93,7 @@ SERVERS = {"redis": "redis-server", "amqp": "beam.smp", "nats": "nats-server"}
 
 def broker_cpu_seconds(broker: str) -> float:
     """CPU seconds the broker's server processes have used (those alive now)."""
-    total = 0.0
-    for proc in psutil.process_iter(["name", "cpu_times"]):
-        times = proc.info["cpu_times"]
-        if proc.info["name"] == SERVERS[broker] and times is not None:
-            total += times.user + times.system
-    return total
+    return named_cpu_seconds(SERVERS[broker])
 
 
 def _cpu_rows(ctx: Context, kind: str, label: str, count: int, spent: dict[str, float]) -> None:

@@ -130,10 +130,15 @@ def waiting_for_core_seconds(pid: int) -> float:
 
 def server_cpu_seconds() -> float:
     """CPU seconds the PostgreSQL server's processes have used (those alive now)."""
+    return named_cpu_seconds("postgres")
+
+
+def named_cpu_seconds(name: str) -> float:
+    """CPU seconds the processes of this name have used (those alive now)."""
     total = 0.0
     for proc in psutil.process_iter(["name", "cpu_times"]):
         times = proc.info["cpu_times"]
-        if proc.info["name"] == "postgres" and times is not None:
+        if proc.info["name"] == name and times is not None:
             total += times.user + times.system
     return total
 
