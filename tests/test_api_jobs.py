@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from app.clock import ManualClock
+from tests.support.engine_events import listening
 
 ORIGINAL_CREATE = {"payload": "cool stuff", "minute": 27789898, "recurring": "none"}
 ORIGINAL_UPDATE = {"payload": "drink more water", "minute": 27789493, "recurring": "none"}
@@ -42,6 +44,24 @@ def test_original_five_calls_verbatim(client: FlaskClient) -> None:
     missing = client.get(f"/schedules/{job_id}")
     assert missing.status_code == 404
     assert missing.mimetype == "application/problem+json"
+
+
+def test_a_create_is_one_transaction_on_one_connection(
+    app: Flask, client: FlaskClient, db_kind: str
+) -> None:
+    """While no API key exists, every request first asks whether one does. On PostgreSQL the
+    create then writes on in that transaction: a second one, on a second connection, cost a
+    commit, a checkout and its ping more. SQLite cannot upgrade a read transaction, so there
+    the write begins anew."""
+    create(client)
+    seen: list[str] = []
+    with (
+        listening(app, "checkout", lambda *_: seen.append("checkout")),
+        listening(app, "commit", lambda *_: seen.append("commit")),
+    ):
+        create(client)
+    each = 1 if db_kind == "postgresql" else 2
+    assert (seen.count("checkout"), seen.count("commit")) == (each, each), seen
 
 
 def test_create_answers_with_schedule_details(client: FlaskClient) -> None:
