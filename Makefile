@@ -44,7 +44,7 @@ check-alerts: promtool
 test-sqlite: venv services
 	$(BIN)/pytest -q -n 2 --db=sqlite
 
-test-postgresql: venv services
+test-postgresql: venv services  # the tests that reach a database (tests/conftest.py)
 	$(BIN)/pytest -q -n 2 --db=postgresql -m "not browser"
 
 ## services: start PostgreSQL, Redis, RabbitMQ and NATS (JetStream) when they are not answering
