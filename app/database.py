@@ -139,7 +139,7 @@ def begin_write() -> None:
     """
     session = db.session()
     if session.in_transaction():
-        if session.get_bind().dialect.name != "sqlite":
+        if is_postgresql(db.engine):
             return
         session.commit()
     session.connection(execution_options={IMMEDIATE: True})

@@ -183,7 +183,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     same answer on either, and the SQLite pass has run them."""
     if config.getoption("--db") != "postgresql":
         return
-    kept = [item for item in items if "db_kind" in getattr(item, "fixturenames", ())]
-    if len(kept) < len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+    kept: list[pytest.Item] = []
+    left_out: list[pytest.Item] = []
+    for item in items:
+        (kept if "db_kind" in getattr(item, "fixturenames", ()) else left_out).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
         items[:] = kept
