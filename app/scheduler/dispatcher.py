@@ -123,8 +123,10 @@ class Dispatcher:
         return self.delivering.renew_leases()
 
     def settle(self, timeout: float | None = 120.0) -> None:
-        """Wait until the runs handed to the lanes are delivered and recorded."""
-        self.lanes.wait_idle(timeout)
+        """Wait until the runs handed to the lanes are delivered and recorded; a run still
+        held after `timeout` s is an error (a step by hand must not pass by waiting it out)."""
+        if not self.lanes.wait_idle(timeout):
+            raise TimeoutError(f"{self.lanes.held_count()} run(s) still held after {timeout} s")
         self.recorder.flush()
 
     def seconds_until_due(self) -> float | None:
