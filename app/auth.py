@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.database import begin_write, db
+from app.ids import new_id
 from app.models import ApiKey
 from app.problems import Problem
 from app.schemas import checked_labels
@@ -52,7 +53,7 @@ def create_key(
         raise ValueError(f"a key named {name!r} exists already (keys list shows them)")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
-        id=uuid.uuid4(),
+        id=new_id(),
         name=name,
         prefix=secret[:10],
         key_hash=hash_key(secret),

@@ -15,6 +15,7 @@ from app import audit, jobstate, scope, timing
 from app.cursors import decode_cursor, decode_sort_cursor, encode_cursor, encode_sort_cursor
 from app.database import begin_write, db, is_postgresql
 from app.errors import Conflict, Invalid, NotFound, TooLarge
+from app.ids import new_id
 from app.instants import format_instant
 from app.jobinput import JobValues
 from app.jobstate import JobState
@@ -187,7 +188,7 @@ def create_jobs(
     idempotency key keeps)."""
     jobs = []
     for values in items:
-        job = Job(id=uuid.uuid4(), created_at=now, target=None)
+        job = Job(id=new_id(), created_at=now, target=None)
         _set_state(job, JobState(status=jobstate.ACTIVE))
         _apply(job, values, now)
         jobs.append(job)
@@ -371,7 +372,7 @@ def _resume(job: Job, now: datetime, detail: str | None = None) -> bool:
 def pending_run(job: Job, scheduled_for: datetime, now: datetime, first_attempt: datetime) -> Run:
     """A run made outside the dispatcher (run now, backfill), due now, first tried then."""
     return Run(
-        id=uuid.uuid4(),
+        id=new_id(),
         job_id=job.id,
         scheduled_for=scheduled_for,
         due_at=now,

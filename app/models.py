@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.expression import Exists
 
 from app.database import UTCDateTime, db
+from app.ids import new_id
 
 JOB_STATUSES = ("active", "paused", "completed")
 RUN_STATUSES = ("pending", "delivering", "retrying", "delivered", "dead")
@@ -41,7 +42,7 @@ MISFIRE_POLICIES = ("coalesce", "skip", "all")
 class Job(db.Model):  # type: ignore[name-defined]
     __tablename__ = "jobs"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     name: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[str] = mapped_column(Text)
     recurring: Mapped[str] = mapped_column(String(16))
@@ -126,7 +127,7 @@ class JobLabel(db.Model):  # type: ignore[name-defined]
 class Run(db.Model):  # type: ignore[name-defined]
     __tablename__ = "runs"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     job_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"))
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
     fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -185,7 +186,7 @@ class QueueMessage(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "queue_messages"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     queue: Mapped[str] = mapped_column(String(80))
     payload: Mapped[str] = mapped_column(Text)
     job_id: Mapped[uuid.UUID] = mapped_column(Uuid)
@@ -209,7 +210,7 @@ class ApiKey(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "api_keys"
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))  # shown in lists to tell keys apart
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)

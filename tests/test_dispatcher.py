@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -399,3 +400,19 @@ def test_an_idle_scheduler_opens_no_write_transaction(
             end_pauses(app)
     assert len(begun) >= 2
     assert client.get(f"/schedules/{paused}").get_json()["status"] == "active"
+
+
+def test_jobs_runs_and_their_messages_get_time_ordered_ids(
+    client: FlaskClient, clock: ManualClock, dispatcher: Dispatcher, app: Flask
+) -> None:
+    """Version 7 ids: a burst's runs (and their queue messages, which share the run's id)
+    go into the last pages of their primary keys' indexes, not one random page each."""
+    made = [create(client, payload=f"job {i}") for i in range(3)]
+    clock.advance(10)
+    assert dispatcher.step() == 3
+    with app.app_context():
+        run_ids = list(db.session.scalars(select(Run.id)))
+        message_ids = set(db.session.scalars(select(QueueMessage.id)))
+    assert {uuid.UUID(job["jobId"]).version for job in made} == {7}
+    assert {run_id.version for run_id in run_ids} == {7}
+    assert message_ids == set(run_ids)

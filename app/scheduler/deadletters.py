@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.ids import new_id
 from app.instants import format_instant
 from app.models import Run
 from app.targets import celery
@@ -90,7 +91,7 @@ def write(conn: Connection, found: Sequence[Dead], now: datetime) -> int:
 def _row(dead: Dead, now: datetime) -> dict[str, Any]:
     d = dead.delivery
     return {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "job_id": uuid.UUID(d.job_id),
         "scheduled_for": d.scheduled_for,
         "due_at": now,

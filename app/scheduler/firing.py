@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -25,6 +24,7 @@ from sqlalchemy import Connection, Engine, Select, Text, cast, select
 from app import audit, jobstate, payloads, timing
 from app.clock import Clock
 from app.database import Record, id_text, records, write_connection
+from app.ids import new_id
 from app.instants import format_instant
 from app.jobstate import JobState, MisfirePolicy
 from app.metrics import CounterWriter, by_target, lag_counts
@@ -163,7 +163,7 @@ class Firing:
     ) -> dict[str, Any]:  # fmt: skip
         local = target["type"] in self.local_targets
         return {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "job_id": job.id,
             "scheduled_for": scheduled_for,
             "due_at": jobstate.due_at(state, scheduled_for),

@@ -22,6 +22,7 @@ import psutil
 import requests
 from sqlalchemy import Engine, func, insert, select, text
 
+from app.ids import new_id
 from app.scheduler.bulk import SqliteBulk
 from bench.bareapp import rows as bare_rows
 from bench.common import (
@@ -273,7 +274,7 @@ class Loader:
         for i in range(start, stop_at):
             due, created = self.ahead + i * step, self.created_at(i)
             rows.append({
-                "id": uuid.uuid4(), "payload": f"scale {i}", "recurring": "none", "first_at": due,
+                "id": new_id(), "payload": f"scale {i}", "recurring": "none", "first_at": due,
                 "timezone": "UTC", "target": target, "target_type": "queue",
                 "misfire": "coalesce", "status": "active", "next_run_at": due, "run_count": 0,
                 "created_at": created, "updated_at": created,
@@ -288,7 +289,7 @@ def add_trickle(engine: Engine) -> None:
     first = now + timedelta(seconds=2)
     rows = [
         {
-            "id": uuid.uuid4(), "payload": f"trickle {i}", "recurring": "interval",
+            "id": new_id(), "payload": f"trickle {i}", "recurring": "interval",
             "interval": 1, "first_at": first, "timezone": "UTC", "target": QUEUE_TARGET,
             "target_type": "queue", "misfire": "coalesce", "status": "active",
             "next_run_at": first, "run_count": 0, "created_at": now, "updated_at": now,

@@ -22,6 +22,7 @@ import psycopg
 import requests
 from sqlalchemy import Engine, create_engine, func, insert, select, text
 
+from app.ids import new_id
 from app.models import Job, QueueMessage, Run
 from tests.support.processes import BIN, ROOT, Proc, free_port, process_env, wait_until
 
@@ -443,7 +444,7 @@ def job_row(
 ) -> dict[str, Any]:
     """A one-shot job as the API would store it, due at `due`."""
     return {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "payload": payload,
         "recurring": "none",
         "first_at": due,

@@ -47,6 +47,7 @@ import requests
 from sqlalchemy import Engine, func, select
 
 from app import jobstate, timing
+from app.ids import new_id
 from app.jobstate import JobState, MisfirePolicy
 from app.scheduler.firing import origin_of
 from app.scheduler.process import remote_targets
@@ -123,7 +124,7 @@ def pending_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     return [
         {
-            "id": uuid.uuid4(),
+            "id": new_id(),
             "job_id": row["id"],
             "scheduled_for": row["first_at"],
             "fired_at": row["first_at"],

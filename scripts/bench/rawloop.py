@@ -5,8 +5,8 @@ SQLAlchemy, no planning, no counters or audit): in one transaction per batch, cl
 1,000 due jobs, insert their runs and their built-in queue messages, and advance the jobs
 (one-shots: done). Values are written as the service writes them (SQLite: UUIDs as 32 hex
 digits, instants as naive UTC text; PostgreSQL: uuid and timestamptz), into the service's
-own schema and indexes. Several copies may run at once (FOR UPDATE SKIP LOCKED on
-PostgreSQL; SQLite's single writer takes turns).
+own schema and indexes, with its own (time-ordered) run ids. Several copies may run at
+once (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's single writer takes turns).
 
     python scripts/bench/rawloop.py DATABASE_URL T DEADLINE   (epoch seconds)
 
@@ -15,14 +15,30 @@ From T on, it loops until a claim finds nothing due, or the deadline passes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+
+def _service_ids() -> Callable[[], uuid.UUID]:
+    """The service's own run ids (time-ordered), loaded from app/ids.py alone: importing
+    the app package would load Flask and SQLAlchemy, too slow for a loop started just
+    before T."""
+    spec = importlib.util.spec_from_file_location("ids", Path(__file__).parents[2] / "app/ids.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.new_id  # type: ignore[no-any-return]
+
+
+new_id = _service_ids()
 BATCH = 1000
 IDLE = 0.005  # s between looks while nothing is due yet
 
@@ -133,7 +149,7 @@ def _loop(db: _Sqlite, due: float, until: float) -> int:
         at = db.instant(now)
         runs, messages, jobs = [], [], []
         for job_id, payload, target, scheduled in rows:
-            run_id = db.key(uuid.uuid4())
+            run_id = db.key(new_id())
             queue = json.loads(db.text(target)).get("name", "default")
             runs.append((run_id, job_id, scheduled, scheduled, at, at))
             messages.append((run_id, queue, payload, job_id, run_id, scheduled, at, at))

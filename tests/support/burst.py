@@ -5,12 +5,12 @@ The API would take longer than the burst itself; these rows are what it would wr
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
+from app.ids import new_id
 from app.jobstate import window_offset
 from app.models import Job
 
@@ -33,7 +33,7 @@ def one_shot_rows(
     rows = []
     for i in range(count):
         at = due + timedelta(seconds=spread * i / count) if spread else due
-        job_id = uuid.uuid4()
+        job_id = new_id()
         rows.append(
             {
                 "id": job_id,
