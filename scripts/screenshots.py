@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, insert, update
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.ids import new_id  # noqa: E402
 from app.models import Job, Run  # noqa: E402
 from tests.support.browser import ZONE, launch_chromium  # noqa: E402
 from tests.support.processes import (  # noqa: E402
@@ -301,7 +302,7 @@ def history_row(
     lag = rng.uniform(2, 18) + (40 if 30 <= minute <= 34 else 0)
     fired = nominal + timedelta(milliseconds=lag)
     return {
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "job_id": job_id,
         "scheduled_for": nominal,
         "due_at": nominal,

@@ -4,7 +4,8 @@
 validation, no timing rules, no audit, no labels) and answers 201 with a job id, under the
 same gunicorn settings as the service (scripts/bench/common.py starts both). The database
 connection is set up as the service sets it up (on SQLite: WAL, the busy timeout, BEGIN
-IMMEDIATE for a write), so the difference is what a create costs in our code.
+IMMEDIATE for a write) and its ids are made as the service makes them, so the difference
+is what a create costs in our code.
 
     DATABASE_URL=... gunicorn --pythonpath scripts 'bench.bareapp:make_app()'
 """
@@ -12,13 +13,13 @@ IMMEDIATE for a write), so the difference is what a create costs in our code.
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import UTC, datetime
 
 from flask import Flask, request
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, create_engine, insert
 
 from app.database import IMMEDIATE, configure_engine, engine_options
+from app.ids import new_id
 
 rows = Table(
     "bare_creates",
@@ -38,7 +39,7 @@ def make_app() -> Flask:
 
     @app.post("/schedules")
     def create() -> tuple[dict[str, str], int]:
-        job_id = str(uuid.uuid4())
+        job_id = str(new_id())  # the service's own ids
         body, now = request.get_data(as_text=True), datetime.now(UTC)
         row = {"id": job_id, "body": body, "created_at": now}
         with engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
