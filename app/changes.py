@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
-from app.database import db
+from app.database import db, earliest
 from app.metrics import PASSES
 from app.models import AuditEntry, Counter, Job, QueueMessage
 
@@ -51,8 +51,8 @@ def marker() -> Marker:
             select(func.coalesce(func.sum(Counter.value), 0))
             .where(Counter.name.not_like("lag_%"), Counter.name != PASSES)
             .scalar_subquery(),
-            select(func.min(Job.next_run_at)).scalar_subquery(),
-            select(func.min(QueueMessage.created_at)).scalar_subquery(),
+            earliest(Job.next_run_at).scalar_subquery(),
+            earliest(QueueMessage.created_at).scalar_subquery(),
         )
     ).one()
     last_audit, counted, soonest, oldest = row

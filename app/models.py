@@ -97,7 +97,15 @@ class Job(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        Index("ix_jobs_next_run_at", "next_run_at"),
+        # Partial, as the one below: a job without a next run (done, paused) is in no
+        # query of this index, which all name a time or ask IS NOT NULL; so a one-shot's
+        # fire removes its entry and writes none.
+        Index(
+            "ix_jobs_next_run_at",
+            "next_run_at",
+            postgresql_where=text("next_run_at IS NOT NULL"),
+            sqlite_where=text("next_run_at IS NOT NULL"),
+        ),
         Index("ix_jobs_created_at_id", "created_at", "id"),
         Index("ix_jobs_status_created_at", "status", "created_at"),
         # Partial: only paused jobs with an end are in it, so a fire never writes to it.
@@ -199,7 +207,13 @@ class QueueMessage(db.Model):  # type: ignore[name-defined]
 
     __table_args__ = (
         Index("ix_queue_messages_queue_visible_at", "queue", "visible_at"),
-        Index("ix_queue_messages_receipt", "receipt"),
+        # Partial: a message gets a receipt when received, so a fire writes no entry here.
+        Index(
+            "ix_queue_messages_receipt",
+            "receipt",
+            postgresql_where=text("receipt IS NOT NULL"),
+            sqlite_where=text("receipt IS NOT NULL"),
+        ),
         Index("ix_queue_messages_created_at", "created_at"),  # retention
     )
 

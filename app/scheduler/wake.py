@@ -20,7 +20,9 @@ from select import select as select_readable
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
+
+from app.database import earliest
 
 log = logging.getLogger(__name__)
 CHANNEL = "scheduler_due"
@@ -32,7 +34,7 @@ def seconds_until_soonest(
 ) -> float | None:
     """Seconds until the earliest instant in `column` (0 if past), of the rows `where` picks;
     None when there is none."""
-    query = select(func.min(column))
+    query = earliest(column)
     with engine.connect() as conn:
         soonest = conn.scalar(query if where is None else query.where(where))
     return None if soonest is None else max(0.0, (soonest - now).total_seconds())
