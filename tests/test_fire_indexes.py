@@ -72,10 +72,12 @@ def test_every_query_of_those_indexes_uses_them(
         with app.app_context():
             changes.marker()  # the UI's "anything changed?" (the soonest next run again)
             queue.ack("default", ["0" * 48])
+            queue.extend("default", ["0" * 48], 30, clock.now())
     uses = {
         "ix_jobs_next_run_at": [s for s in seen if "FROM jobs" in s[0] and "min(" in s[0]],
         "ix_queue_messages_receipt": [s for s in seen if "queue_messages.receipt IN" in s[0]],
     }
+    assert len(uses["ix_queue_messages_receipt"]) == 2  # the ack and the extend
     uses["ix_jobs_next_run_at"] += [s for s in seen if "FOR UPDATE" in s[0] or "LIMIT" in s[0]]
     for index, statements in uses.items():
         assert statements, f"no statement of {index} was seen"
