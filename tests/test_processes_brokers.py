@@ -300,8 +300,8 @@ def test_kill_9_mid_burst_repeats_only_runs_in_flight_with_their_run_id(
         # The kill landed mid-burst: runs were left to deliver, and some were in flight.
         assert sent_before < jobs and delivered_before < jobs, "make the burst larger"
         assert in_flight > 0, "nothing was in flight at the kill"
-        # Time moves on past the dead process's leases (at least each call's timeout, 6-21
-        # s), as waiting them out would: the runs they held are due again.
+        # Time moves on past the dead process's leases (each call's timeout plus the 1-s
+        # margin: 11-21 s), as waiting them out would: the runs they held are due again.
         expire_leases(engine)
 
         with running(start_scheduler(env, tmp_path / "second.log")) as second:
