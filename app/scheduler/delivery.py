@@ -36,6 +36,7 @@ from sqlalchemy import (
     cast,
     or_,
     select,
+    true,
     tuple_,
     update,
 )
@@ -180,8 +181,9 @@ class Delivering:
         return self.lanes.held_for(origin) <= share // 2
 
     def _claimable(self, now: datetime | None = None) -> ColumnElement[bool]:
-        """Runs due for an attempt (by `now`, or at any time), not of a full origin."""
-        due = runs.c.next_attempt_at <= now if now else runs.c.next_attempt_at.is_not(None)
+        """Runs due for an attempt by `now` (or at any time: the soonest-instant read asks
+        for a time, IS NOT NULL, itself), not of a full origin."""
+        due = runs.c.next_attempt_at <= now if now else true()
         with self._lock:
             for origin, share in list(self._full.items()):
                 if self._drained(origin, share):
