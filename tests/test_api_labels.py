@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
 from app import scope
-from app.database import db
+from tests.support.plans import captured, plan_steps
 from tests.test_api_jobs import create
 
 
@@ -79,24 +78,14 @@ def test_a_list_by_a_label_few_jobs_carry_starts_from_its_rows_on_sqlite(
     list order probing its labels, which for a rare label is the whole table."""
     if db_kind != "sqlite":
         pytest.skip("PostgreSQL's planner picks the join by its own statistics")
-    seen: list[tuple[str, Any]] = []
 
-    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "job_labels" in statement and "ORDER BY jobs.created_at" in statement:
-            seen.append((statement, parameters))
+    def wanted(statement: str) -> bool:
+        return "job_labels" in statement and "ORDER BY jobs.created_at" in statement
 
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", note)
-    try:
+    with captured(app, wanted) as seen:
         assert len(client.get("/schedules?label=team:billing").get_json()) == 2
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
     [(statement, parameters)] = seen
-    with engine.connect() as conn:
-        plan = [
-            row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-        ]
+    plan = plan_steps(app, statement, parameters)
     assert not any(step.startswith("SCAN jobs") for step in plan), plan
     assert any("ix_job_labels_key_value_job_id" in step for step in plan), plan
 

@@ -8,7 +8,6 @@ ask IS NOT NULL: the plans of the service's own statements show they do."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -18,7 +17,7 @@ from app import changes, queue
 from app.clock import ManualClock
 from app.database import db
 from app.scheduler.dispatcher import Dispatcher
-from tests.support.engine_events import listening
+from tests.support.plans import captured, plan_steps
 
 PARTIAL = {"ix_jobs_next_run_at": "next_run_at", "ix_queue_messages_receipt": "receipt"}
 
@@ -40,18 +39,6 @@ def test_the_indexes_a_fire_empties_hold_only_values(app: Flask, db_kind: str) -
         assert where == f"{column} is not null", definitions[name]
 
 
-def plan(app: Flask, db_kind: str, statement: str, parameters: Any) -> str:
-    """The plan, with sequential scans ruled out on PostgreSQL (its tables here are tiny):
-    one remains only where no index can serve the statement."""
-    with app.app_context(), db.engine.connect() as conn:
-        if db_kind == "sqlite":
-            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            return "\n".join(row[3] for row in rows)
-        conn.exec_driver_sql("SET enable_seqscan = off")
-        rows = conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
-        return "\n".join(row[0] for row in rows)
-
-
 def test_every_query_of_those_indexes_uses_them(
     app: Flask, client: FlaskClient, clock: ManualClock, db_kind: str,
     make_dispatcher: Callable[..., Dispatcher],
@@ -59,13 +46,11 @@ def test_every_query_of_those_indexes_uses_them(
     job = {"payload": "x", "at": "2030-01-01T00:00:05Z"}
     assert client.post("/schedules", json=job).status_code == 201
     dispatcher = make_dispatcher()
-    seen: list[tuple[str, Any]] = []
 
-    def note(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if any(column in statement for column in PARTIAL.values()):
-            seen.append((statement, parameters))
+    def wanted(statement: str) -> bool:
+        return any(column in statement for column in PARTIAL.values())
 
-    with listening(app, "before_cursor_execute", note):
+    with captured(app, wanted) as seen:
         dispatcher.seconds_until_due()  # the firing loop's look: the soonest next run
         clock.advance(5)
         assert dispatcher.fire_due() == 1  # the due claim
@@ -82,7 +67,7 @@ def test_every_query_of_those_indexes_uses_them(
     for index, statements in uses.items():
         assert statements, f"no statement of {index} was seen"
         for statement, parameters in statements:
-            shown = plan(app, db_kind, statement, parameters)
+            shown = "\n".join(plan_steps(app, statement, parameters))
             table = "jobs" if index.startswith("ix_jobs") else "queue_messages"
             assert index in shown, (statement, shown)
             assert f"Seq Scan on {table} " not in shown, (statement, shown)
