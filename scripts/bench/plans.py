@@ -6,8 +6,6 @@ due_claim and app.jobs's list_jobs run it), under EXPLAIN on the bench's databas
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +15,7 @@ from app import create_app
 from app.database import db
 from app.scheduler.firing import due_claim
 from bench.common import Database
-from tests.support.engine_events import listening
+from tests.support.plans import captured
 
 
 def query_plans(database: Database, deep_cursor: str, stored: int) -> str:
@@ -34,27 +32,19 @@ def query_plans(database: Database, deep_cursor: str, stored: int) -> str:
     sections = [f"### {database.kind}, {stored:,} jobs stored\n"]
     with app.app_context():
         engine = db.engine
-        with _captured(app) as statements, engine.connect() as conn:
+        with captured(app, _select) as statements, engine.connect() as conn:
             conn.execute(due_claim(datetime.now(UTC), 1000))  # as the firing loop sends it
             conn.rollback()
         sections += [_explained(engine, "firing: the due-claim", *s) for s in statements]
         for name, (cursor, filters) in lists.items():
-            with _captured(app) as statements:
+            with captured(app, _select) as statements:
                 store.list_jobs(100, cursor, filters, "created")
             sections += [_explained(engine, name, *s) for s in statements]
     return "\n".join(sections)
 
 
-@contextmanager
-def _captured(app: Any) -> Iterator[list[tuple[str, Any]]]:
-    statements: list[tuple[str, Any]] = []
-
-    def keep(_conn: Any, _cursor: Any, sql: str, params: Any, _context: Any, _many: bool) -> None:
-        if sql.lstrip().upper().startswith("SELECT"):
-            statements.append((sql, params))
-
-    with listening(app, "before_cursor_execute", keep):
-        yield statements
+def _select(sql: str) -> bool:
+    return sql.lstrip().upper().startswith("SELECT")
 
 
 def _explained(engine: Engine, name: str, sql: str, params: Any) -> str:
