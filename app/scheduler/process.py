@@ -18,10 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from types import FrameType
 from typing import Any
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask, g
 
 from app import audit, clock_of, jobs, logs
@@ -49,6 +48,7 @@ from app.targets.webhook import WebhookTarget
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 10.0  # seconds calls in flight may take to finish at shutdown
 HEARTBEAT_EVERY = 10.0  # seconds between writes of the passes counted (they are one write each)
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def remote_targets(
@@ -117,13 +117,19 @@ def make_waiter(app: Flask, dispatcher: Dispatcher) -> Waiter:
 
 def run_scheduler(app: Flask) -> None:
     """Run until SIGTERM or SIGINT; finish the calls in hand, then exit."""
+    # The stop signals are taken by the main thread, waiting for them, never by a handler:
+    # a handler runs inside whatever the main thread was doing, and stopping from there
+    # (APScheduler's shutdown, waking the loops) takes locks the interrupted code may hold
+    # (seen: SIGTERM during APScheduler's submission of a pass hung the process). Blocked
+    # before any thread starts, so every thread inherits the mask.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     interval = float(app.config["DISPATCH_INTERVAL"])
     quiet_collector()  # before the delivery process forks: it inherits the frozen heap
     dispatcher = build_dispatcher(
         app, background=True, delivery_process=bool(app.config["DELIVERY_PROCESS"])
     )
     waiter = make_waiter(app, dispatcher)
-    scheduler = BlockingScheduler(timezone="UTC")
+    scheduler = BackgroundScheduler(timezone="UTC")
     now = clock_of(app).now()
     periodic = PeriodicWork(app, dispatcher.stopping)
 
@@ -161,18 +167,14 @@ def run_scheduler(app: Flask) -> None:
     every(60, "prune", lambda: prune_history(app), passes=False)
     every(interval, "end-pauses", lambda: end_pauses(app), passes=False)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stopping", extra={"action": "stop", "signal": signum})
-        # Should stopping ever take far longer than it may, the log shows where it waits.
-        faulthandler.dump_traceback_later(3 * SHUTDOWN_GRACE, exit=False)
-        dispatcher.stop()
-        if scheduler.running:  # a second signal while finishing changes nothing
-            scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     log.info("scheduler started", extra={"action": "start", "interval": interval})
     scheduler.start()
+    signum = signal.sigwait(STOP_SIGNALS)  # a second one, while finishing, stays pending
+    log.info("stopping", extra={"action": "stop", "signal": int(signum)})
+    # Should stopping ever take far longer than it may, the log shows where it waits.
+    faulthandler.dump_traceback_later(3 * SHUTDOWN_GRACE, exit=False)
+    dispatcher.stop()
+    scheduler.shutdown(wait=False)
     # shutdown(wait=False) leaves the work in hand running: let it end (a pass notices the
     # stop within one step) before the lanes close under a claim that is handing runs over.
     periodic.wait_ended(SHUTDOWN_GRACE)
