@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from flask import Config, Flask, redirect, request
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.wrappers import Request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as config_module
@@ -79,3 +80,10 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        # Without a session cookie there is nothing to verify: no signer is built (most API
+        # requests carry none, and building one costs more than the rest of this).
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)

@@ -8,6 +8,7 @@ message). Once a key exists (or REQUIRE_API_KEYS is set) every API call needs
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import secrets
@@ -61,13 +62,23 @@ def create_key(
         labels=labels or None,
         created_at=now,
     )
+    first = db.session.execute(ANY_ACTIVE_KEY).first() is None
     db.session.add(key)
     try:
         db.session.commit()
     except IntegrityError:  # the same name, created at the same moment elsewhere
         db.session.rollback()
         raise ValueError(f"a key named {name!r} exists already (keys list shows them)") from None
+    if first:
+        _wait_out_absent_answers()
     return key, secret
+
+
+def _wait_out_absent_answers() -> None:
+    """The first key guards the service by the time its maker has it: every process's
+    reused "no key exists" answer (this one's is dropped) has run out by then."""
+    current_app.extensions.get("auth_cache", {}).pop("no_at", None)
+    time.sleep(current_app.config["KEYS_ABSENT_TTL"])
 
 
 def list_keys() -> list[ApiKey]:
@@ -114,15 +125,21 @@ def active_key(key_id: str) -> ApiKey | None:
 
 
 def active_keys_exist() -> bool:
-    """Whether any key is active. A yes is reused for KEYS_EXIST_TTL; a no is asked again on
-    every request, so the first key made (by any process) guards the service at once, and
-    revoking the last one opens it again only after the TTL, the safe way round."""
+    """Whether any key is active. A yes is reused for KEYS_EXIST_TTL, so revoking the last
+    key opens the service again only after it, the safe way round. A no is reused for
+    KEYS_ABSENT_TTL (without it, every request of the open loopback mode would ask the
+    database), and making the first key waits that long before it hands the key over: the
+    key guards the service, in every process, by the time anyone holds it."""
     cache = current_app.extensions.setdefault("auth_cache", {"yes_at": -1e9})
-    if time.monotonic() - cache["yes_at"] <= KEYS_EXIST_TTL:
+    now = time.monotonic()
+    if now - cache["yes_at"] <= KEYS_EXIST_TTL:
         return True
-    if db.session.connection().execute(ANY_ACTIVE_KEY).first() is None:
+    if now - cache.get("no_at", -1e9) < current_app.config["KEYS_ABSENT_TTL"]:
         return False
-    cache["yes_at"] = time.monotonic()
+    if db.session.connection().execute(ANY_ACTIVE_KEY).first() is None:
+        cache["no_at"] = now
+        return False
+    cache["yes_at"] = now
     return True
 
 
@@ -205,13 +222,21 @@ def refuse_unguarded_remote() -> None:
 
 def is_local_request() -> bool:
     """From this machine: a loopback peer, and (without TRUST_PROXY, under which ProxyFix
-    already put the client's address in remote_addr) not relayed for someone else."""
-    if not is_loopback(request.remote_addr or ""):  # none: a unix socket, not TCP
+    already put the client's address in remote_addr) not relayed for someone else.
+    Asked by several before_request hooks: answered once per request."""
+    if "local_request" not in g:
+        g.local_request = _is_local(request.remote_addr or "")  # none: a unix socket
+    return bool(g.local_request)
+
+
+def _is_local(address: str) -> bool:
+    if not is_loopback(address):
         return False
     trusted = bool(current_app.config.get("TRUST_PROXY"))
     return trusted or not any(name in request.headers for name in FORWARDING_HEADERS)
 
 
+@functools.lru_cache(maxsize=4096)  # a peer's address is parsed once, not on each request
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return True

@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     RATELIMIT_STORAGE_URI: Annotated[str, AfterValidator(_storage)] = "memory://"
     RATELIMIT_KEY_PREFIX: str = ""
     REQUIRE_API_KEYS: bool = False  # set when listening beyond loopback
+    # Seconds a "no key exists" answer is reused; the first `keys create` waits this long.
+    KEYS_ABSENT_TTL: Annotated[float, Field(ge=0, le=10)] = 1.0
     RUN_RETENTION_DAYS: Positive = 30.0  # finished runs older than this are pruned
     QUEUE_RETENTION_DAYS: Positive = 14.0  # built-in queue messages older than this
     AUDIT_RETENTION_DAYS: Positive = 365.0  # audit entries older than this

@@ -9,7 +9,9 @@
   clients together (whoever guesses at the admin password guesses at one account).
 
 Not limited: requests without a key from this machine while no key exists (the open
-loopback mode), static files, and the probes and OpenAPI document. Counters live in
+loopback mode; failed sign-ins still count), static files, and the probes and OpenAPI
+document. Those are told apart before Flask-Limiter looks up any limit (a request filter),
+which costs less than exempting them from each. Counters live in
 memory per web worker unless RATELIMIT_STORAGE_URI names a shared store
 (redis://127.0.0.1:6379): then every worker and every web process counts against the
 same limits.
@@ -21,6 +23,8 @@ from flask import Response, current_app, g, request, session
 from flask_limiter import Limiter, RouteLimit
 
 from app import auth
+
+SIGN_IN_ENDPOINT = "ui.login"  # the view under the sign-in limits (app/ui/login.py)
 
 
 def client_address() -> str:
@@ -42,9 +46,15 @@ def current_limit() -> str:
     return str(current_app.config["RATE_LIMIT" if known else "RATE_LIMIT_ANONYMOUS"])
 
 
-def exempt() -> bool:
-    if request.endpoint == "static" or request.endpoint in auth.OPEN_ENDPOINTS:
-        return True  # files and probes: cheap, and a probe must not need the database
+def unlimited() -> bool:
+    """Requests no limit applies to, told apart before any limit is looked up: files and
+    probes (cheap, and a probe must not need the database); in the open loopback mode,
+    all but sign-ins, which the sign-in limits count wherever they come from."""
+    endpoint = request.endpoint
+    if endpoint == "static" or endpoint in auth.OPEN_ENDPOINTS:
+        return True
+    if endpoint == SIGN_IN_ENDPOINT:
+        return False
     open_loopback = auth.bearer_token() is None and auth.is_local_request()
     return open_loopback and not auth.auth_required()
 
@@ -67,9 +77,5 @@ def sign_in_limit(scope: str) -> RouteLimit:
     )
 
 
-limiter = Limiter(
-    key_func=limit_key,
-    default_limits=[current_limit],
-    default_limits_exempt_when=exempt,
-    headers_enabled=True,
-)
+limiter = Limiter(key_func=limit_key, default_limits=[current_limit], headers_enabled=True)
+limiter.request_filter(unlimited)

@@ -126,6 +126,7 @@ def app_config(database_url: str, clock: ManualClock) -> dict[str, Any]:
         "DATABASE_URL": database_url,
         "CLOCK": clock,
         "WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
+        "KEYS_ABSENT_TTL": 0,  # keys made in-process do not wait (test_access shows the wait)
     }
 
 

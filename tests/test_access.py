@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,39 @@ def test_open_on_loopback_until_a_key_exists(client: FlaskClient, app: Flask) ->
     assert client.get("/schedules", headers=bearer(key)).status_code == 200
     assert client.get("/schedules", headers=bearer("sk_wrong")).status_code == 401
     assert client.get("/healthz").status_code == 200  # probes stay open
+
+
+def test_the_first_key_guards_every_process_by_the_time_it_is_shown(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Each web process reuses a "no key exists" answer for KEYS_ABSENT_TTL (the open
+    loopback mode would otherwise ask the database on every request); the first key's
+    maker waits that long, so no process still holds a "no" once the key is printed."""
+    serving, making = make_app(KEYS_ABSENT_TTL=0.5), make_app(KEYS_ABSENT_TTL=0.5)
+    client = serving.test_client()
+    asked: list[str] = []
+    with serving.app_context():
+        engine = db.engine
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM api_keys" in statement:
+            asked.append(statement)
+
+    event.listen(engine, "after_cursor_execute", count)
+    try:
+        assert client.post("/schedules", json=JOB).status_code == 201
+        assert client.post("/schedules", json=JOB).status_code == 201
+    finally:
+        event.remove(engine, "after_cursor_execute", count)
+    assert len(asked) == 1  # the second create reused the first one's answer
+    began = time.monotonic()
+    key = make_key(making, "first")
+    assert time.monotonic() - began >= 0.5
+    assert client.post("/schedules", json=JOB).status_code == 401
+    assert client.post("/schedules", json=JOB, headers=bearer(key)).status_code == 201
+    began = time.monotonic()
+    make_key(making, "second")  # not the first: nothing to wait out
+    assert time.monotonic() - began < 0.5
 
 
 def test_read_only_keys_only_read(client: FlaskClient, app: Flask) -> None:
@@ -75,7 +109,8 @@ def test_a_key_is_made_and_revoked_while_another_process_writes(app: Flask, db_k
     finally:
         event.remove(engine, "after_cursor_execute", another_process_writes)
         other.close()
-    assert key.startswith("sk_") and len(refused) == 2, refused
+    # The name's look-up, the is-it-the-first-key look-up, the revoke's look-up.
+    assert key.startswith("sk_") and len(refused) == 3, refused
 
 
 def test_revoked_keys_stop_working(client: FlaskClient, app: Flask) -> None:
