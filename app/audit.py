@@ -20,7 +20,9 @@ from app.models import AuditEntry
 
 ACTIONS = ("create", "update", "delete", "pause", "resume", "run", "retry", "complete", "skip")
 DISPATCHER = "dispatcher"  # the actor of the changes the scheduler process makes
-INSERT_ENTRIES = insert(AuditEntry.__table__)  # built once: writing an entry is most of a create
+# Built once (writing an entry is most of a create), and inline: the new ids are not read
+# back (no RETURNING).
+INSERT_ENTRIES = insert(AuditEntry.__table__).inline()
 
 
 def current_actor() -> str:

@@ -30,6 +30,7 @@ _SECRETS = re.compile(
     rf"(?:{re.escape(SECRET_PREFIX)}|{re.escape(KEY_PREFIX)})[A-Za-z0-9+/=_-]{{8,}}"
 )
 REDACTED = "[redacted]"
+_QUOTED = re.compile(r'[\s"=]')  # a text value with one of these is written in quotes
 log = logging.getLogger("app.requests")
 
 
@@ -67,7 +68,7 @@ class TextFormatter(logging.Formatter):
 
 def _text_value(value: Any) -> str:
     text = str(value)
-    if not text or any(c.isspace() or c in '"=' for c in text):
+    if not text or _QUOTED.search(text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
 
