@@ -3,7 +3,8 @@
 SQLite runs in WAL mode with a busy timeout so the web and scheduler processes can share
 the file. pysqlite's own transaction handling is switched off and we emit BEGIN ourselves:
 a transaction that will write starts with BEGIN IMMEDIATE (it waits for the write lock up
-front instead of failing to upgrade a read lock half-way through).
+front instead of failing to upgrade a read lock half-way through), after its turn on the
+writers' lock file (app/writers.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+from app import writers
 
 IMMEDIATE = "sqlite_immediate"
 Record: TypeAlias = Any  # a named tuple of a query's columns, as records() returns them
@@ -133,8 +136,15 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if conn.get_execution_options().get(IMMEDIATE, False):
+            writers.acquire(conn.connection.info)
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    path = engine.url.database
+    if path and path != ":memory:" and not path.startswith("file:"):
+        writers.take_turns(engine, path)
 
 
 def begin_write() -> None:
