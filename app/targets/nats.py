@@ -18,6 +18,7 @@ from typing import Any
 import nats
 from nats import errors as nats_errors
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js import errors as js_errors
 
 from app.targets.base import Delivery, Outcome
@@ -54,6 +55,8 @@ class NatsTarget(BrokerTarget):
         super().__init__(connections)
         self._clients: dict[str, Client] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # One JetStream context a client: its acks come back on one subscription of its own.
+        self._jetstreams: dict[str, tuple[Client, JetStreamContext]] = {}
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
         try:
@@ -63,20 +66,22 @@ class NatsTarget(BrokerTarget):
             return failures(deliveries, str(exc), permanent=True)
         except _Unreachable as exc:
             return failures(deliveries, str(exc), unreachable=True)
-        js = client.jetstream(timeout=ACK_TIMEOUT)
         started = time.monotonic()
-        answers = await asyncio.gather(
-            *(js.publish(d.target["subject"], d.payload.encode(), headers=_headers(d))
-              for d in deliveries),
-            return_exceptions=True,
-        )  # fmt: skip
+        answers = await _publish(self._jetstream(url, client), deliveries)
         elapsed_ms = (time.monotonic() - started) * 1000
         outcomes = [self._outcome(url, d, a) for d, a in zip(deliveries, answers, strict=True)]
         for outcome in outcomes:
             outcome.response_ms = elapsed_ms
         return outcomes
 
+    def _jetstream(self, url: str, client: Client) -> JetStreamContext:
+        made = self._jetstreams.get(url)
+        if made is None or made[0] is not client:  # none yet, or the client is a new one
+            made = self._jetstreams[url] = (client, client.jetstream(timeout=ACK_TIMEOUT))
+        return made[1]
+
     async def aclose(self) -> None:
+        self._jetstreams.clear()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             try:
@@ -120,6 +125,36 @@ class NatsTarget(BrokerTarget):
             self._clients.pop(url, None)
             return failure(d, down_text(SERVER, answer), unreachable=True)
         return failure(d, f"NATS publish failed ({type(answer).__name__})")
+
+
+async def _publish(js: JetStreamContext, deliveries: Sequence[Delivery]) -> list[Any]:
+    """Each run's PubAck, or what went wrong. The publishes go out back to back and their
+    acks come back on the context's one subscription (publish_async): no request, timer
+    or task per message, which cost about a quarter more CPU a message (a bare loop of
+    20,000: 66 against 48 µs). An ack not back within ACK_TIMEOUT counts as a timeout."""
+    sent: list[Any] = []  # a future per publish, or the error that stopped it
+    for d in deliveries:
+        try:
+            headers = _headers(d)
+            sent.append(
+                await js.publish_async(d.target["subject"], d.payload.encode(), headers=headers)
+            )
+        except Exception as exc:  # the connection is gone: this publish and the rest fail
+            sent.append(exc)
+    waiting = [f for f in sent if isinstance(f, asyncio.Future)]
+    if waiting:
+        _, late = await asyncio.wait(waiting, timeout=ACK_TIMEOUT)
+        for future in late:
+            future.cancel()
+    return [_answer(f) for f in sent]
+
+
+def _answer(sent: Any) -> Any:
+    if not isinstance(sent, asyncio.Future):
+        return sent
+    if sent.cancelled():
+        return TimeoutError()
+    return sent.exception() or sent.result()
 
 
 def _headers(d: Delivery) -> dict[str, str]:

@@ -151,10 +151,10 @@ async def _bare_loop(broker: str, count: int, name: str) -> float:
             def headers() -> dict[str, str]:
                 return {"Nats-Msg-Id": str(uuid.uuid4()), **_fields()}
 
-            subject = f"{name}.fired"
-            await asyncio.gather(
-                *(js.publish(subject, f"m{i}".encode(), headers=headers()) for i in batch)
-            )
+            subject = f"{name}.fired"  # acks on one subscription, as the target has them
+            acks = [await js.publish_async(subject, f"m{i}".encode(), headers=headers())
+                    for i in batch]  # fmt: skip
+            await asyncio.gather(*acks)
 
         rate = await _loop(count, NATS_BATCH, send_nats)
         await js.delete_stream(name)
